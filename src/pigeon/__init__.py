@@ -1,0 +1,3 @@
+"""Pigeon: event-driven notification service."""
+
+__version__ = "0.1.0"

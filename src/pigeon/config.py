@@ -1,0 +1,90 @@
+"""Settings: the one place that reads ``PIGEON_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pigeon.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Everything Pigeon can be configured with; see the README's table."""
+
+    model_config = SettingsConfigDict(env_prefix="PIGEON_", extra="ignore")
+
+    data_dir: Path = Path("pigeon-data")
+    #: ``sqlite:///path/to/file.db``; empty means ``<data_dir>/pigeon.db``
+    database_url: str = ""
+    #: ``sqlite:///path/to/file.db``; empty means the same file as the database
+    bus_url: str = ""
+    bus_partitions: int = Field(default=8, ge=1, le=256)
+    #: seconds a worker keeps a partition without renewing it (kill -9 recovery time)
+    bus_lease_seconds: float = Field(default=5.0, gt=0)
+    #: how often an idle consumer looks for events written by other processes
+    bus_poll_interval_ms: float = Field(default=5.0, gt=0)
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    #: the URL the provider calls back on; empty means http://api_host:api_port
+    public_url: str = ""
+    max_request_bytes: int = Field(default=64 * 1024, gt=0)
+
+    sms_provider_url: str = "http://127.0.0.1:8025"
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = "sandbox-auth-token"
+    sms_from: str = "+15005550006"
+    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    sms_max_attempts: int = Field(default=10, ge=1)
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    sender_concurrency: int = Field(default=64, ge=1)
+
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = Field(default=8025, ge=0, le=65535)
+
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("database_url", "bus_url")
+    @classmethod
+    def _sqlite_only_for_now(cls, value: str) -> str:
+        if value and not value.startswith("sqlite:///"):
+            raise ValueError(f"{value!r}: only sqlite:///path URLs are supported")
+        return value
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file that holds the store."""
+        if self.database_url:
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return self.data_dir / "pigeon.db"
+
+    @property
+    def bus_path(self) -> Path:
+        """The SQLite file that holds the event log (the store's by default)."""
+        if self.bus_url:
+            return Path(self.bus_url.removeprefix("sqlite:///"))
+        return self.database_path
+
+    @property
+    def callback_base_url(self) -> str:
+        """Base URL the provider's status callbacks are sent to."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning mistakes into one clear line."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        name = "PIGEON_" + str(first["loc"][0]).upper() if first["loc"] else "PIGEON_*"
+        raise ConfigurationError(name, first["msg"]) from exc

@@ -1,0 +1,235 @@
+"""Domain events (past tense, frozen) and their JSON envelope.
+
+On the wire every event is one JSON object, the same on every bus backend::
+
+    {"id": "evt_…", "type": "SmsRequested", "version": 1,
+     "occurred_at": "2026-11-26T16:43:21.123456Z",
+     "account_id": "acc_…", "notification_id": "ntf_…", "data": {…}}
+
+``data`` holds the fields of the event class beyond the envelope's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import orjson
+
+from pigeon.domain.ids import new_event_id
+from pigeon.domain.status import NotificationStatus
+from pigeon.errors import MalformedEvent
+
+TOPIC_SMS_REQUESTED = "sms.requested"
+TOPIC_STATUS = "notification.status"
+TOPIC_SMS_DEAD = "sms.dead"
+TOPIC_STATUS_DEAD = "notification.status.dead"
+
+_ENVELOPE_FIELDS = ("event_id", "account_id", "notification_id", "occurred_at")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix and microseconds."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> datetime:
+    """Inverse of :func:`format_time` (accepts any ISO 8601 with an offset)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Fields every event carries; subclasses add their ``data``."""
+
+    type_name: ClassVar[str] = "Event"
+    version: ClassVar[int] = 1
+    #: the status this event moves a notification to, if any
+    status: ClassVar[NotificationStatus | None] = None
+
+    account_id: str
+    notification_id: str
+    event_id: str = field(default_factory=new_event_id)
+    occurred_at: datetime = field(default_factory=utcnow)
+
+    def data(self) -> dict[str, Any]:
+        """The event-specific fields, as they go into the envelope's ``data``."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in _ENVELOPE_FIELDS
+        }
+
+    def detail(self) -> str:
+        """One human line for the notification's timeline."""
+        return ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsRequested(Event):
+    """A caller asked for an SMS; the notification is stored and queued."""
+
+    type_name: ClassVar[str] = "SmsRequested"
+    status: ClassVar[NotificationStatus | None] = NotificationStatus.QUEUED
+
+    to: str
+    from_number: str | None
+    body: str
+    segments: int
+    encoding: str
+
+    def detail(self) -> str:
+        return f"queued for delivery ({self.segments} segment(s), {self.encoding})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsSending(Event):
+    """The SMS sender starts an attempt at the provider."""
+
+    type_name: ClassVar[str] = "SmsSending"
+    status: ClassVar[NotificationStatus | None] = NotificationStatus.SENDING
+
+    attempt: int
+    provider: str
+
+    def detail(self) -> str:
+        return f"attempt {self.attempt} via {self.provider}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsAttemptFailed(Event):
+    """One attempt failed transiently; another is scheduled."""
+
+    type_name: ClassVar[str] = "SmsAttemptFailed"
+
+    attempt: int
+    provider: str
+    error: str
+    error_code: int | None = None
+    retry_in_seconds: float
+
+    def detail(self) -> str:
+        return (
+            f"attempt {self.attempt} via {self.provider} failed: {self.error}; "
+            f"retrying in {self.retry_in_seconds:.1f}s"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsSent(Event):
+    """The provider accepted the message and gave it an id."""
+
+    type_name: ClassVar[str] = "SmsSent"
+    status: ClassVar[NotificationStatus | None] = NotificationStatus.SENT
+
+    attempt: int
+    provider: str
+    provider_message_id: str
+
+    def detail(self) -> str:
+        return f"accepted by {self.provider} as {self.provider_message_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsDelivered(Event):
+    """The provider reports the handset received the message."""
+
+    type_name: ClassVar[str] = "SmsDelivered"
+    status: ClassVar[NotificationStatus | None] = NotificationStatus.DELIVERED
+
+    provider_message_id: str
+
+    def detail(self) -> str:
+        return f"delivered ({self.provider_message_id})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsUndelivered(Event):
+    """The provider reports the carrier could not deliver the message."""
+
+    type_name: ClassVar[str] = "SmsUndelivered"
+    status: ClassVar[NotificationStatus | None] = NotificationStatus.UNDELIVERED
+
+    provider_message_id: str
+    error_code: int | None = None
+    error: str = ""
+
+    def detail(self) -> str:
+        return f"undelivered: {self.error or self.error_code or 'carrier did not deliver'}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsFailed(Event):
+    """The message will not be sent: permanent error or retries exhausted."""
+
+    type_name: ClassVar[str] = "SmsFailed"
+    status: ClassVar[NotificationStatus | None] = NotificationStatus.FAILED
+
+    reason: str
+    error_code: int | None = None
+    attempts: int = 0
+
+    def detail(self) -> str:
+        return f"failed after {self.attempts} attempt(s): {self.reason}"
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type_name: cls
+    for cls in (SmsRequested, SmsSending, SmsAttemptFailed, SmsSent, SmsDelivered,
+                SmsUndelivered, SmsFailed)
+}
+
+
+def to_envelope(event: Event) -> dict[str, Any]:
+    """The event as the documented JSON envelope (a plain dict)."""
+    return {
+        "id": event.event_id,
+        "type": event.type_name,
+        "version": event.version,
+        "occurred_at": format_time(event.occurred_at),
+        "account_id": event.account_id,
+        "notification_id": event.notification_id,
+        "data": event.data(),
+    }
+
+
+def encode(event: Event) -> bytes:
+    """Serialize ``event`` to its JSON envelope."""
+    return orjson.dumps(to_envelope(event))
+
+
+def decode(payload: bytes | str) -> Event:
+    """Parse a JSON envelope back into its event, or raise :class:`MalformedEvent`."""
+    try:
+        raw = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEvent(f"event is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MalformedEvent("event envelope must be a JSON object")
+    type_name = raw.get("type")
+    cls = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        raise MalformedEvent(f"unknown event type {type_name!r}")
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        raise MalformedEvent(f"{type_name}: 'data' must be a JSON object")
+    try:
+        return cls(
+            event_id=str(raw["id"]),
+            account_id=str(raw["account_id"]),
+            notification_id=str(raw["notification_id"]),
+            occurred_at=parse_time(str(raw["occurred_at"])),
+            **data,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEvent(f"{type_name}: malformed envelope or data: {exc}") from exc

@@ -1,0 +1,58 @@
+"""SMS segment counting, as carriers bill it.
+
+A message that fits the GSM 03.38 alphabet is sent as GSM-7: 160 septets in a
+single segment, 153 per segment once it must be split (the user data header
+takes 7). Characters from the GSM extension table (``^{}\\[~]|€`` and form
+feed) take two septets, and an escape pair is never split across segments.
+Anything else forces UCS-2: 70 UTF-16 code units in one segment, 67 per
+segment when split, and a surrogate pair is never split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+Encoding = Literal["GSM-7", "UCS-2"]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCount:
+    """How a body is encoded, how many code units it takes, how many segments."""
+
+    encoding: Encoding
+    units: int
+    segments: int
+
+
+def is_gsm7(body: str) -> bool:
+    """True when every character of ``body`` is in the GSM-7 basic or extension table."""
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in body)
+
+
+def _pack(sizes: list[int], single: int, multi: int) -> int:
+    total = sum(sizes)
+    if total <= single:
+        return 1
+    segments, used = 1, 0
+    for size in sizes:
+        if used + size > multi:
+            segments += 1
+            used = 0
+        used += size
+    return segments
+
+
+def count_segments(body: str) -> SegmentCount:
+    """Count the segments ``body`` is billed as (an empty body is one segment)."""
+    if is_gsm7(body):
+        sizes = [2 if ch in GSM7_EXTENSION else 1 for ch in body]
+        return SegmentCount("GSM-7", sum(sizes), _pack(sizes, 160, 153))
+    sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
+    return SegmentCount("UCS-2", sum(sizes), _pack(sizes, 70, 67))
