@@ -1,0 +1,1 @@
+"""The event bus port, its backends, and the shared consumer loop."""

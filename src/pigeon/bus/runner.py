@@ -1,0 +1,139 @@
+"""The consumer loop every worker shares, whatever the backend.
+
+``ConsumerRunner`` fetches per-partition batches, hands each to a batch
+handler, and settles the outcomes. Partitions are processed concurrently;
+``per_key`` turns a one-message handler into a batch handler that keeps
+per-key order (messages with one key run one after another) while different
+keys run concurrently - so one slow recipient never holds up the rest.
+Exceptions never kill the loop: our error types decide between retry-later
+and dead-letter, anything unexpected is logged and retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from pigeon.bus.port import ACK, Batch, Consumer, DeadLetter, Message, Outcome, RetryLater
+from pigeon.domain.retry import RetryPolicy
+from pigeon.errors import PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[Sequence[Message]], Awaitable[Sequence[Outcome]]]
+MessageHandler = Callable[[Message], Awaitable[Outcome | None]]
+
+
+def outcome_for_error(exc: Exception, message: Message, policy: RetryPolicy) -> Outcome:
+    """Map a handler's exception to what the bus should do with the message."""
+    if isinstance(exc, PermanentError):
+        return DeadLetter(f"{type(exc).__name__}: {exc}")
+    if policy.exhausted(message.attempt):
+        return DeadLetter(f"retries exhausted after {message.attempt} attempts: {exc}")
+    retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+    if not isinstance(exc, TransientError):
+        log.error(
+            "unexpected error handling %s[%d]@%d (attempt %d); will retry",
+            message.topic,
+            message.partition,
+            message.offset,
+            message.attempt,
+            exc_info=exc,
+        )
+    return RetryLater(policy.delay(message.attempt, retry_after), f"{type(exc).__name__}: {exc}")
+
+
+def per_key(
+    handler: MessageHandler, *, concurrency: int = 64, policy: RetryPolicy | None = None
+) -> BatchHandler:
+    """A batch handler running ``handler`` per message, in key order, keys in parallel."""
+    retry_policy = policy or RetryPolicy()
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(message: Message) -> Outcome:
+        try:
+            return (await handler(message)) or ACK
+        except Exception as exc:
+            return outcome_for_error(exc, message, retry_policy)
+
+    async def handle(messages: Sequence[Message]) -> Sequence[Outcome]:
+        outcomes: list[Outcome] = [ACK] * len(messages)
+        by_key: dict[str, list[int]] = {}
+        for index, message in enumerate(messages):
+            by_key.setdefault(message.key, []).append(index)
+
+        async def run_key(indices: list[int]) -> None:
+            async with slots:
+                for index in indices:
+                    outcomes[index] = await one(messages[index])
+
+        await asyncio.gather(*(run_key(indices) for indices in by_key.values()))
+        return outcomes
+
+    return handle
+
+
+class ConsumerRunner:
+    """Feeds a consumer's batches to a handler until stopped."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        handler: BatchHandler,
+        *,
+        name: str,
+        max_batch: int = 256,
+        fetch_timeout: float = 0.5,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.name = name
+        self._handler = handler
+        self._max_batch = max_batch
+        self._fetch_timeout = fetch_timeout
+        self._policy = policy or RetryPolicy()
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.started = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Finish the batches in hand, then leave the group."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Join the group and process batches until :meth:`request_stop` or cancel."""
+        await self.consumer.start()
+        self.started.set()
+        log.info("%s consuming %s as group %s", self.name, self.consumer.topic, self.consumer.group)
+        try:
+            while not self._stopping.is_set():
+                batches = await self.consumer.fetch(self._max_batch, self._fetch_timeout)
+                for batch in batches:
+                    task = asyncio.create_task(self._process(batch))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            for task in list(self._tasks):  # cancelled: unsettled batches come back later
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await asyncio.shield(self.consumer.stop())
+
+    async def _process(self, batch: Batch) -> None:
+        try:
+            outcomes = await self._handler(batch.messages)
+        except Exception as exc:
+            outcomes = [outcome_for_error(exc, m, self._policy) for m in batch.messages]
+        try:
+            await self.consumer.settle(batch, outcomes)
+        except Exception:
+            log.exception(
+                "%s: could not settle a batch of partition %d; it will be redelivered",
+                self.name,
+                batch.partition,
+            )

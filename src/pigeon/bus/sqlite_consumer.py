@@ -1,0 +1,384 @@
+"""A consumer-group member of the SQLite event bus (see :mod:`pigeon.bus.sqlite`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import orjson
+
+from pigeon.bus.port import (
+    HEADER_ATTEMPTS,
+    HEADER_DEAD_REASON,
+    HEADER_GROUP,
+    HEADER_ORIGINAL_OFFSET,
+    HEADER_ORIGINAL_TOPIC,
+    Ack,
+    Batch,
+    DeadLetter,
+    Message,
+    Outcome,
+    RetryLater,
+)
+from pigeon.bus.sqlite_schema import INSERT_LOG, log_row
+from pigeon.bus.sqlite_thread import SqliteThread
+from pigeon.errors import BusError
+
+if TYPE_CHECKING:
+    from pigeon.bus.sqlite import SqliteEventBus
+
+log = logging.getLogger(__name__)
+
+
+class SqliteConsumer:
+    """One member of a consumer group; fetches per-partition batches and settles them."""
+
+    def __init__(
+        self, bus: SqliteEventBus, topic: str, group: str, dead_letter_topic: str, member: str
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self.member = member
+        self._bus = bus
+        self._dead_letter_topic = dead_letter_topic
+        self._db = SqliteThread(bus.path, bus.synchronous)
+        self._partitions = 0
+        self._dlq_partitions = 0
+        #: partition -> committed position (last settled log id)
+        self._owned: dict[int, int] = {}
+        self._in_flight: set[int] = set()
+        #: partition -> global max id at which the partition was read to its end
+        self._caught_up: dict[int, int] = {}
+        #: partition -> earliest not_before of its pending retries
+        self._retry_due: dict[int, float] = {}
+        self._wake = asyncio.Event()
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._waiting_for_partitions = False
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        """Join the group and claim this member's share of the partitions."""
+        self._partitions = await self._bus.partitions(self.topic)
+        self._dlq_partitions = await self._bus.partitions(self._dead_letter_topic)
+        await self._db.open()
+        await self._db.run(self._heartbeat_sync)
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+
+    async def stop(self) -> None:
+        """Leave the group: release every lease so others take over at once."""
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
+
+        def _leave(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM bus_leases WHERE grp = ? AND topic = ? AND member = ?",
+                (self.group, self.topic, self.member),
+            )
+            conn.execute(
+                "DELETE FROM bus_members WHERE grp = ? AND topic = ? AND member = ?",
+                (self.group, self.topic, self.member),
+            )
+
+        with contextlib.suppress(BusError):
+            await self._db.run(self._db.transaction, _leave)
+        await self._db.close()
+        self._owned.clear()
+        self._bus.forget(self)
+
+    def wake(self) -> None:
+        """New entries or a freed partition: fetch without waiting for the poll."""
+        self._wake.set()
+
+    @property
+    def assigned_partitions(self) -> frozenset[int]:
+        """Partitions this member holds right now."""
+        return frozenset(self._owned)
+
+    # -- membership --------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        interval = self._bus.lease_seconds / 3
+        while True:
+            await asyncio.sleep(0.05 if self._waiting_for_partitions else interval)
+            try:
+                await self._db.run(self._heartbeat_sync)
+            except BusError as exc:  # a busy database must not end the member
+                log.warning("bus heartbeat failed for %s/%s: %s", self.group, self.topic, exc)
+
+    def _heartbeat_sync(self) -> None:
+        gained = self._db.transaction(self._rebalance)
+        for partition in gained:
+            self._load_partition(partition)
+        if gained:
+            self._wake.set()
+
+    def _rebalance(self, conn: sqlite3.Connection) -> list[int]:
+        now = time.time()
+        expires = now + self._bus.lease_seconds
+        key = (self.group, self.topic)
+        conn.execute(
+            "INSERT INTO bus_members (grp, topic, member, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (grp, topic, member) DO UPDATE SET expires_at = excluded.expires_at",
+            (*key, self.member, expires),
+        )
+        conn.execute(
+            "DELETE FROM bus_members WHERE grp = ? AND topic = ? AND expires_at < ?", (*key, now)
+        )
+        members = [
+            row[0]
+            for row in conn.execute(
+                "SELECT member FROM bus_members WHERE grp = ? AND topic = ? ORDER BY member", key
+            )
+        ]
+        me = members.index(self.member)
+        assigned = {p for p in range(self._partitions) if p % len(members) == me}
+        leases = {
+            int(p): (m, float(e))
+            for p, m, e in conn.execute(
+                "SELECT partition, member, expires_at FROM bus_leases WHERE grp = ? AND topic = ?",
+                key,
+            )
+        }
+        # lost: our lease expired and someone else holds it now
+        for partition in list(self._owned):
+            holder = leases.get(partition)
+            if holder is None or holder[0] != self.member:
+                self._owned.pop(partition, None)
+        # release what is no longer ours, once its batch is settled
+        for partition in list(self._owned):
+            if partition not in assigned and partition not in self._in_flight:
+                conn.execute(
+                    "DELETE FROM bus_leases WHERE grp = ? AND topic = ? AND partition = ? "
+                    "AND member = ?",
+                    (*key, partition, self.member),
+                )
+                self._owned.pop(partition)
+        gained: list[int] = []
+        waiting = False
+        for partition in sorted(assigned):
+            holder = leases.get(partition)
+            if holder is not None and holder[0] != self.member and holder[1] >= now:
+                waiting = True
+                continue
+            conn.execute(
+                "INSERT INTO bus_leases (grp, topic, partition, member, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (grp, topic, partition) DO UPDATE "
+                "SET member = excluded.member, expires_at = excluded.expires_at",
+                (*key, partition, self.member, expires),
+            )
+            if partition not in self._owned:
+                gained.append(partition)  # position loaded after commit
+        # keep leases of partitions we still hold but are handing over
+        for partition in self._owned:
+            if partition not in assigned:
+                conn.execute(
+                    "UPDATE bus_leases SET expires_at = ? WHERE grp = ? AND topic = ? "
+                    "AND partition = ? AND member = ?",
+                    (expires, *key, partition, self.member),
+                )
+        self._waiting_for_partitions = waiting
+        return gained
+
+    def _load_partition(self, partition: int) -> None:
+        conn = self._db.conn
+        row = conn.execute(
+            "SELECT position FROM bus_offsets WHERE grp = ? AND topic = ? AND partition = ?",
+            (self.group, self.topic, partition),
+        ).fetchone()
+        self._owned[partition] = int(row[0]) if row else 0
+        self._caught_up.pop(partition, None)
+        self._refresh_retry_due(partition)
+
+    def _refresh_retry_due(self, partition: int) -> None:
+        row = self._db.conn.execute(
+            "SELECT min(not_before) FROM bus_retries WHERE grp = ? AND topic = ? AND partition = ?",
+            (self.group, self.topic, partition),
+        ).fetchone()
+        self._retry_due[partition] = float(row[0]) if row and row[0] is not None else math.inf
+
+    # -- fetching ----------------------------------------------------------
+    async def fetch(self, max_messages: int, wait_seconds: float) -> list[Batch]:
+        """Wait up to ``wait_seconds`` for messages on this member's idle partitions."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            self._wake.clear()
+            batches = await self._db.run(self._poll_sync, max_messages)
+            if batches:
+                return batches
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(self._bus.poll_interval, remaining))
+
+    def _poll_sync(self, max_messages: int) -> list[Batch]:
+        idle = [p for p in self._owned if p not in self._in_flight]
+        if not idle:
+            return []
+        conn = self._db.conn
+        head = int(conn.execute("SELECT COALESCE(max(id), 0) FROM bus_log").fetchone()[0])
+        now = time.time()
+        batches = []
+        for partition in idle:
+            messages: list[Message] = []
+            if self._retry_due.get(partition, math.inf) <= now:
+                messages.extend(self._due_retries(partition, now, max_messages))
+                self._retry_due[partition] = math.inf  # recomputed when settled
+            room = max_messages - len(messages)
+            if room > 0 and head > self._caught_up.get(partition, -1):
+                rows = conn.execute(
+                    "SELECT id, key, value, headers FROM bus_log WHERE topic = ? "
+                    "AND partition = ? AND id > ? ORDER BY id LIMIT ?",
+                    (self.topic, partition, self._owned[partition], room),
+                ).fetchall()
+                if len(rows) < room:
+                    self._caught_up[partition] = head
+                messages.extend(
+                    Message(self.topic, partition, offset, key, bytes(value), orjson.loads(headers))
+                    for offset, key, value, headers in rows
+                )
+            if messages:
+                self._in_flight.add(partition)
+                batches.append(Batch(partition, messages))
+        return batches
+
+    def _due_retries(self, partition: int, now: float, limit: int) -> list[Message]:
+        rows = self._db.conn.execute(
+            "SELECT id, log_id, key, value, headers, attempt FROM bus_retries "
+            "WHERE grp = ? AND topic = ? AND partition = ? AND not_before <= ? "
+            "ORDER BY not_before, id LIMIT ?",
+            (self.group, self.topic, partition, now, limit),
+        ).fetchall()
+        return [
+            Message(
+                self.topic,
+                partition,
+                log_id,
+                key,
+                bytes(value),
+                orjson.loads(headers),
+                attempt=attempt,
+                retry_id=retry_id,
+            )
+            for retry_id, log_id, key, value, headers, attempt in rows
+        ]
+
+    # -- settling ----------------------------------------------------------
+    async def settle(self, batch: Batch, outcomes: Sequence[Outcome]) -> None:
+        """Apply every outcome and move the group's position, in one transaction."""
+        if len(outcomes) != len(batch.messages):
+            raise ValueError(f"{len(outcomes)} outcomes for {len(batch.messages)} messages")
+        try:
+            kept, dead = await self._db.run(self._settle_sync, batch, outcomes)
+        finally:
+            self._in_flight.discard(batch.partition)
+            self._wake.set()
+        if not kept:
+            log.warning(
+                "partition %s/%s[%d] moved to another member before its batch was settled; "
+                "its messages will be delivered again",
+                self.group,
+                self.topic,
+                batch.partition,
+            )
+        if dead:
+            self._bus.wake()
+
+    def _settle_sync(self, batch: Batch, outcomes: Sequence[Outcome]) -> tuple[bool, bool]:
+        partition = batch.partition
+        if partition not in self._owned:
+            return False, False
+
+        def _apply(conn: sqlite3.Connection) -> tuple[bool, bool]:
+            holder = conn.execute(
+                "SELECT member FROM bus_leases WHERE grp = ? AND topic = ? AND partition = ?",
+                (self.group, self.topic, partition),
+            ).fetchone()
+            if holder is None or holder[0] != self.member:
+                return False, False
+            dead = False
+            for message, outcome in zip(batch.messages, outcomes, strict=True):
+                dead |= self._apply_outcome(conn, message, outcome)
+            positions = [m.offset for m in batch.messages if m.retry_id is None]
+            if positions:
+                conn.execute(
+                    "INSERT INTO bus_offsets (grp, topic, partition, position) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, partition) "
+                    "DO UPDATE SET position = max(position, excluded.position)",
+                    (self.group, self.topic, partition, max(positions)),
+                )
+            return True, dead
+
+        kept, dead = self._db.transaction(_apply)
+        if not kept:
+            self._owned.pop(partition, None)
+            return False, False
+        positions = [m.offset for m in batch.messages if m.retry_id is None]
+        if positions:
+            self._owned[partition] = max(self._owned[partition], *positions)
+        self._refresh_retry_due(partition)
+        return True, dead
+
+    def _apply_outcome(self, conn: sqlite3.Connection, message: Message, outcome: Outcome) -> bool:
+        if isinstance(outcome, Ack):
+            if message.retry_id is not None:
+                conn.execute("DELETE FROM bus_retries WHERE id = ?", (message.retry_id,))
+            return False
+        if isinstance(outcome, RetryLater):
+            not_before = time.time() + max(0.0, outcome.delay_seconds)
+            if message.retry_id is not None:
+                conn.execute(
+                    "UPDATE bus_retries SET attempt = ?, not_before = ?, last_error = ? "
+                    "WHERE id = ?",
+                    (message.attempt + 1, not_before, outcome.reason, message.retry_id),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO bus_retries (grp, topic, partition, log_id, key, value, "
+                    "headers, attempt, not_before, last_error) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        self.group,
+                        self.topic,
+                        message.partition,
+                        message.offset,
+                        message.key,
+                        message.value,
+                        orjson.dumps(dict(message.headers)).decode(),
+                        message.attempt + 1,
+                        not_before,
+                        outcome.reason,
+                    ),
+                )
+            return False
+        if isinstance(outcome, DeadLetter):
+            headers = {
+                **message.headers,
+                HEADER_DEAD_REASON: outcome.reason,
+                HEADER_ORIGINAL_TOPIC: message.topic,
+                HEADER_ORIGINAL_OFFSET: str(message.offset),
+                HEADER_GROUP: self.group,
+                HEADER_ATTEMPTS: str(message.attempt),
+            }
+            conn.execute(
+                INSERT_LOG,
+                log_row(
+                    self._dead_letter_topic,
+                    self._dlq_partitions,
+                    message.key,
+                    message.value,
+                    headers,
+                ),
+            )
+            if message.retry_id is not None:
+                conn.execute("DELETE FROM bus_retries WHERE id = ?", (message.retry_id,))
+            return True
+        raise TypeError(f"unknown outcome {outcome!r}")

@@ -1,0 +1,109 @@
+"""Tables of the SQLite event log, shared by the bus and the store.
+
+The store appends events to ``bus_log`` inside its own transactions (the
+event row *is* the log entry), so the schema lives apart from the bus code.
+``bus_log.id`` is ``AUTOINCREMENT``: SQLite has one writer at a time, so ids
+become visible in increasing order and are never reused - a safe offset.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import orjson
+
+from pigeon.bus.partitioning import partition_for
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bus_topics (
+    name TEXT PRIMARY KEY,
+    partitions INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bus_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bus_log_topic_partition ON bus_log (topic, partition, id);
+CREATE TABLE IF NOT EXISTS bus_offsets (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS bus_members (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    member TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (grp, topic, member)
+);
+CREATE TABLE IF NOT EXISTS bus_leases (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    member TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (grp, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS bus_retries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    log_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    not_before REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS bus_retries_due ON bus_retries (grp, topic, partition, not_before);
+"""
+
+INSERT_LOG = (
+    "INSERT INTO bus_log (topic, partition, key, value, headers, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def configure(conn: sqlite3.Connection, synchronous: str = "NORMAL") -> None:
+    """Pragmas every connection to a Pigeon SQLite file uses (WAL, busy timeout)."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+def create_schema(path: Path) -> None:
+    """Create the log tables in ``path`` (idempotent, safe from several processes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        configure(conn)
+        conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+    finally:
+        conn.close()
+
+
+def log_row(
+    topic: str, partitions: int, key: str, value: bytes, headers: Mapping[str, str] | None
+) -> tuple[str, int, str, bytes, str, float]:
+    """The parameters of :data:`INSERT_LOG` for one message."""
+    return (
+        topic,
+        partition_for(key, partitions),
+        key,
+        value,
+        orjson.dumps(dict(headers or {})).decode(),
+        time.time(),
+    )

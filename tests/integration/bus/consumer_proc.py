@@ -1,0 +1,46 @@
+"""A consumer-group member as a separate process, for the contract suite.
+
+Usage: python consumer_proc.py BUS_URL TOPIC GROUP OUT_FILE
+Appends one line per handled message (``key value``) to OUT_FILE *before*
+settling it, so a line means "handled at least once". Exits on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from pigeon.bus.factory import bus_from_url
+from pigeon.bus.port import ACK, Message, Outcome
+from pigeon.bus.runner import ConsumerRunner
+
+
+async def main(url: str, topic: str, group: str, out: str) -> None:
+    """Consume until SIGTERM."""
+    bus = bus_from_url(url, partitions=4, lease_seconds=1.0)
+    await bus.start()
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    async def handle(messages: Sequence[Message]) -> Sequence[Outcome]:
+        lines = "".join(f"{m.key} {m.value.decode()}\n" for m in messages)
+        os.write(fd, lines.encode())
+        await asyncio.sleep(0.002 * len(messages))  # some work, so a kill lands mid-batch
+        return [ACK] * len(messages)
+
+    runner = ConsumerRunner(
+        bus.consumer(topic, group, dead_letter_topic=topic + ".dead"),
+        handle,
+        name="proc",
+        max_batch=20,
+    )
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, runner.request_stop)
+    print("ready", flush=True)
+    await runner.run()
+    await bus.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:5]))
