@@ -185,8 +185,15 @@ class SmsFailed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type_name: cls
-    for cls in (SmsRequested, SmsSending, SmsAttemptFailed, SmsSent, SmsDelivered,
-                SmsUndelivered, SmsFailed)
+    for cls in (
+        SmsRequested,
+        SmsSending,
+        SmsAttemptFailed,
+        SmsSent,
+        SmsDelivered,
+        SmsUndelivered,
+        SmsFailed,
+    )
 }
 
 

@@ -48,10 +48,10 @@ def topic() -> str:
 
 
 async def eventually(
-    condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
+    condition: Callable[[], bool], within: float = 10.0, interval: float = 0.01
 ) -> None:
-    """Wait until ``condition()`` holds, failing the test after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """Wait until ``condition()`` holds, failing the test after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
