@@ -19,8 +19,9 @@ retry policies and HTTP handlers decide on *our* types, never on strings::
     │   └── PermanentError         will never succeed: fail or dead-letter
     │       ├── ProviderRejected      e.g. Twilio 21211 invalid 'To'
     │       └── MalformedEvent        an event that cannot be parsed
-    └── BusError                   the event bus failed (I/O, lost lease)
-        └── BusUnavailable
+    ├── BusError                   the event bus failed (I/O, lost lease)
+    │   └── BusUnavailable
+    └── StoreUnavailable           the database cannot be read or written right now
 """
 
 from __future__ import annotations
@@ -116,3 +117,7 @@ class BusError(PigeonError):
 
 class BusUnavailable(BusError):
     """The event bus cannot be reached or written right now."""
+
+
+class StoreUnavailable(PigeonError):
+    """The database cannot be read or written right now (locked, down, full)."""

@@ -240,3 +240,14 @@ def decode(payload: bytes | str) -> Event:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedEvent(f"{type_name}: malformed envelope or data: {exc}") from exc
+
+
+def route(event: Event) -> tuple[str, str]:
+    """The topic and partition key an event is published with.
+
+    Requests are keyed by recipient (one recipient's messages stay in order);
+    status events by notification (one notification's history stays in order).
+    """
+    if isinstance(event, SmsRequested):
+        return TOPIC_SMS_REQUESTED, event.to
+    return TOPIC_STATUS, event.notification_id

@@ -1,0 +1,191 @@
+"""The HTTP API: thin routes over the store; errors as problem+json."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import Depends, FastAPI, Header, Query, Request
+from starlette.responses import Response
+
+from pigeon import __version__
+from pigeon.api import problems
+from pigeon.api.limits import BodySizeLimit
+from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
+from pigeon.domain.events import (
+    format_time,
+)
+from pigeon.domain.notification import Account, Notification
+from pigeon.errors import AuthenticationError, NotFoundError, StoreUnavailable
+from pigeon.providers.signature import is_valid_signature
+from pigeon.store.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
+
+TWILIO_STATUS_PATH = "/v1/providers/twilio/status"
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """What the API needs besides the store."""
+
+    #: the URL the provider is told to call back, as the provider signs it
+    status_callback_url: str
+    twilio_auth_token: str
+    max_request_bytes: int = 64 * 1024
+
+
+def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+async def current_account(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Account:
+    """The account whose API key the request carries, or a 401."""
+    if not authorization:
+        raise AuthenticationError("missing 'Authorization: Bearer <API key>' header")
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise AuthenticationError("the Authorization header must be 'Bearer <API key>'")
+    store: SqlStore = request.app.state.store
+    account = await store.authenticate(key.strip())
+    if account is None:
+        raise AuthenticationError("unknown or revoked API key")
+    return account
+
+
+AccountDep = Annotated[Account, Depends(current_account)]
+
+
+def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
+    """The FastAPI application; the store is started and stopped by the caller."""
+    app = FastAPI(
+        title="Pigeon",
+        version=__version__,
+        description="Event-driven notifications: accepted in milliseconds, delivered at least "
+        "once, observable to the end.",
+    )
+    app.state.store = store
+    problems.install(app)
+
+    @app.post(
+        "/v1/notifications",
+        status_code=202,
+        response_model=NotificationAccepted,
+        summary="Send a notification",
+        responses={401: {}, 413: {}, 422: {}, 503: {}},
+    )
+    async def send_notification(request: SendNotification, account: AccountDep) -> Response:
+        notification = Notification.new_sms(
+            account_id=account.id,
+            to=request.to,
+            body=request.body,
+            from_number=request.from_,
+            metadata=request.metadata,
+        )
+        await store.accept(notification)
+        location = f"/v1/notifications/{notification.id}"
+        return _json(
+            {
+                "id": notification.id,
+                "status": notification.status.value,
+                "channel": notification.channel,
+                "to": notification.to,
+                "segments": notification.segments,
+                "created_at": format_time(notification.created_at),
+            },
+            202,
+            {"Location": location},
+        )
+
+    @app.get(
+        "/v1/notifications/{notification_id}",
+        response_model=NotificationDetail,
+        summary="A notification's status and timeline",
+        responses={401: {}, 404: {}},
+    )
+    async def get_notification(notification_id: str, account: AccountDep) -> Response:
+        view = await store.get_view(account.id, notification_id)
+        if view is None:
+            raise NotFoundError(f"no notification {notification_id!r} in this account")
+        n = view.notification
+        return _json(
+            {
+                "id": n.id,
+                "status": n.status.value,
+                "channel": n.channel,
+                "to": n.to,
+                "segments": n.segments,
+                "metadata": n.metadata,
+                "created_at": format_time(n.created_at),
+                "updated_at": format_time(view.updated_at),
+                "attempts": view.attempts,
+                "provider": view.provider,
+                "provider_message_id": view.provider_message_id,
+                "last_error": view.last_error,
+                "timeline": [
+                    {"status": e.status, "at": format_time(e.at), "detail": e.detail}
+                    for e in view.timeline
+                ],
+            }
+        )
+
+    @app.get(
+        "/v1/usage",
+        response_model=list[UsageItem],
+        summary="SMS usage per day",
+        responses={401: {}, 422: {}},
+    )
+    async def get_usage(
+        account: AccountDep,
+        from_: Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD (UTC)")],
+        to: Annotated[date, Query(description="Last day, YYYY-MM-DD (UTC), inclusive")],
+    ) -> Response:
+        days = await store.usage(account.id, from_, to)
+        return _json(
+            [
+                {"date": d.day.isoformat(), "messages": d.messages, "segments": d.segments}
+                for d in days
+            ]
+        )
+
+    @app.post(
+        TWILIO_STATUS_PATH,
+        summary="Twilio status callbacks",
+        include_in_schema=True,
+        responses={403: {}},
+    )
+    async def twilio_status(request: Request) -> Response:
+        raw = await request.body()
+        params = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        signature = request.headers.get("x-twilio-signature", "")
+        if not is_valid_signature(
+            config.twilio_auth_token, config.status_callback_url, params, signature
+        ):
+            log.warning("rejected a status callback with a bad X-Twilio-Signature")
+            return problems.problem(403, "invalid X-Twilio-Signature")
+        if not await store.record_status_callback(params):
+            log.info("status callback for a message id we have not recorded yet; kept")
+        return Response(status_code=200)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> Response:
+        return _json({"status": "ok", "version": __version__})
+
+    @app.get("/readyz", summary="Readiness: the store answers", responses={503: {}})
+    async def readyz() -> Response:
+        try:
+            await store.ping()
+        except StoreUnavailable as exc:
+            return problems.problem(503, str(exc))
+        return _json({"status": "ready"})
+
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
+    return app

@@ -1,0 +1,127 @@
+"""RFC 9457 problem details: every error the API returns looks like this."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from pigeon.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    StoreUnavailable,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    type_: str = "about:blank",
+) -> Response:
+    """A ``application/problem+json`` response."""
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    """Map every error to a problem response; no stack trace ever reaches a caller."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        errors = []
+        for error in exc.errors():
+            if error.get("type") == "json_invalid":
+                return problem(400, f"request body is not valid JSON: {error.get('msg')}")
+            if tuple(error.get("loc", ())) == ("body",) and error.get("type") in (
+                "model_attributes_type",
+                "dict_type",
+                "missing",
+            ):
+                return problem(
+                    400,
+                    "request body must be a JSON object sent with 'Content-Type: application/json'",
+                )
+            field = _field_name(tuple(error.get("loc", ())))
+            reason = str(error.get("msg", "invalid"))
+            if error.get("type") == "missing":
+                reason = "is required"
+            reason = reason.removeprefix("Value error, ")
+            errors.append({"field": field, "reason": reason})
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        return problem(422, detail, errors=errors)
+
+    @app.exception_handler(ValidationError)
+    async def _domain_invalid(_request: Request, exc: ValidationError) -> Response:
+        return problem(422, str(exc), errors=[{"field": exc.field, "reason": exc.reason}])
+
+    @app.exception_handler(AuthenticationError)
+    async def _unauthenticated(_request: Request, exc: AuthenticationError) -> Response:
+        return problem(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_request: Request, exc: NotFoundError) -> Response:
+        return problem(404, str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_request: Request, exc: ConflictError) -> Response:
+        return problem(409, str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_request: Request, exc: StoreUnavailable) -> Response:
+        log.error("store unavailable: %s", exc)
+        return problem(
+            503,
+            "the notification store is unavailable; nothing was stored, retry later",
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return problem(500, "internal error; it has been logged")

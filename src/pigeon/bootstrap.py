@@ -1,0 +1,152 @@
+"""The one place that reads settings and wires adapters to services.
+
+Nothing here connects at import time: :func:`build` makes the object graph,
+:meth:`Pigeon.start` opens the bus and the store, :meth:`Pigeon.stop` closes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from pigeon.api.app import TWILIO_STATUS_PATH, ApiConfig, create_app
+from pigeon.bus.runner import BatchHandler, ConsumerRunner
+from pigeon.bus.sqlite import SqliteEventBus
+from pigeon.config import Settings
+from pigeon.domain.events import (
+    TOPIC_SMS_DEAD,
+    TOPIC_SMS_REQUESTED,
+    TOPIC_STATUS,
+    TOPIC_STATUS_DEAD,
+)
+from pigeon.domain.retry import RetryPolicy
+from pigeon.errors import ConfigurationError
+from pigeon.providers.twilio import TwilioSmsProvider
+from pigeon.services.projector import STATUS_GROUP, USAGE_GROUP, StatusProjector, UsageMeter
+from pigeon.services.sms_sender import GROUP as SENDER_GROUP
+from pigeon.services.sms_sender import SmsSender
+from pigeon.store.sql_store import SqlStore
+
+WORKERS = ("sms-sender", "usage-meter", "status-projector")
+TOPICS = (TOPIC_SMS_REQUESTED, TOPIC_STATUS, TOPIC_SMS_DEAD, TOPIC_STATUS_DEAD)
+
+
+@dataclass
+class Pigeon:
+    """The wired application: bus, store, and factories for its parts."""
+
+    settings: Settings
+    bus: SqliteEventBus
+    store: SqlStore
+    partitions: dict[str, int] = field(default_factory=dict)
+    _providers: list[TwilioSmsProvider] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Open the bus and the store (creating tables and topics if needed)."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.bus.start()
+        for topic in TOPICS:
+            self.partitions[topic] = await self.bus.partitions(topic)
+        await self.store.start()
+
+    async def stop(self) -> None:
+        """Close providers, the store and the bus."""
+        for provider in self._providers:
+            await provider.stop()
+        await self.store.stop()
+        await self.bus.stop()
+
+    def api(self) -> FastAPI:
+        """The HTTP API on this store."""
+        return create_app(
+            self.store,
+            ApiConfig(
+                status_callback_url=self.status_callback_url,
+                twilio_auth_token=self.settings.twilio_auth_token,
+                max_request_bytes=self.settings.max_request_bytes,
+            ),
+        )
+
+    @property
+    def status_callback_url(self) -> str:
+        """Where providers send status callbacks."""
+        return self.settings.callback_base_url + TWILIO_STATUS_PATH
+
+    def retry_policy(self) -> RetryPolicy:
+        """The SMS retry policy from settings."""
+        s = self.settings
+        return RetryPolicy(s.sms_max_attempts, s.retry_base_seconds, s.retry_max_seconds)
+
+    async def workers(self, name: str) -> list[ConsumerRunner]:
+        """The consumer loops behind ``pigeon worker NAME``."""
+        builders: dict[str, Callable[[], list[tuple[str, str, str, BatchHandler]]]] = {
+            "sms-sender": self._sender,
+            "usage-meter": lambda: [
+                (TOPIC_SMS_REQUESTED, USAGE_GROUP, TOPIC_SMS_DEAD, UsageMeter(self.store))
+            ],
+            "status-projector": lambda: [
+                (TOPIC_STATUS, STATUS_GROUP, TOPIC_STATUS_DEAD, StatusProjector(self.store)),
+                (TOPIC_SMS_REQUESTED, STATUS_GROUP, TOPIC_SMS_DEAD, StatusProjector(self.store)),
+            ],
+        }
+        if name not in builders:
+            raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
+        for provider in self._providers:
+            await provider.start()
+        return [
+            ConsumerRunner(
+                self.bus.consumer(topic, group, dead_letter_topic=dead),
+                handler,
+                name=f"{name}:{topic}",
+                policy=self.retry_policy(),
+            )
+            for topic, group, dead, handler in builders[name]()
+        ]
+
+    def _sender(self) -> list[tuple[str, str, str, BatchHandler]]:
+        s = self.settings
+        provider = TwilioSmsProvider(
+            base_url=s.sms_provider_url,
+            account_sid=s.twilio_account_sid,
+            auth_token=s.twilio_auth_token,
+            default_from=s.sms_from,
+            timeout_seconds=s.provider_timeout_seconds,
+            max_connections=s.sender_concurrency,
+        )
+        self._providers.append(provider)
+        sender = SmsSender(
+            self.store,
+            provider,
+            callback_url=self.status_callback_url,
+            policy=self.retry_policy(),
+            concurrency=s.sender_concurrency,
+        )
+        return [(TOPIC_SMS_REQUESTED, SENDER_GROUP, TOPIC_SMS_DEAD, sender)]
+
+
+def build(settings: Settings) -> Pigeon:
+    """Wire Pigeon from ``settings`` without connecting to anything yet."""
+    if settings.bus_path.resolve() != settings.database_path.resolve():
+        raise ConfigurationError(
+            "PIGEON_BUS_URL",
+            "the embedded SQLite bus must use the same file as PIGEON_DATABASE_URL "
+            "(the event row is written in the same transaction as the notification)",
+        )
+    bus = SqliteEventBus(
+        settings.bus_path,
+        default_partitions=settings.bus_partitions,
+        lease_seconds=settings.bus_lease_seconds,
+        poll_interval=settings.bus_poll_interval_ms / 1000,
+        synchronous=settings.sqlite_synchronous,
+    )
+    partitions: dict[str, int] = {}
+    store = SqlStore(
+        settings.database_path,
+        partitions=partitions,
+        default_partitions=settings.bus_partitions,
+        synchronous=settings.sqlite_synchronous,
+        on_commit=bus.wake,
+    )
+    return Pigeon(settings=settings, bus=bus, store=store, partitions=partitions)

@@ -1,0 +1,300 @@
+"""The ``pigeon`` command line: run everything, or each part as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from pigeon.bootstrap import WORKERS, Pigeon, build
+from pigeon.bus.runner import ConsumerRunner
+from pigeon.config import Settings, load_settings
+from pigeon.errors import PigeonError
+from pigeon.logs import configure_logging
+from pigeon.sandbox.faults import FaultConfig
+from pigeon.sandbox.server import SandboxServer
+
+log = logging.getLogger("pigeon")
+
+app = typer.Typer(
+    help="Pigeon: event-driven SMS notifications. 'pigeon run' starts everything.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DEV_ACCOUNT = "dev"
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main`` on uvloop when available; our errors become one line and exit 2."""
+    try:
+        try:
+            import uvloop
+
+            uvloop.run(main())
+        except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+            asyncio.run(main())
+    except PigeonError as exc:
+        typer.echo(f"pigeon: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+async def _until_signalled(
+    *tasks: Awaitable[Any], on_stop: Callable[[], None] = lambda: None, grace: float = 10.0
+) -> None:
+    """Run ``tasks`` until SIGINT/SIGTERM or one of them ends; then stop gracefully.
+
+    ``on_stop`` asks the tasks to finish what they hold; after ``grace`` seconds
+    they are cancelled (unsettled bus batches are simply delivered again later).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    running = [asyncio.ensure_future(t) for t in tasks]
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([*running, stopper], return_when=asyncio.FIRST_COMPLETED)
+    on_stop()
+    stopper.cancel()
+    if running:
+        _, pending = await asyncio.wait(running, timeout=grace)
+        for task in pending:
+            task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def _serve_runners(runners: list[ConsumerRunner]) -> None:
+    await asyncio.gather(*(r.run() for r in runners))
+
+
+def _stop_all(server: uvicorn.Server | None, runners: list[ConsumerRunner]) -> Callable[[], None]:
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+        for runner in runners:
+            runner.request_stop()
+
+    return stop
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the CLI owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _api_server(pigeon: Pigeon, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        pigeon.api(),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        backlog=2048,
+    )
+    return _Server(config)
+
+
+async def _dev_key(pigeon: Pigeon) -> str:
+    """The dev account's key, kept in the data folder so it survives restarts."""
+    path = pigeon.settings.data_dir / "dev-api-key"
+    if path.exists():
+        key = path.read_text().strip()
+        if await pigeon.store.authenticate(key) is not None:
+            return key
+    _, key = await pigeon.store.create_api_key(DEV_ACCOUNT)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+@app.command()
+def run(
+    port: Annotated[int | None, typer.Option(help="API port (PIGEON_API_PORT).")] = None,
+    sandbox_port: Annotated[
+        int | None, typer.Option(help="Sandbox port (PIGEON_SANDBOX_PORT).")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder (PIGEON_DATA_DIR).")] = None,
+) -> None:
+    """Run everything in one process: API, workers and the sandbox SMS provider."""
+    settings = _settings(api_port=port, sandbox_port=sandbox_port, data_dir=data_dir)
+    if not settings.sms_provider_url or "PIGEON_SMS_PROVIDER_URL" not in _env_keys():
+        settings = settings.model_copy(
+            update={"sms_provider_url": f"http://{settings.sandbox_host}:{settings.sandbox_port}"}
+        )
+
+    async def main() -> None:
+        sandbox = SandboxServer(
+            host=settings.sandbox_host,
+            port=settings.sandbox_port,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+        )
+        pigeon = build(settings)
+        await pigeon.start()
+        try:
+            await sandbox.start()
+            key = await _dev_key(pigeon)
+            runners = [r for name in WORKERS for r in await pigeon.workers(name)]
+            server = _api_server(pigeon, settings.api_host, settings.api_port)
+            api_url = f"http://{settings.api_host}:{settings.api_port}"
+            typer.echo(
+                f"Pigeon is running.\n"
+                f"  API:          {api_url}   (docs: {api_url}/docs)\n"
+                f"  Sandbox SMS:  {sandbox.url}/sandbox/messages\n"
+                f"  Data:         {settings.data_dir.resolve()}\n"
+                f"  Dev API key:  {key}\n\n"
+                f"Try:\n  curl -s -X POST {api_url}/v1/notifications \\\n"
+                f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
+                f'    -d \'{{"channel": "sms", "to": "+14155550123", '
+                f'"body": "Hello from Pigeon"}}\'\n'
+                f"Press Ctrl-C to stop."
+            )
+            await _until_signalled(
+                server.serve(), _serve_runners(runners), on_stop=_stop_all(server, runners)
+            )
+        finally:
+            await sandbox.stop()
+            await pigeon.stop()
+
+    _run(main)
+
+
+def _env_keys() -> set[str]:
+    import os
+
+    return {k for k in os.environ if k.startswith("PIGEON_")}
+
+
+@app.command()
+def api(
+    port: Annotated[int | None, typer.Option(help="Port (PIGEON_API_PORT).")] = None,
+) -> None:
+    """Run the HTTP API alone (workers run as 'pigeon worker NAME')."""
+    settings = _settings(api_port=port)
+
+    async def main() -> None:
+        pigeon = build(settings)
+        await pigeon.start()
+        try:
+            server = _api_server(pigeon, settings.api_host, settings.api_port)
+            log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
+            await _until_signalled(server.serve(), on_stop=_stop_all(server, []))
+        finally:
+            await pigeon.stop()
+
+    _run(main)
+
+
+@app.command()
+def worker(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(WORKERS)}.")],
+) -> None:
+    """Run one worker: sms-sender, usage-meter or status-projector."""
+    if name not in WORKERS:
+        typer.echo(
+            f"pigeon: error: unknown worker {name!r}; choose one of {', '.join(WORKERS)}", err=True
+        )
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def main() -> None:
+        pigeon = build(settings)
+        await pigeon.start()
+        try:
+            runners = await pigeon.workers(name)
+            log.info("worker %s started", name)
+            await _until_signalled(_serve_runners(runners), on_stop=_stop_all(None, runners))
+        finally:
+            await pigeon.stop()
+
+    _run(main)
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int | None, typer.Option(help="Port (PIGEON_SANDBOX_PORT).")] = None,
+    latency_ms: Annotated[float, typer.Option(help="Added latency per send.")] = 0.0,
+    error_rate: Annotated[float, typer.Option(help="Share of sends answered 500.")] = 0.0,
+    rate_429: Annotated[float, typer.Option(help="Share of sends answered 429.")] = 0.0,
+    down: Annotated[bool, typer.Option(help="Answer every send with 503.")] = False,
+) -> None:
+    """Run the Twilio-compatible sandbox SMS provider (faults changeable at run time)."""
+    settings = _settings(sandbox_port=port)
+    try:
+        faults = FaultConfig(
+            latency_ms=latency_ms, error_rate=error_rate, rate_429=rate_429, down=down
+        )
+    except PigeonError as exc:
+        typer.echo(f"pigeon: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        server = SandboxServer(
+            host=settings.sandbox_host,
+            port=settings.sandbox_port,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            faults=faults,
+        )
+        await server.start()
+        typer.echo(f"Sandbox SMS provider on {server.url} (inbox: {server.url}/sandbox/messages)")
+        try:
+            await _until_signalled()
+        finally:
+            await server.stop()
+
+    _run(main)
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[str, typer.Option(help="Account name; created if new.")],
+) -> None:
+    """Create an API key for an account and print it (it is shown only once)."""
+    settings = _settings()
+
+    async def main() -> None:
+        pigeon = build(settings)
+        await pigeon.start()
+        try:
+            acc, key = await pigeon.store.create_api_key(account)
+            typer.echo(f"account: {acc.name} ({acc.id})\napi key: {key}")
+        finally:
+            await pigeon.stop()
+
+    _run(main)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except PigeonError as exc:  # settings errors raised before the loop starts
+        typer.echo(f"pigeon: error: {exc}", err=True)
+        sys.exit(2)

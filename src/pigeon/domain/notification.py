@@ -1,0 +1,120 @@
+"""The notification aggregate and the read models the API returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from pigeon.domain.events import SmsRequested, utcnow
+from pigeon.domain.ids import new_notification_id
+from pigeon.domain.phone import normalize_e164
+from pigeon.domain.segments import count_segments
+from pigeon.domain.status import NotificationStatus
+from pigeon.errors import ValidationError
+
+MAX_BODY_CHARS = 1600
+CHANNELS = ("sms",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notification:
+    """One message a caller asked us to deliver."""
+
+    id: str
+    account_id: str
+    channel: str
+    to: str
+    from_number: str | None
+    body: str
+    metadata: dict[str, Any]
+    segments: int
+    encoding: str
+    status: NotificationStatus
+    created_at: datetime
+
+    @classmethod
+    def new_sms(
+        cls,
+        *,
+        account_id: str,
+        to: str,
+        body: str,
+        from_number: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Notification:
+        """Validate a request for an SMS and build the accepted notification."""
+        recipient = normalize_e164(to, "to")
+        sender = normalize_e164(from_number, "from") if from_number is not None else None
+        if not body.strip():
+            raise ValidationError("body", "must not be empty")
+        if len(body) > MAX_BODY_CHARS:
+            raise ValidationError(
+                "body", f"is {len(body)} characters; the maximum is {MAX_BODY_CHARS}"
+            )
+        count = count_segments(body)
+        return cls(
+            id=new_notification_id(),
+            account_id=account_id,
+            channel="sms",
+            to=recipient,
+            from_number=sender,
+            body=body,
+            metadata=dict(metadata or {}),
+            segments=count.segments,
+            encoding=count.encoding,
+            status=NotificationStatus.ACCEPTED,
+            created_at=utcnow(),
+        )
+
+    def requested_event(self) -> SmsRequested:
+        """The event that asks the SMS sender to deliver this notification."""
+        return SmsRequested(
+            account_id=self.account_id,
+            notification_id=self.id,
+            occurred_at=self.created_at,
+            to=self.to,
+            from_number=self.from_number,
+            body=self.body,
+            segments=self.segments,
+            encoding=self.encoding,
+        )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One step in a notification's history."""
+
+    status: str
+    at: datetime
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationView:
+    """A notification as ``GET /v1/notifications/{id}`` shows it."""
+
+    notification: Notification
+    attempts: int
+    provider: str | None
+    provider_message_id: str | None
+    last_error: str | None
+    updated_at: datetime
+    timeline: list[TimelineEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UsageDay:
+    """Messages and segments one account sent on one UTC day."""
+
+    day: date
+    messages: int
+    segments: int
+
+
+@dataclass(frozen=True)
+class Account:
+    """A tenant: notifications, keys and usage belong to one."""
+
+    id: str
+    name: str

@@ -1,0 +1,45 @@
+"""Wiring: one aiohttp application holding the sandbox's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from pigeon.sandbox.callbacks import CallbackDispatcher
+from pigeon.sandbox.control_api import ControlApi
+from pigeon.sandbox.faults import FaultInjector
+from pigeon.sandbox.store import Inbox, SandboxStats
+from pigeon.sandbox.twilio_api import TwilioApi
+
+# Twilio caps a form at far less; this keeps a runaway client from filling memory.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class SandboxState:
+    """Everything the routes share."""
+
+    account_sid: str
+    auth_token: str
+    inbox: Inbox
+    stats: SandboxStats
+    faults: FaultInjector
+    callbacks: CallbackDispatcher
+
+
+def build_app(state: SandboxState) -> web.Application:
+    """The aiohttp application serving the Twilio API and the ``/sandbox`` routes."""
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    twilio = TwilioApi(
+        account_sid=state.account_sid,
+        auth_token=state.auth_token,
+        inbox=state.inbox,
+        stats=state.stats,
+        faults=state.faults,
+        callbacks=state.callbacks,
+    )
+    control = ControlApi(inbox=state.inbox, stats=state.stats, faults=state.faults)
+    app.add_routes(twilio.routes())
+    app.add_routes(control.routes())
+    return app

@@ -1,0 +1,1 @@
+"""The consumers: handlers fed by the shared loop in :mod:`pigeon.bus.runner`."""

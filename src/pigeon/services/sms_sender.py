@@ -1,0 +1,222 @@
+"""The SMS sender: consumes ``sms.requested`` as group ``sms-sender``.
+
+For each batch: open an attempt per message in the journal (one transaction,
+with the ``SmsSending`` events), call the provider concurrently - messages for
+one recipient one after another - then record every outcome with its event
+(``SmsSent``, ``SmsAttemptFailed`` or ``SmsFailed``) in one more transaction.
+Only then is the batch settled on the bus, so a crash at any point replays
+the batch and the journal keeps it from being sent twice once it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pigeon.bus.port import ACK, DeadLetter, Message, Outcome, RetryLater
+from pigeon.domain.events import (
+    Event,
+    SmsAttemptFailed,
+    SmsFailed,
+    SmsRequested,
+    SmsSending,
+    SmsSent,
+    decode,
+)
+from pigeon.domain.phone import mask_phone
+from pigeon.domain.retry import RetryPolicy
+from pigeon.errors import MalformedEvent, PermanentError, TransientError
+from pigeon.providers.port import SmsMessage, SmsProvider
+from pigeon.store.attempts import AttemptResult, AttemptStart
+from pigeon.store.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
+
+GROUP = "sms-sender"
+
+
+@dataclass(frozen=True)
+class _Job:
+    index: int
+    message: Message
+    event: SmsRequested
+    start: AttemptStart
+
+
+class SmsSender:
+    """Batch handler that delivers requested SMS through a provider."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        provider: SmsProvider,
+        *,
+        callback_url: str | None,
+        policy: RetryPolicy,
+        concurrency: int = 64,
+    ) -> None:
+        self._store = store
+        self._provider = provider
+        self._callback_url = callback_url
+        self._policy = policy
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def __call__(self, messages: Sequence[Message]) -> Sequence[Outcome]:
+        """Handle one partition's batch; returns an outcome per message."""
+        outcomes: list[Outcome] = [ACK] * len(messages)
+        parsed: list[tuple[int, Message, SmsRequested]] = []
+        for index, message in enumerate(messages):
+            try:
+                event = decode(message.value)
+                if not isinstance(event, SmsRequested):
+                    raise MalformedEvent(f"expected SmsRequested, got {event.type_name}")
+            except MalformedEvent as exc:
+                log.error(
+                    "dead-lettering malformed event at %s@%d: %s",
+                    message.topic,
+                    message.offset,
+                    exc,
+                )
+                outcomes[index] = DeadLetter(f"MalformedEvent: {exc}")
+                continue
+            parsed.append((index, message, event))
+        if not parsed:
+            return outcomes
+
+        by_id = {event.notification_id: event for _, _, event in parsed}
+
+        def sending_events(starts: list[AttemptStart]) -> list[Event]:
+            return [
+                SmsSending(
+                    account_id=by_id[s.notification_id].account_id,
+                    notification_id=s.notification_id,
+                    attempt=s.attempt,
+                    provider=self._provider.name,
+                )
+                for s in starts
+                if s.skip_reason is None
+            ]
+
+        starts = await self._store.begin_attempts(
+            [(event.notification_id, self._provider.name) for _, _, event in parsed],
+            sending_events,
+        )
+        jobs = [
+            _Job(index, message, event, start)
+            for (index, message, event), start in zip(parsed, starts, strict=True)
+        ]
+        results: list[tuple[AttemptResult, list[Event], Outcome] | None] = [None] * len(jobs)
+
+        by_key: dict[str, list[int]] = {}
+        for position, job in enumerate(jobs):
+            by_key.setdefault(job.message.key, []).append(position)
+
+        async def run_key(positions: list[int]) -> None:
+            for position in positions:
+                results[position] = await self._attempt(jobs[position])
+
+        await asyncio.gather(*(run_key(p) for p in by_key.values()))
+
+        finished = [r for r in results if r is not None]
+        await self._store.finish_attempts(
+            [result for result, _, _ in finished],
+            [event for _, events, _ in finished for event in events],
+        )
+        for job, result in zip(jobs, results, strict=True):
+            if result is not None:
+                outcomes[job.index] = result[2]
+        return outcomes
+
+    async def _attempt(self, job: _Job) -> tuple[AttemptResult, list[Event], Outcome] | None:
+        event, start = job.event, job.start
+        if start.skip_reason is not None:
+            log.info("not sending %s again: %s", event.notification_id, start.skip_reason)
+            return None
+        if start.unfinished_before:
+            # The one window left: a worker died between the provider accepting an
+            # earlier attempt and the journal recording it. Sending again may duplicate.
+            log.warning(
+                "%s: an earlier attempt never finished; sending again", event.notification_id
+            )
+        aid, nid = event.account_id, event.notification_id
+        provider = self._provider.name
+        try:
+            async with self._slots:
+                receipt = await self._provider.send(
+                    SmsMessage(
+                        to=event.to,
+                        body=event.body,
+                        from_number=event.from_number,
+                        status_callback=self._callback_url,
+                    )
+                )
+        except TransientError as exc:
+            if self._policy.exhausted(start.attempt):
+                reason = f"retries exhausted after {start.attempt} attempts: {exc}"
+                failed = SmsFailed(
+                    account_id=aid,
+                    notification_id=nid,
+                    reason=reason,
+                    error_code=exc.code,
+                    attempts=start.attempt,
+                )
+                return (
+                    AttemptResult(
+                        event.notification_id, start.attempt, "transient", error=str(exc)
+                    ),
+                    [failed],
+                    DeadLetter(reason),
+                )
+            delay = self._policy.delay(start.attempt, exc.retry_after)
+            log.info(
+                "attempt %d for %s to %s failed (%s); retrying in %.1fs",
+                start.attempt,
+                event.notification_id,
+                mask_phone(event.to),
+                exc,
+                delay,
+            )
+            retry = SmsAttemptFailed(
+                account_id=aid,
+                notification_id=nid,
+                attempt=start.attempt,
+                provider=provider,
+                error=str(exc),
+                error_code=exc.code,
+                retry_in_seconds=delay,
+            )
+            return (
+                AttemptResult(event.notification_id, start.attempt, "transient", error=str(exc)),
+                [retry],
+                RetryLater(delay, str(exc)),
+            )
+        except PermanentError as exc:
+            log.info("%s to %s rejected: %s", event.notification_id, mask_phone(event.to), exc)
+            failed = SmsFailed(
+                account_id=aid,
+                notification_id=nid,
+                reason=str(exc),
+                error_code=exc.code,
+                attempts=start.attempt,
+            )
+            return (
+                AttemptResult(event.notification_id, start.attempt, "permanent", error=str(exc)),
+                [failed],
+                ACK,
+            )
+        sent = SmsSent(
+            account_id=aid,
+            notification_id=nid,
+            attempt=start.attempt,
+            provider=provider,
+            provider_message_id=receipt.message_id,
+        )
+        return (
+            AttemptResult(
+                event.notification_id, start.attempt, "sent", provider_message_id=receipt.message_id
+            ),
+            [sent],
+            ACK,
+        )

@@ -1,0 +1,1 @@
+"""Persistence: the notification store and its SQL schema."""

@@ -1,0 +1,114 @@
+"""Tables of the store (SQLAlchemy Core; SQLite now, PostgreSQL-ready types)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    # SHA-256 of the key: keys are 190-bit random, so a fast hash is safe to store
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(20), nullable=False),
+    Column("from_number", String(20), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("segments", Integer, nullable=False),
+    Column("encoding", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("provider", String(64), nullable=True),
+    Column("provider_message_id", String(64), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("notifications_account_created", "account_id", "created_at"),
+    Index("notifications_provider_message", "provider_message_id"),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("notification_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("timeline_notification", "notification_id", "at"),
+)
+
+send_attempts = Table(
+    "send_attempts",
+    metadata,
+    Column("notification_id", String(40), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("provider", String(64), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    # started | sent | transient | permanent
+    Column("outcome", String(16), nullable=False),
+    Column("provider_message_id", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("messages", Integer, nullable=False),
+    Column("segments", Integer, nullable=False),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("consumer", String(40), primary_key=True),
+    Column("event_id", String(40), primary_key=True),
+)
+
+# Status callbacks that arrived before the sender recorded the provider's id
+# (the provider can call back before our own write commits): kept and applied
+# when the id is recorded, instead of being lost.
+pending_callbacks = Table(
+    "pending_callbacks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider_message_id", String(64), nullable=False, index=True),
+    Column("params", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,362 @@
+"""The store: accounts, keys, notifications, attempts, status and usage in SQL.
+
+Every write that has an event goes through one transaction with its event
+(see :mod:`pigeon.store.event_log`), and through the group committer so that
+concurrent requests share commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+import orjson
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pigeon.bus.sqlite_schema import create_schema
+from pigeon.domain.callbacks import event_from_twilio_status
+from pigeon.domain.events import Event, SmsRequested, SmsSent, utcnow
+from pigeon.domain.ids import ulid
+from pigeon.domain.notification import (
+    Account,
+    Notification,
+    NotificationView,
+    TimelineEntry,
+    UsageDay,
+)
+from pigeon.errors import StoreUnavailable, ValidationError
+from pigeon.store import attempts, projection
+from pigeon.store.engine import sqlite_engine
+from pigeon.store.event_log import SqliteEventLog
+from pigeon.store.group_commit import GroupCommitter
+from pigeon.store.rows import notification_from_row, notification_values, utc
+from pigeon.store.schema import (
+    accounts,
+    api_keys,
+    metadata,
+    notifications,
+    pending_callbacks,
+    send_attempts,
+    timeline,
+    usage_daily,
+)
+
+KEY_PREFIX = "pgn_"
+MAX_USAGE_DAYS = 366
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class SqlStore:
+    """The notification store on a SQLite file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        partitions: dict[str, int] | None = None,
+        default_partitions: int = 8,
+        synchronous: str = "NORMAL",
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._writer = sqlite_engine(path, immediate=True, synchronous=synchronous)
+        self._reader = sqlite_engine(path, immediate=False, synchronous=synchronous)
+        self._log = SqliteEventLog(partitions or {}, default_partitions)
+        self._commits = GroupCommitter(self._writer, on_commit=on_commit)
+        self._key_cache: dict[str, Account] = {}
+
+    # -- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        """Create tables if needed and start the group committer."""
+        try:
+            await asyncio.to_thread(create_schema, self.path)
+            async with self._writer.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
+        await self._commits.start()
+
+    async def stop(self) -> None:
+        """Flush pending writes and close connections."""
+        await self._commits.stop()
+        await self._writer.dispose()
+        await self._reader.dispose()
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers."""
+        try:
+            async with self._reader.connect() as conn:
+                await conn.execute(select(1))
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"database {self.path} does not answer: {exc}") from exc
+
+    # -- accounts and keys -----------------------------------------------------
+    async def ensure_account(self, name: str) -> Account:
+        """The account called ``name``, created if it does not exist."""
+        if not name or len(name) > 200:
+            raise ValidationError("account", "must be 1 to 200 characters")
+
+        async def work(conn: AsyncConnection) -> Account:
+            row = (await conn.execute(select(accounts).where(accounts.c.name == name))).first()
+            if row is not None:
+                return Account(row.id, row.name)
+            account = Account("acc_" + ulid(), name)
+            await conn.execute(
+                insert(accounts).values(id=account.id, name=name, created_at=utcnow())
+            )
+            return account
+
+        return await self._commits.submit(work)
+
+    async def create_api_key(self, account_name: str) -> tuple[Account, str]:
+        """A new API key for ``account_name`` (the account is created if needed).
+
+        The key is returned once and only its hash is stored.
+        """
+        account = await self.ensure_account(account_name)
+        key = KEY_PREFIX + secrets.token_urlsafe(24)
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(
+                insert(api_keys).values(
+                    id="key_" + ulid(),
+                    account_id=account.id,
+                    key_hash=hash_key(key),
+                    prefix=key[:8],
+                    created_at=utcnow(),
+                )
+            )
+
+        await self._commits.submit(work)
+        return account, key
+
+    async def authenticate(self, key: str) -> Account | None:
+        """The account an API key belongs to, or None."""
+        digest = hash_key(key)
+        cached = self._key_cache.get(digest)
+        if cached is not None:
+            return cached
+        async with self._reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(accounts.c.id, accounts.c.name)
+                    .join(api_keys, api_keys.c.account_id == accounts.c.id)
+                    .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+                )
+            ).first()
+        if row is None:
+            return None
+        account = Account(row.id, row.name)
+        self._key_cache[digest] = account
+        return account
+
+    # -- notifications -----------------------------------------------------------
+    async def accept(self, notification: Notification) -> None:
+        """Store a new notification with its request event, in one transaction."""
+        event = notification.requested_event()
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(insert(notifications).values(notification_values(notification)))
+            await conn.execute(
+                insert(timeline).values(
+                    notification_id=notification.id,
+                    status="accepted",
+                    at=notification.created_at,
+                    detail="accepted by the API",
+                )
+            )
+            await self._log.append(conn, [event])
+
+        await self._commits.submit(work)
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        """Publish events through the log, durably."""
+
+        async def work(conn: AsyncConnection) -> None:
+            await self._log.append(conn, events)
+
+        await self._commits.submit(work)
+
+    async def get_view(self, account_id: str, notification_id: str) -> NotificationView | None:
+        """The notification with its timeline, if it belongs to ``account_id``."""
+        async with self._reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(notifications).where(
+                        notifications.c.id == notification_id,
+                        notifications.c.account_id == account_id,
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            entries = (
+                await conn.execute(
+                    select(timeline.c.status, timeline.c.at, timeline.c.detail)
+                    .where(timeline.c.notification_id == notification_id)
+                    .order_by(timeline.c.at, timeline.c.id)
+                )
+            ).all()
+        return NotificationView(
+            notification=notification_from_row(row),
+            attempts=row.attempts,
+            provider=row.provider,
+            provider_message_id=row.provider_message_id,
+            last_error=row.last_error,
+            updated_at=utc(row.updated_at),
+            timeline=[TimelineEntry(e.status, utc(e.at), e.detail) for e in entries],
+        )
+
+    async def record_status_callback(self, params: Mapping[str, str]) -> bool:
+        """Turn a provider status callback into an event, atomically.
+
+        Returns False when no notification has the callback's message id yet;
+        the callback is then kept and applied once the sender records the id
+        (see :meth:`finish_attempts`), since providers may call back before
+        our own write of that id commits.
+        """
+        sid = params.get("MessageSid") or params.get("SmsSid") or ""
+
+        async def work(conn: AsyncConnection) -> bool:
+            found = await _notification_for_message(conn, sid)
+            if found is None:
+                await conn.execute(
+                    insert(pending_callbacks).values(
+                        provider_message_id=sid,
+                        params=orjson.dumps(dict(params)).decode(),
+                        received_at=utcnow(),
+                    )
+                )
+                return False
+            event = event_from_twilio_status(found[0], found[1], params)
+            if event is not None:
+                await self._log.append(conn, [event])
+            return True
+
+        return await self._commits.submit(work)
+
+    # -- the sender's journal ----------------------------------------------------
+    async def begin_attempts(
+        self,
+        requests: Sequence[tuple[str, str]],
+        events: Callable[[list[attempts.AttemptStart]], Sequence[Event]],
+    ) -> list[attempts.AttemptStart]:
+        """Open attempts and publish the events ``events(starts)`` returns, atomically."""
+
+        async def work(conn: AsyncConnection) -> list[attempts.AttemptStart]:
+            starts = await attempts.begin_attempts(conn, requests)
+            await self._log.append(conn, events(starts))
+            return starts
+
+        return await self._commits.submit(work)
+
+    async def finish_attempts(
+        self, results: Sequence[attempts.AttemptResult], events: Sequence[Event]
+    ) -> None:
+        """Record outcomes and publish their events, atomically."""
+
+        async def work(conn: AsyncConnection) -> None:
+            await attempts.finish_attempts(conn, results)
+            await self._log.append(conn, events)
+            await self._log.append(conn, await _claim_pending_callbacks(conn, events))
+
+        await self._commits.submit(work)
+
+    # -- projections -------------------------------------------------------------
+    async def project_status(self, consumer: str, events: Sequence[Event]) -> int:
+        """Apply status events forward-only, exactly once per event id."""
+
+        async def work(conn: AsyncConnection) -> int:
+            return await projection.project_status(conn, consumer, events)
+
+        return await self._commits.submit(work)
+
+    async def meter_usage(self, consumer: str, events: Sequence[SmsRequested]) -> int:
+        """Count usage exactly once per event id."""
+
+        async def work(conn: AsyncConnection) -> int:
+            return await projection.meter_usage(conn, consumer, events)
+
+        return await self._commits.submit(work)
+
+    async def usage(self, account_id: str, start: date, end: date) -> list[UsageDay]:
+        """Usage per day from ``start`` to ``end`` inclusive, days without usage as zero."""
+        if end < start:
+            raise ValidationError("to", "must not be before 'from'")
+        if (end - start).days + 1 > MAX_USAGE_DAYS:
+            raise ValidationError("to", f"a range covers at most {MAX_USAGE_DAYS} days")
+        async with self._reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(usage_daily.c.day, usage_daily.c.messages, usage_daily.c.segments).where(
+                        usage_daily.c.account_id == account_id,
+                        usage_daily.c.day >= start,
+                        usage_daily.c.day <= end,
+                    )
+                )
+            ).all()
+        found = {r.day: r for r in rows}
+        days = []
+        for offset in range((end - start).days + 1):
+            day = start + timedelta(days=offset)
+            row = found.get(day)
+            days.append(UsageDay(day, row.messages if row else 0, row.segments if row else 0))
+        return days
+
+
+async def _notification_for_message(
+    conn: AsyncConnection, message_id: str
+) -> tuple[str, str] | None:
+    """``(account_id, notification_id)`` the provider calls ``message_id``, if known."""
+    if not message_id:
+        return None
+    row = (
+        await conn.execute(
+            select(notifications.c.account_id, notifications.c.id)
+            .join(send_attempts, send_attempts.c.notification_id == notifications.c.id)
+            .where(send_attempts.c.provider_message_id == message_id)
+        )
+    ).first()
+    return (row.account_id, row.id) if row is not None else None
+
+
+async def _claim_pending_callbacks(conn: AsyncConnection, events: Sequence[Event]) -> list[Event]:
+    """Events of callbacks that arrived before their message id was recorded."""
+    sent = {e.provider_message_id: e for e in events if isinstance(e, SmsSent)}
+    if not sent:
+        return []
+    rows = (
+        await conn.execute(
+            select(
+                pending_callbacks.c.id,
+                pending_callbacks.c.provider_message_id,
+                pending_callbacks.c.params,
+            )
+            .where(pending_callbacks.c.provider_message_id.in_(list(sent)))
+            .order_by(pending_callbacks.c.id)
+        )
+    ).all()
+    claimed = []
+    for row in rows:
+        origin = sent[row.provider_message_id]
+        event = event_from_twilio_status(
+            origin.account_id, origin.notification_id, orjson.loads(row.params)
+        )
+        if event is not None:
+            claimed.append(event)
+    if rows:
+        await conn.execute(
+            delete(pending_callbacks).where(pending_callbacks.c.id.in_([r.id for r in rows]))
+        )
+    return claimed
