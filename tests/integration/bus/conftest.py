@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -11,6 +10,9 @@ import pytest
 
 from pigeon.bus.factory import bus_from_url
 from pigeon.bus.port import EventBus
+from tests.support import eventually
+
+__all__ = ["BusFactory", "eventually"]
 
 _names = itertools.count()
 
@@ -45,14 +47,3 @@ async def make_bus(bus_url: str) -> AsyncIterator[BusFactory]:
 def topic() -> str:
     """A topic name no other test uses."""
     return f"test.topic.{next(_names)}"
-
-
-async def eventually(
-    condition: Callable[[], bool], within: float = 10.0, interval: float = 0.01
-) -> None:
-    """Wait until ``condition()`` holds, failing the test after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
