@@ -143,7 +143,7 @@ def run(
 ) -> None:
     """Run everything in one process: API, workers and the sandbox SMS provider."""
     settings = _settings(api_port=port, sandbox_port=sandbox_port, data_dir=data_dir)
-    if not settings.sms_provider_url or "PIGEON_SMS_PROVIDER_URL" not in _env_keys():
+    if "sms_provider_url" not in settings.model_fields_set:  # default: our own sandbox
         settings = settings.model_copy(
             update={"sms_provider_url": f"http://{settings.sandbox_host}:{settings.sandbox_port}"}
         )
@@ -183,12 +183,6 @@ def run(
             await pigeon.stop()
 
     _run(main)
-
-
-def _env_keys() -> set[str]:
-    import os
-
-    return {k for k in os.environ if k.startswith("PIGEON_")}
 
 
 @app.command()

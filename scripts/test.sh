@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up (first time) and run every check: lint, format, types, and the whole
+# test suite (unit, integration against real SQLite files and real HTTP
+# servers on 127.0.0.1, end-to-end with real processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+echo "== ruff check";          .venv/bin/ruff check src tests benchmarks
+echo "== ruff format --check"; .venv/bin/ruff format --check src tests benchmarks
+echo "== mypy --strict src";   .venv/bin/mypy --strict src
+echo "== pytest";              .venv/bin/python -m pytest "$@"
