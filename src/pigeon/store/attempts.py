@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.events import utcnow
@@ -45,67 +45,87 @@ class AttemptResult:
 async def begin_attempts(
     conn: AsyncConnection, requests: Sequence[tuple[str, str]]
 ) -> list[AttemptStart]:
-    """Open an attempt for each ``(notification_id, provider)``, unless already done."""
-    starts = []
-    now = utcnow()
-    for notification_id, provider in requests:
-        status = (
+    """Open an attempt for each ``(notification_id, provider)``, unless already done.
+
+    A notification may appear twice in one batch (a redelivered duplicate): only
+    its first occurrence gets an attempt.
+    """
+    ids = list({nid for nid, _ in requests})
+    statuses = dict(
+        (
             await conn.execute(
-                select(notifications.c.status).where(notifications.c.id == notification_id)
-            )
-        ).scalar()
-        if status is not None and NotificationStatus(status).is_final:
-            starts.append(AttemptStart(notification_id, 0, f"already {status}"))
-            continue
-        rows = (
-            await conn.execute(
-                select(send_attempts.c.attempt, send_attempts.c.outcome).where(
-                    send_attempts.c.notification_id == notification_id
+                select(notifications.c.id, notifications.c.status).where(
+                    notifications.c.id.in_(ids)
                 )
             )
-        ).all()
-        done = [r for r in rows if r.outcome in ("sent", "permanent")]
-        if done:
+        )
+        .tuples()
+        .all()
+    )
+    journal: dict[str, list[tuple[int, str]]] = {}
+    for nid, attempt, outcome in (
+        await conn.execute(
+            select(
+                send_attempts.c.notification_id, send_attempts.c.attempt, send_attempts.c.outcome
+            ).where(send_attempts.c.notification_id.in_(ids))
+        )
+    ).tuples():
+        journal.setdefault(nid, []).append((attempt, outcome))
+    now = utcnow()
+    starts, rows, opened = [], [], set()
+    for nid, provider in requests:
+        status = statuses.get(nid)
+        done = [(a, o) for a, o in journal.get(nid, []) if o in ("sent", "permanent")]
+        if status is not None and NotificationStatus(status).is_final:
+            starts.append(AttemptStart(nid, 0, f"already {status}"))
+        elif done:
+            starts.append(AttemptStart(nid, 0, f"attempt {done[0][0]} already {done[0][1]}"))
+        elif nid in opened:
+            starts.append(AttemptStart(nid, 0, "a duplicate of a request in this batch"))
+        else:
+            previous = journal.get(nid, [])
+            number = max((a for a, _ in previous), default=0) + 1
+            rows.append(
+                {
+                    "notification_id": nid,
+                    "attempt": number,
+                    "provider": provider,
+                    "started_at": now,
+                    "outcome": "started",
+                }
+            )
+            opened.add(nid)
             starts.append(
                 AttemptStart(
-                    notification_id, 0, f"attempt {done[0].attempt} already {done[0].outcome}"
+                    nid, number, unfinished_before=any(o == "started" for _, o in previous)
                 )
             )
-            continue
-        number = max((r.attempt for r in rows), default=0) + 1
-        await conn.execute(
-            insert(send_attempts).values(
-                notification_id=notification_id,
-                attempt=number,
-                provider=provider,
-                started_at=now,
-                outcome="started",
-            )
-        )
-        starts.append(
-            AttemptStart(
-                notification_id,
-                number,
-                unfinished_before=any(r.outcome == "started" for r in rows),
-            )
-        )
+    if rows:
+        await conn.execute(insert(send_attempts), rows)
     return starts
 
 
 async def finish_attempts(conn: AsyncConnection, results: Sequence[AttemptResult]) -> None:
     """Record each attempt's outcome."""
+    if not results:
+        return
     now = utcnow()
-    for result in results:
-        await conn.execute(
-            update(send_attempts)
-            .where(
-                send_attempts.c.notification_id == result.notification_id,
-                send_attempts.c.attempt == result.attempt,
+    await conn.execute(
+        update(send_attempts).where(
+            and_(
+                send_attempts.c.notification_id == bindparam("nid"),
+                send_attempts.c.attempt == bindparam("number"),
             )
-            .values(
-                outcome=result.outcome,
-                finished_at=now,
-                provider_message_id=result.provider_message_id,
-                error=result.error,
-            )
-        )
+        ),
+        [
+            {
+                "nid": r.notification_id,
+                "number": r.attempt,
+                "outcome": r.outcome,
+                "finished_at": now,
+                "provider_message_id": r.provider_message_id,
+                "error": r.error,
+            }
+            for r in results
+        ],
+    )

@@ -2,14 +2,17 @@
 
 Both are idempotent under at-least-once delivery: an event id is recorded in
 ``processed_events`` in the same transaction as its effect, so a redelivered
-event finds its id and changes nothing.
+event finds its id and changes nothing. Each function handles a whole batch
+with a handful of set-based statements, not a few statements per event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
+from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,86 +28,120 @@ from pigeon.domain.events import (
 from pigeon.domain.status import NotificationStatus, can_advance
 from pigeon.store.schema import notifications, processed_events, timeline, usage_daily
 
+E = TypeVar("E", bound=Event)
 
-async def first_time(conn: AsyncConnection, consumer: str, event_id: str) -> bool:
-    """Record ``event_id`` for ``consumer``; False if it was recorded before."""
-    result = await conn.execute(
-        sqlite_insert(processed_events)
-        .values(consumer=consumer, event_id=event_id)
-        .on_conflict_do_nothing()
+
+async def first_time(conn: AsyncConnection, consumer: str, events: Sequence[E]) -> list[E]:
+    """The events ``consumer`` has not processed before, now recorded as processed."""
+    unique = list({e.event_id: e for e in events}.values())
+    if not unique:
+        return []
+    seen = set(
+        (
+            await conn.execute(
+                select(processed_events.c.event_id).where(
+                    processed_events.c.consumer == consumer,
+                    processed_events.c.event_id.in_([e.event_id for e in unique]),
+                )
+            )
+        ).scalars()
     )
-    return bool(result.rowcount)
+    fresh = [e for e in unique if e.event_id not in seen]
+    if fresh:
+        await conn.execute(
+            insert(processed_events),
+            [{"consumer": consumer, "event_id": e.event_id} for e in fresh],
+        )
+    return fresh
+
+
+def _changes(event: Event, row: dict[str, Any]) -> bool:
+    """Fold ``event`` into ``row`` (a notification's columns); True if it advanced."""
+    if isinstance(event, SmsSending | SmsSent | SmsAttemptFailed):
+        row["attempts"] = max(row["attempts"], event.attempt)
+        row["provider"] = event.provider
+    if isinstance(event, SmsSent):
+        row["provider_message_id"] = event.provider_message_id
+    if isinstance(event, SmsAttemptFailed):
+        row["last_error"] = event.error
+    if isinstance(event, SmsFailed | SmsUndelivered):
+        row["last_error"] = event.detail()
+    current = NotificationStatus(row["status"])
+    if event.status is not None and can_advance(current, event.status):
+        row["status"] = event.status.value
+        return True
+    return False
 
 
 async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[Event]) -> int:
-    """Apply status events forward-only; returns how many changed something."""
-    applied = 0
-    for event in events:
-        if not await first_time(conn, consumer, event.event_id):
-            continue
-        row = (
-            await conn.execute(
-                select(notifications.c.status, notifications.c.attempts).where(
-                    notifications.c.id == event.notification_id
-                )
-            )
-        ).first()
+    """Apply status events forward-only; returns how many notifications changed."""
+    fresh = await first_time(conn, consumer, events)
+    ids = list({e.notification_id for e in fresh})
+    if not ids:
+        return 0
+    columns = (
+        notifications.c.id,
+        notifications.c.status,
+        notifications.c.attempts,
+        notifications.c.provider,
+        notifications.c.provider_message_id,
+        notifications.c.last_error,
+    )
+    rows = {
+        r.id: dict(r._mapping)
+        for r in (await conn.execute(select(*columns).where(notifications.c.id.in_(ids))))
+    }
+    before = {nid: dict(row) for nid, row in rows.items()}
+    entries = []
+    for event in sorted(fresh, key=lambda e: e.occurred_at):
+        row = rows.get(event.notification_id)
         if row is None:
             continue  # a status for a notification this store never saw
-        current = NotificationStatus(row.status)
-        values: dict[str, object] = {}
-        if isinstance(event, SmsSending | SmsSent | SmsAttemptFailed):
-            values["attempts"] = max(row.attempts, event.attempt)
-            values["provider"] = event.provider
-        if isinstance(event, SmsSent):
-            values["provider_message_id"] = event.provider_message_id
-        if isinstance(event, SmsAttemptFailed):
-            values["last_error"] = event.error
-        if isinstance(event, SmsFailed | SmsUndelivered):
-            values["last_error"] = event.detail()
-        moves = event.status is not None and can_advance(current, event.status)
-        if moves and event.status is not None:
-            values["status"] = event.status.value
-        if moves or event.status is None:
-            await conn.execute(
-                insert(timeline).values(
-                    notification_id=event.notification_id,
-                    status=(event.status or current).value,
-                    at=event.occurred_at,
-                    detail=event.detail(),
-                )
+        moved = _changes(event, row)
+        if moved or event.status is None:
+            entries.append(
+                {
+                    "notification_id": event.notification_id,
+                    "status": row["status"],
+                    "at": event.occurred_at,
+                    "detail": event.detail(),
+                }
             )
-        if values:
-            values["updated_at"] = event.occurred_at
-            await conn.execute(
-                update(notifications)
-                .where(notifications.c.id == event.notification_id)
-                .values(**values)
-            )
-            applied += 1
-    return applied
+        row["updated_at"] = event.occurred_at
+    if entries:
+        await conn.execute(insert(timeline), entries)
+    changed = [row for nid, row in rows.items() if _differs(row, before[nid])]
+    if changed:
+        await conn.execute(
+            update(notifications).where(notifications.c.id == bindparam("nid")),
+            [{**{k: v for k, v in row.items() if k != "id"}, "nid": row["id"]} for row in changed],
+        )
+    return len(changed)
+
+
+def _differs(row: dict[str, Any], before: dict[str, Any]) -> bool:
+    return any(row.get(k) != before.get(k) for k in row if k != "updated_at")
 
 
 async def meter_usage(conn: AsyncConnection, consumer: str, events: Sequence[SmsRequested]) -> int:
     """Count messages and segments per account and UTC day, once per event."""
-    counted = 0
-    for event in events:
-        if not await first_time(conn, consumer, event.event_id):
-            continue
+    fresh = await first_time(conn, consumer, events)
+    totals: dict[tuple[str, date], list[int]] = {}
+    for event in fresh:
+        day_total = totals.setdefault((event.account_id, event.occurred_at.date()), [0, 0])
+        day_total[0] += 1
+        day_total[1] += event.segments
+    for (account_id, day), (messages, segments) in totals.items():
         stmt = sqlite_insert(usage_daily).values(
-            account_id=event.account_id,
-            day=event.occurred_at.date(),
-            messages=1,
-            segments=event.segments,
+            account_id=account_id, day=day, messages=messages, segments=segments
         )
         await conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[usage_daily.c.account_id, usage_daily.c.day],
                 set_={
-                    "messages": usage_daily.c.messages + 1,
+                    "messages": usage_daily.c.messages + stmt.excluded.messages,
                     "segments": usage_daily.c.segments + stmt.excluded.segments,
                 },
             )
         )
-        counted += 1
-    return counted
+    return len(fresh)
