@@ -51,16 +51,14 @@ async def begin_attempts(
     its first occurrence gets an attempt.
     """
     ids = list({nid for nid, _ in requests})
-    statuses = dict(
+    statuses: dict[str, str] = dict(
         (
             await conn.execute(
                 select(notifications.c.id, notifications.c.status).where(
                     notifications.c.id.in_(ids)
                 )
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     journal: dict[str, list[tuple[int, str]]] = {}
     for nid, attempt, outcome in (
@@ -69,7 +67,7 @@ async def begin_attempts(
                 send_attempts.c.notification_id, send_attempts.c.attempt, send_attempts.c.outcome
             ).where(send_attempts.c.notification_id.in_(ids))
         )
-    ).tuples():
+    ).all():
         journal.setdefault(nid, []).append((attempt, outcome))
     now = utcnow()
     starts, rows, opened = [], [], set()

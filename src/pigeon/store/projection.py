@@ -55,8 +55,8 @@ async def first_time(conn: AsyncConnection, consumer: str, events: Sequence[E]) 
     return fresh
 
 
-def _changes(event: Event, row: dict[str, Any]) -> bool:
-    """Fold ``event`` into ``row`` (a notification's columns); True if it advanced."""
+def _changes(event: Event, row: dict[str, Any]) -> None:
+    """Fold ``event`` into ``row`` (a notification's columns), status forward-only."""
     if isinstance(event, SmsSending | SmsSent | SmsAttemptFailed):
         row["attempts"] = max(row["attempts"], event.attempt)
         row["provider"] = event.provider
@@ -69,8 +69,6 @@ def _changes(event: Event, row: dict[str, Any]) -> bool:
     current = NotificationStatus(row["status"])
     if event.status is not None and can_advance(current, event.status):
         row["status"] = event.status.value
-        return True
-    return False
 
 
 async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[Event]) -> int:
@@ -92,17 +90,32 @@ async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[
         for r in (await conn.execute(select(*columns).where(notifications.c.id.in_(ids))))
     }
     before = {nid: dict(row) for nid, row in rows.items()}
+    recorded: dict[str, set[str]] = {}
+    for nid, status in (
+        await conn.execute(
+            select(timeline.c.notification_id, timeline.c.status).where(
+                timeline.c.notification_id.in_(ids)
+            )
+        )
+    ).all():
+        recorded.setdefault(nid, set()).add(status)
     entries = []
     for event in sorted(fresh, key=lambda e: e.occurred_at):
         row = rows.get(event.notification_id)
         if row is None:
             continue  # a status for a notification this store never saw
-        moved = _changes(event, row)
-        if moved or event.status is None:
+        _changes(event, row)
+        # The timeline is history: a step that arrives late (the projector reads
+        # two topics) still gets its entry, placed by its time, but each status
+        # appears once, so a callback repeating "sent" adds nothing.
+        seen = recorded.setdefault(event.notification_id, set())
+        if event.status is None or event.status.value not in seen:
+            status = event.status.value if event.status is not None else row["status"]
+            seen.add(status)
             entries.append(
                 {
                     "notification_id": event.notification_id,
-                    "status": row["status"],
+                    "status": status,
                     "at": event.occurred_at,
                     "detail": event.detail(),
                 }
