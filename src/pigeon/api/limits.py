@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pigeon.api.problems import problem
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """An HTTPException, so FastAPI's body parsing lets it through as a 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 class BodySizeLimit:

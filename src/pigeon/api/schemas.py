@@ -16,7 +16,7 @@ MAX_METADATA_BYTES = 4096
 class SendNotification(BaseModel):
     """``POST /v1/notifications``."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     channel: str = Field(description="Delivery channel; only 'sms' for now.", examples=["sms"])
     to: str = Field(description="Recipient in E.164 format.", examples=["+14155550123"])

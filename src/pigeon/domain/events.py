@@ -12,6 +12,7 @@ On the wire every event is one JSON object, the same on every bus backend::
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -230,16 +231,62 @@ def decode(payload: bytes | str) -> Event:
     data = raw.get("data")
     if not isinstance(data, dict):
         raise MalformedEvent(f"{type_name}: 'data' must be a JSON object")
+    for name in ("id", "account_id", "notification_id", "occurred_at"):
+        if not isinstance(raw.get(name), str) or not raw[name]:
+            raise MalformedEvent(f"{type_name}: envelope field {name!r} must be a non-empty string")
+    _check_data(cls, data)
     try:
         return cls(
-            event_id=str(raw["id"]),
-            account_id=str(raw["account_id"]),
-            notification_id=str(raw["notification_id"]),
-            occurred_at=parse_time(str(raw["occurred_at"])),
+            event_id=raw["id"],
+            account_id=raw["account_id"],
+            notification_id=raw["notification_id"],
+            occurred_at=parse_time(raw["occurred_at"]),
             **data,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise MalformedEvent(f"{type_name}: malformed envelope or data: {exc}") from exc
+
+
+def _check_data(cls: type[Event], data: dict[str, Any]) -> None:
+    """Every ``data`` field present, known, and of its declared JSON type."""
+    expected = _data_types(cls)
+    for name in data:
+        if name not in expected:
+            raise MalformedEvent(f"{cls.type_name}: unknown data field {name!r}")
+    for name, (types, required) in expected.items():
+        if name not in data:
+            if required:
+                raise MalformedEvent(f"{cls.type_name}: data field {name!r} is missing")
+            continue
+        value = data[name]
+        # bool is an int in Python, never in our events
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise MalformedEvent(
+                f"{cls.type_name}: data field {name!r} has the wrong type ({type(value).__name__})"
+            )
+
+
+_DATA_TYPES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {}
+
+
+def _data_types(cls: type[Event]) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Per data field: the accepted JSON types and whether it is required (cached)."""
+    cached = _DATA_TYPES.get(cls.type_name)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls)
+    result = {}
+    for f in dataclasses.fields(cls):
+        if f.name in _ENVELOPE_FIELDS:
+            continue
+        args = typing.get_args(hints[f.name]) or (hints[f.name],)
+        types = tuple(type(None) if a is None else a for a in args)
+        if float in types:
+            types = (*types, int)
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        result[f.name] = (types, required)
+    _DATA_TYPES[cls.type_name] = result
+    return result
 
 
 def route(event: Event) -> tuple[str, str]:

@@ -18,7 +18,8 @@ def normalize_e164(raw: object, field: str = "to") -> str:
     """
     if not isinstance(raw, str):
         raise InvalidPhoneNumber(field, "must be a string in E.164 format, e.g. +14155550123")
-    if not raw.startswith("+") or not raw[1:].isdigit() or raw[1:2] == "0":
+    digits = raw[1:]
+    if not raw.startswith("+") or not (digits.isascii() and digits.isdigit()) or raw[1:2] == "0":
         raise InvalidPhoneNumber(
             field, f"{raw!r} is not in E.164 format ('+' then the country code and number)"
         )

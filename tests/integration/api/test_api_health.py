@@ -1,0 +1,70 @@
+"""Liveness, readiness and the OpenAPI document."""
+
+from __future__ import annotations
+
+import httpx
+
+from pigeon import __version__
+
+
+async def test_healthz_answers_ok_with_the_version(client: httpx.AsyncClient) -> None:
+    """Liveness needs no key and says which version runs."""
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": __version__}
+
+
+async def test_readyz_answers_ready_when_the_store_answers(client: httpx.AsyncClient) -> None:
+    """With the store started, readiness is 200 'ready'."""
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+async def test_the_openapi_document_lists_every_public_route(client: httpx.AsyncClient) -> None:
+    """/openapi.json describes the notification, usage, callback and health routes."""
+    response = await client.get("/openapi.json")
+
+    assert response.status_code == 200
+    document = response.json()
+    assert document["info"]["title"] == "Pigeon"
+    assert document["info"]["version"] == __version__
+    paths = document["paths"]
+    assert set(paths) >= {
+        "/v1/notifications",
+        "/v1/notifications/{notification_id}",
+        "/v1/usage",
+        "/v1/providers/twilio/status",
+        "/healthz",
+        "/readyz",
+    }
+    assert "post" in paths["/v1/notifications"]
+    assert "get" in paths["/v1/notifications/{notification_id}"]
+    assert "get" in paths["/v1/usage"]
+    assert "post" in paths["/v1/providers/twilio/status"]
+
+
+async def test_the_openapi_request_schema_uses_the_wire_name_from(
+    client: httpx.AsyncClient,
+) -> None:
+    """The send request documents 'from' (not the Python name 'from_') and its required fields."""
+    document = (await client.get("/openapi.json")).json()
+    schema = document["components"]["schemas"]["SendNotification"]
+    assert set(schema["properties"]) == {"channel", "to", "body", "from", "metadata"}
+    assert set(schema["required"]) == {"channel", "to", "body"}
+    assert schema.get("additionalProperties") is False
+
+
+async def test_an_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    """Even the framework's own errors come back as problem+json."""
+    response = await client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_wrong_method_is_a_405_problem(client: httpx.AsyncClient) -> None:
+    """DELETE on the notifications collection is 405 problem+json."""
+    response = await client.delete("/v1/notifications")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["title"] == "Method Not Allowed"
