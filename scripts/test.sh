@@ -10,7 +10,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
-echo "== ruff check";          .venv/bin/ruff check src tests benchmarks
-echo "== ruff format --check"; .venv/bin/ruff format --check src tests benchmarks
+paths=(src tests); [ -d benchmarks ] && paths+=(benchmarks)
+echo "== ruff check";          .venv/bin/ruff check "${paths[@]}"
+echo "== ruff format --check"; .venv/bin/ruff format --check "${paths[@]}"
 echo "== mypy --strict src";   .venv/bin/mypy --strict src
 echo "== pytest";              .venv/bin/python -m pytest "$@"
