@@ -93,6 +93,7 @@ class Pigeon:
         }
         if name not in builders:
             raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
+        specs = builders[name]()  # builds (and registers) the sender's provider first
         for provider in self._providers:
             await provider.start()
         return [
@@ -102,7 +103,7 @@ class Pigeon:
                 name=f"{name}:{topic}",
                 policy=self.retry_policy(),
             )
-            for topic, group, dead, handler in builders[name]()
+            for topic, group, dead, handler in specs
         ]
 
     def _sender(self) -> list[tuple[str, str, str, BatchHandler]]:

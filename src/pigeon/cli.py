@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from pathlib import Path
@@ -17,7 +18,7 @@ import uvicorn
 from pigeon.bootstrap import WORKERS, Pigeon, build
 from pigeon.bus.runner import ConsumerRunner
 from pigeon.config import Settings, load_settings
-from pigeon.errors import PigeonError
+from pigeon.errors import ConfigurationError, PigeonError
 from pigeon.logs import configure_logging
 from pigeon.sandbox.faults import FaultConfig
 from pigeon.sandbox.server import SandboxServer
@@ -106,6 +107,31 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _listen(host: str, port: int, setting: str) -> socket.socket:
+    """A listening socket, or one clear line naming the setting when the port is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            setting, f"cannot listen on {host}:{port}: {exc.strerror}"
+        ) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def _start_sandbox(sandbox: SandboxServer, host: str, port: int) -> None:
+    try:
+        await sandbox.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            "PIGEON_SANDBOX_PORT", f"cannot listen on {host}:{port}: {exc.strerror}"
+        ) from exc
+
+
 def _api_server(pigeon: Pigeon, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
         pigeon.api(),
@@ -149,6 +175,7 @@ def run(
         )
 
     async def main() -> None:
+        api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
         sandbox = SandboxServer(
             host=settings.sandbox_host,
             port=settings.sandbox_port,
@@ -158,7 +185,7 @@ def run(
         pigeon = build(settings)
         await pigeon.start()
         try:
-            await sandbox.start()
+            await _start_sandbox(sandbox, settings.sandbox_host, settings.sandbox_port)
             key = await _dev_key(pigeon)
             runners = [r for name in WORKERS for r in await pigeon.workers(name)]
             server = _api_server(pigeon, settings.api_host, settings.api_port)
@@ -176,7 +203,9 @@ def run(
                 f"Press Ctrl-C to stop."
             )
             await _until_signalled(
-                server.serve(), _serve_runners(runners), on_stop=_stop_all(server, runners)
+                server.serve([api_socket]),
+                _serve_runners(runners),
+                on_stop=_stop_all(server, runners),
             )
         finally:
             await sandbox.stop()
@@ -193,12 +222,13 @@ def api(
     settings = _settings(api_port=port)
 
     async def main() -> None:
+        api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
         pigeon = build(settings)
         await pigeon.start()
         try:
             server = _api_server(pigeon, settings.api_host, settings.api_port)
             log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
-            await _until_signalled(server.serve(), on_stop=_stop_all(server, []))
+            await _until_signalled(server.serve([api_socket]), on_stop=_stop_all(server, []))
         finally:
             await pigeon.stop()
 
@@ -256,7 +286,7 @@ def sandbox(
             auth_token=settings.twilio_auth_token,
             faults=faults,
         )
-        await server.start()
+        await _start_sandbox(server, settings.sandbox_host, settings.sandbox_port)
         typer.echo(f"Sandbox SMS provider on {server.url} (inbox: {server.url}/sandbox/messages)")
         try:
             await _until_signalled()

@@ -73,6 +73,10 @@ class TwilioApi:
 
     async def create_message(self, request: web.Request) -> web.Response:
         """``POST Messages.json``: validate, maybe inject a fault, accept with 201."""
+        try:  # read the request before any injected latency: a client may go away meanwhile
+            form = await request.post()
+        except ConnectionError:
+            return web.Response(status=400)
         latency = self._faults.latency_seconds
         if latency:
             await asyncio.sleep(latency)
@@ -93,7 +97,6 @@ class TwilioApi:
                 "Too Many Requests",
                 headers={"Retry-After": "1"},
             )
-        form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         invalid = _validate(fields)
         if invalid is not None:

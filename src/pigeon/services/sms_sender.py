@@ -2,8 +2,8 @@
 
 For each batch: open an attempt per message in the journal (one transaction,
 with the ``SmsSending`` events), call the provider concurrently - messages for
-one recipient one after another - then record every outcome with its event
-(``SmsSent``, ``SmsAttemptFailed`` or ``SmsFailed``) in one more transaction.
+one recipient one after another - and record each outcome with its event
+(``SmsSent``, ``SmsAttemptFailed`` or ``SmsFailed``) as soon as it is known.
 Only then is the batch settled on the bus, so a crash at any point replays
 the batch and the journal keeps it from being sent twice once it was sent.
 """
@@ -115,21 +115,28 @@ class SmsSender:
 
         async def run_key(positions: list[int]) -> None:
             for position in positions:
+                # each outcome is journaled as soon as the provider answers
+                # (concurrent ones share a commit), not once per batch
                 results[position] = await self._attempt(jobs[position])
 
         await asyncio.gather(*(run_key(p) for p in by_key.values()))
 
-        finished = [r for r in results if r is not None]
-        await self._store.finish_attempts(
-            [result for result, _, _ in finished],
-            [event for _, events, _ in finished for event in events],
-        )
         for job, result in zip(jobs, results, strict=True):
             if result is not None:
                 outcomes[job.index] = result[2]
         return outcomes
 
     async def _attempt(self, job: _Job) -> tuple[AttemptResult, list[Event], Outcome] | None:
+        # A slot is held from the provider call until its outcome is journaled, so
+        # at most `concurrency` sends are ever unrecorded: the most a kill -9 can
+        # make us send twice.
+        async with self._slots:
+            result = await self._send(job)
+            if result is not None:
+                await self._store.finish_attempts([result[0]], result[1])
+            return result
+
+    async def _send(self, job: _Job) -> tuple[AttemptResult, list[Event], Outcome] | None:
         event, start = job.event, job.start
         if start.skip_reason is not None:
             log.info("not sending %s again: %s", event.notification_id, start.skip_reason)
@@ -143,15 +150,14 @@ class SmsSender:
         aid, nid = event.account_id, event.notification_id
         provider = self._provider.name
         try:
-            async with self._slots:
-                receipt = await self._provider.send(
-                    SmsMessage(
-                        to=event.to,
-                        body=event.body,
-                        from_number=event.from_number,
-                        status_callback=self._callback_url,
-                    )
+            receipt = await self._provider.send(
+                SmsMessage(
+                    to=event.to,
+                    body=event.body,
+                    from_number=event.from_number,
+                    status_callback=self._callback_url,
                 )
+            )
         except TransientError as exc:
             if self._policy.exhausted(start.attempt):
                 reason = f"retries exhausted after {start.attempt} attempts: {exc}"

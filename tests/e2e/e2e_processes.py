@@ -1,0 +1,361 @@
+"""Real ``pigeon`` processes for end-to-end tests: start, wait until ready, stop, kill -9.
+
+Every process runs the installed console script (``pigeon``) with its output
+in files under the test's ``tmp_path``, so a failing test can show what each
+process said. Processes are only ever signalled by their own PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from tests.support import free_port
+
+PIGEON = str(Path(sys.executable).with_name("pigeon"))
+START_WITHIN = 30.0
+STOP_WITHIN = 15.0
+
+T = TypeVar("T")
+
+
+def _tail(path: Path, limit: int = 6_000) -> str:
+    if not path.exists():
+        return "<no file>"
+    text = path.read_text(errors="replace")
+    return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+class PigeonProcess:
+    """One running ``pigeon ...`` command with its logs in files."""
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        log_dir: Path,
+        ready_url: str | None = None,
+        ready_line: str | None = None,
+    ) -> None:
+        self.name = name
+        self.args = [PIGEON, *args]
+        self.ready_url = ready_url
+        self.ready_line = ready_line
+        self.stdout_path = log_dir / f"{name}.stdout.log"
+        self.stderr_path = log_dir / f"{name}.stderr.log"
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            # Each process leads its own session: a Ctrl-C at the terminal reaches
+            # pytest only, and pytest's teardown decides what to stop.
+            self._popen = subprocess.Popen(
+                self.args,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code, or ``None`` while it runs."""
+        return self._popen.poll()
+
+    @property
+    def running(self) -> bool:
+        """True until the process has exited."""
+        return self.returncode is None
+
+    def stdout(self) -> str:
+        """Everything written to stdout so far."""
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        """Everything written to stderr so far."""
+        return self.stderr_path.read_text(errors="replace")
+
+    def logs(self) -> str:
+        """Both streams, labelled, for failure messages."""
+        state = "running" if self.running else f"exited with {self.returncode}"
+        return (
+            f"===== {self.name} (pid {self.pid}, {state}): {' '.join(self.args[1:])}\n"
+            f"----- stdout\n{_tail(self.stdout_path)}\n"
+            f"----- stderr\n{_tail(self.stderr_path)}\n"
+        )
+
+    async def wait_ready(self, within: float = START_WITHIN) -> None:
+        """Wait until the health URL answers 200 or the ready line is logged."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
+            while True:
+                if not self.running:
+                    raise AssertionError(f"{self.name} exited before it was ready\n{self.logs()}")
+                if await self._is_ready(client):
+                    return
+                if loop.time() > deadline:
+                    raise AssertionError(f"{self.name} not ready in {within}s\n{self.logs()}")
+                await asyncio.sleep(0.05)
+
+    async def _is_ready(self, client: httpx.AsyncClient) -> bool:
+        if self.ready_line is not None and self.ready_line not in self.stdout() + self.stderr():
+            return False
+        if self.ready_url is not None:
+            try:
+                response = await client.get(self.ready_url)
+            except httpx.TransportError:
+                return False
+            return response.status_code == 200
+        return True
+
+    def request_stop(self) -> None:
+        """Send SIGTERM without waiting."""
+        if self.running:
+            self._popen.send_signal(signal.SIGTERM)
+
+    def terminate(self, within: float = STOP_WITHIN) -> int:
+        """Send SIGTERM and wait for the exit code."""
+        self.request_stop()
+        return self._popen.wait(within)
+
+    def kill9(self) -> int:
+        """Send SIGKILL: no cleanup of any kind, like a crash or an OOM kill."""
+        if self.running:
+            self._popen.send_signal(signal.SIGKILL)
+        return self._popen.wait(STOP_WITHIN)
+
+    def cleanup(self) -> None:
+        """Stop the process however it takes: SIGTERM, then SIGKILL."""
+        if not self.running:
+            return
+        try:
+            self.terminate()
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+
+class PigeonCluster:
+    """Pigeon processes sharing one data folder, one API port and one sandbox port."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.log_dir = root / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.api_port = free_port()
+        self.sandbox_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+        self.env = {
+            **inherited,
+            "PIGEON_DATA_DIR": str(self.data_dir),
+            "PIGEON_API_HOST": "127.0.0.1",
+            "PIGEON_API_PORT": str(self.api_port),
+            "PIGEON_SANDBOX_HOST": "127.0.0.1",
+            "PIGEON_SANDBOX_PORT": str(self.sandbox_port),
+            "PIGEON_SMS_PROVIDER_URL": self.sandbox_url,
+            "PIGEON_PUBLIC_URL": self.api_url,
+            "PIGEON_BUS_LEASE_SECONDS": "1",
+            "PIGEON_RETRY_BASE_SECONDS": "0.2",
+            "PIGEON_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+        self.processes: list[PigeonProcess] = []
+        self._names: dict[str, int] = {}
+
+    def spawn(
+        self,
+        label: str,
+        *args: str,
+        ready_url: str | None = None,
+        ready_line: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> PigeonProcess:
+        """Start ``pigeon ARGS`` without waiting; the fixture stops it at the end."""
+        count = self._names.get(label, 0) + 1
+        self._names[label] = count
+        process = PigeonProcess(
+            label if count == 1 else f"{label}.{count}",
+            args,
+            env={**self.env, **(env or {})},
+            cwd=self.root,
+            log_dir=self.log_dir,
+            ready_url=ready_url,
+            ready_line=ready_line,
+        )
+        self.processes.append(process)
+        return process
+
+    def sandbox(self) -> PigeonProcess:
+        """``pigeon sandbox``: the fake SMS provider."""
+        return self.spawn("sandbox", "sandbox", ready_url=f"{self.sandbox_url}/sandbox/health")
+
+    def api(self) -> PigeonProcess:
+        """``pigeon api``: the HTTP API alone."""
+        return self.spawn("api", "api", ready_url=f"{self.api_url}/healthz")
+
+    def worker(self, name: str) -> PigeonProcess:
+        """``pigeon worker NAME``."""
+        return self.spawn(name, "worker", name, ready_line=f"worker {name} started")
+
+    def run_all_in_one(self) -> PigeonProcess:
+        """``pigeon run``: API, workers and sandbox in one process."""
+        return self.spawn(
+            "run", "run", ready_url=f"{self.api_url}/healthz", ready_line="Pigeon is running."
+        )
+
+    async def start(self, *processes: PigeonProcess) -> None:
+        """Wait until every one of ``processes`` is ready (they start in parallel)."""
+        await asyncio.gather(*(p.wait_ready() for p in processes))
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, within: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a short ``pigeon`` command to completion and capture its output."""
+        return subprocess.run(
+            [PIGEON, *args],
+            env={**self.env, **(env or {})},
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=within,
+            check=False,
+        )
+
+    def create_api_key(self, account: str) -> str:
+        """``pigeon keys create --account ACCOUNT``; the key it prints."""
+        done = self.cli("keys", "create", "--account", account)
+        assert done.returncode == 0, f"keys create failed:\n{done.stdout}\n{done.stderr}"
+        for line in done.stdout.splitlines():
+            if line.startswith("api key: "):
+                return line.removeprefix("api key: ").strip()
+        raise AssertionError(f"no 'api key:' line in:\n{done.stdout}")
+
+    def api_client(self, key: str) -> httpx.AsyncClient:
+        """An HTTP client for the API, authenticated with ``key``."""
+        return httpx.AsyncClient(
+            base_url=self.api_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30.0,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=32),
+        )
+
+    def sandbox_client(self) -> httpx.AsyncClient:
+        """An HTTP client for the sandbox's ``/sandbox`` control routes."""
+        return httpx.AsyncClient(base_url=self.sandbox_url, timeout=30.0, trust_env=False)
+
+    def logs(self) -> str:
+        """Every process's output, for a failing test's report."""
+        return "\n".join(p.logs() for p in self.processes) or "<no processes started>"
+
+    def stop_all(self) -> None:
+        """Stop every process this cluster started: SIGTERM to all, then SIGKILL stragglers."""
+        running = [p for p in self.processes if p.running]
+        for process in running:
+            process.request_stop()
+        for process in running:
+            process.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Awaitable[T]) -> AsyncIterator[asyncio.Future[T]]:
+    """Run ``work`` while the block runs; cancel it if the block fails before it is done."""
+    future = asyncio.ensure_future(work)
+    try:
+        yield future
+    finally:
+        if not future.done():
+            future.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await future
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    within: float,
+    what: str,
+    interval: float = 0.1,
+) -> T:
+    """Call ``probe`` until ``done`` holds for its answer; that answer, or a failure."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if loop.time() > deadline:
+            shown = repr(value)
+            shown = shown if len(shown) <= 500 else shown[:500] + "..."
+            raise AssertionError(f"{what}: not in {within}s; last seen {shown}")
+        await asyncio.sleep(interval)
+
+
+async def inbox(sandbox: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """The sandbox's accepted messages, oldest first."""
+    response = await sandbox.get("/sandbox/messages")
+    response.raise_for_status()
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+async def send_sms(api: httpx.AsyncClient, to: str, body: str) -> httpx.Response:
+    """``POST /v1/notifications`` for one SMS."""
+    return await api.post("/v1/notifications", json={"channel": "sms", "to": to, "body": body})
+
+
+async def usage_today(api: httpx.AsyncClient) -> tuple[int, int]:
+    """``(messages, segments)`` metered for today (UTC)."""
+    today = datetime.now(UTC).date().isoformat()
+    response = await api.get("/v1/usage", params={"from": today, "to": today})
+    response.raise_for_status()
+    days = [d for d in response.json() if d["date"] == today]
+    if not days:
+        return 0, 0
+    return int(days[0]["messages"]), int(days[0]["segments"])
+
+
+async def statuses(api: httpx.AsyncClient, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``GET /v1/notifications/{id}`` for each id, a few at a time."""
+    slots = asyncio.Semaphore(16)
+
+    async def one(notification_id: str) -> dict[str, Any]:
+        async with slots:
+            response = await api.get(f"/v1/notifications/{notification_id}")
+        response.raise_for_status()
+        detail: dict[str, Any] = response.json()
+        return detail
+
+    details = await asyncio.gather(*(one(i) for i in ids))
+    return dict(zip(ids, details, strict=True))
+
+
+#: ``pigeon worker sms-sender`` never starts its Twilio provider, so it sends nothing.
+SENDER_NOT_STARTED_BUG = (
+    "BUG: bootstrap.Pigeon.workers() starts self._providers before builders[name]() "
+    "creates the sender's provider, so 'pigeon worker sms-sender' fails every send with "
+    "'the Twilio provider is not started' (pigeon run works only by accident)"
+)

@@ -1,0 +1,55 @@
+"""``pigeon run``: the API, every worker and the sandbox in one process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.e2e.e2e_processes import PigeonCluster, inbox, send_sms, statuses, wait_for
+
+COUNT = 5
+
+
+@pytest.mark.timeout(120)
+async def test_pigeon_run_serves_the_api_workers_and_sandbox_in_one_process(
+    cluster: PigeonCluster,
+) -> None:
+    """SMS sent to ``pigeon run`` reach its own sandbox and become delivered."""
+    # Given ``pigeon run`` and the dev key it prints and keeps in the data folder
+    process = cluster.run_all_in_one()
+    await cluster.start(process)
+    key = (cluster.data_dir / "dev-api-key").read_text().strip()
+    assert f"Dev API key:  {key}" in process.stdout()
+
+    async with cluster.api_client(key) as api, cluster.sandbox_client() as sandbox:
+        # When five SMS are sent
+        responses = await asyncio.gather(
+            *(send_sms(api, f"+1212555{i:04d}", f"All in one {i}") for i in range(COUNT))
+        )
+        assert [r.status_code for r in responses] == [202] * COUNT
+        ids = [str(r.json()["id"]) for r in responses]
+
+        # Then they reach the sandbox inbox
+        received = await wait_for(
+            lambda: inbox(sandbox),
+            lambda got: len(got) >= COUNT,
+            within=30,
+            what="five SMS in the inbox",
+        )
+        assert sorted((m["to"], m["body"]) for m in received) == [
+            (f"+1212555{i:04d}", f"All in one {i}") for i in range(COUNT)
+        ]
+
+        # And become delivered
+        details = await wait_for(
+            lambda: statuses(api, ids),
+            lambda got: all(d["status"] == "delivered" for d in got.values()),
+            within=30,
+            what="five delivered notifications",
+        )
+        assert {d["provider_message_id"] for d in details.values()} == {m["sid"] for m in received}
+
+    # And the one process stops cleanly on SIGTERM
+    assert process.terminate() == 0
+    assert "Traceback" not in process.stderr()
