@@ -20,7 +20,15 @@ from pigeon.bus.runner import ConsumerRunner
 
 async def main(url: str, topic: str, group: str, out: str) -> None:
     """Consume until SIGTERM."""
-    bus = bus_from_url(url, partitions=4, lease_seconds=1.0)
+    # the Kafka options match tests/integration/kafka_broker.py (Tansu); SQLite ignores them
+    bus = bus_from_url(
+        url,
+        partitions=4,
+        lease_seconds=1.0,
+        idempotence=False,
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=1000,
+    )
     await bus.start()
     fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 

@@ -241,17 +241,24 @@ async def test_two_processes_share_a_group_and_a_kill_9_loses_nothing(
     out_a, out_b = tmp_path / "a.txt", tmp_path / "b.txt"
     a = _spawn(bus_url, topic, "pair", out_a)
     b = _spawn(bus_url, topic, "pair", out_b)
+
+    def lines(path: Path) -> list[str]:
+        return path.read_text().splitlines() if path.exists() else []
+
     try:
-        total = 600
-        for i in range(total):
-            await bus.publish(topic, f"key{i % 40}", str(i).encode())
-            if i == 200:
-                await asyncio.sleep(0.3)
-
-        def lines(path: Path) -> list[str]:
-            return path.read_text().splitlines() if path.exists() else []
-
-        await eventually(lambda: len(lines(out_a)) > 50 and len(lines(out_b)) > 50, 30)
+        # Publish in waves until both members have handled a share (joining a
+        # group takes a while, longer on a loaded machine), then 200 more.
+        total = 0
+        deadline = time.monotonic() + 30
+        while not (len(lines(out_a)) > 50 and len(lines(out_b)) > 50):
+            assert time.monotonic() < deadline, "the two members never shared the work"
+            for _ in range(50):
+                await bus.publish(topic, f"key{total % 40}", str(total).encode())
+                total += 1
+            await asyncio.sleep(0.1)
+        for _ in range(200):
+            await bus.publish(topic, f"key{total % 40}", str(total).encode())
+            total += 1
         os.kill(a.pid, signal.SIGKILL)
         a.wait()
         await eventually(

