@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pigeon.bus.port import ACK, Batch, Consumer, DeadLetter, Message, Outcome, RetryLater
 from pigeon.domain.retry import RetryPolicy
-from pigeon.errors import PermanentError, TransientError
+from pigeon.errors import BusError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,12 @@ class ConsumerRunner:
         log.info("%s consuming %s as group %s", self.name, self.consumer.topic, self.consumer.group)
         try:
             while not self._stopping.is_set():
-                batches = await self.consumer.fetch(self._max_batch, self._fetch_timeout)
+                try:
+                    batches = await self.consumer.fetch(self._max_batch, self._fetch_timeout)
+                except BusError as exc:  # a busy or briefly unreachable bus: wait, go on
+                    log.warning("%s: fetching failed (%s); retrying", self.name, exc)
+                    await asyncio.sleep(0.2)
+                    continue
                 for batch in batches:
                     task = asyncio.create_task(self._process(batch))
                     self._tasks.add(task)

@@ -80,7 +80,7 @@ def configure(conn: sqlite3.Connection, synchronous: str = "NORMAL") -> None:
     """Pragmas every connection to a Pigeon SQLite file uses (WAL, busy timeout)."""
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA busy_timeout=2")  # BEGIN IMMEDIATE is retried by SqliteThread
     conn.execute("PRAGMA foreign_keys=ON")
 
 
@@ -90,6 +90,7 @@ def create_schema(path: Path) -> None:
     conn = sqlite3.connect(path, timeout=10, isolation_level=None)
     try:
         configure(conn)
+        conn.execute("PRAGMA busy_timeout=10000")  # once per process: plain waiting is fine
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
     finally:
         conn.close()

@@ -8,7 +8,9 @@ per statement, which is what keeps the embedded bus fast.
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,7 +74,15 @@ class SqliteThread:
     def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (thread side)."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        deadline = time.monotonic() + 10.0
+        while True:  # short own steps: SQLite's busy handler sleeps up to 100 ms
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.0005, 0.002))
         try:
             result = fn(conn)
         except BaseException:

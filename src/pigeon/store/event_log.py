@@ -16,7 +16,7 @@ from pigeon.bus.port import HEADER_EVENT_TYPE
 from pigeon.bus.sqlite_schema import log_row
 from pigeon.domain.events import Event, encode, route
 
-_INSERT = text(
+INSERT_EVENT = text(
     "INSERT INTO bus_log (topic, partition, key, value, headers, created_at) "
     "VALUES (:topic, :partition, :key, :value, :headers, :created_at)"
 )
@@ -45,4 +45,4 @@ class SqliteEventLog:
     async def append(self, conn: AsyncConnection, events: Sequence[Event]) -> None:
         """Insert ``events`` in ``conn``'s open transaction."""
         if events:
-            await conn.execute(_INSERT, self.rows(events))
+            await conn.execute(INSERT_EVENT, self.rows(events))

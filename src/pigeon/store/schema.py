@@ -83,6 +83,8 @@ send_attempts = Table(
     Column("outcome", String(16), nullable=False),
     Column("provider_message_id", String(64), nullable=True),
     Column("error", Text, nullable=True),
+    # status callbacks look notifications up by the provider's id
+    Index("send_attempts_provider_message", "provider_message_id"),
 )
 
 usage_daily = Table(

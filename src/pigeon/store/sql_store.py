@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.bus.sqlite_schema import create_schema
@@ -32,8 +32,8 @@ from pigeon.domain.notification import (
 )
 from pigeon.errors import StoreUnavailable, ValidationError
 from pigeon.store import attempts, projection
-from pigeon.store.engine import sqlite_engine
-from pigeon.store.event_log import SqliteEventLog
+from pigeon.store.engine import is_busy, sqlite_engine
+from pigeon.store.event_log import INSERT_EVENT, SqliteEventLog
 from pigeon.store.group_commit import GroupCommitter
 from pigeon.store.rows import notification_from_row, notification_values, utc
 from pigeon.store.schema import (
@@ -48,6 +48,8 @@ from pigeon.store.schema import (
 )
 
 KEY_PREFIX = "pgn_"
+_INSERT_NOTIFICATION = insert(notifications)
+_INSERT_TIMELINE = insert(timeline)
 MAX_USAGE_DAYS = 366
 
 
@@ -81,8 +83,15 @@ class SqlStore:
         """Create tables if needed and start the group committer."""
         try:
             await asyncio.to_thread(create_schema, self.path)
-            async with self._writer.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+            for tries_left in reversed(range(2000)):  # other processes may be starting too
+                try:
+                    async with self._writer.begin() as conn:
+                        await conn.run_sync(metadata.create_all)
+                    break
+                except OperationalError as exc:
+                    if not is_busy(exc) or not tries_left:
+                        raise
+                    await asyncio.sleep(0.005)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
         await self._commits.start()
@@ -164,29 +173,27 @@ class SqlStore:
     # -- notifications -----------------------------------------------------------
     async def accept(self, notification: Notification) -> None:
         """Store a new notification with its request event, in one transaction."""
-        event = notification.requested_event()
-
-        async def work(conn: AsyncConnection) -> None:
-            await conn.execute(insert(notifications).values(notification_values(notification)))
-            await conn.execute(
-                insert(timeline).values(
-                    notification_id=notification.id,
-                    status="accepted",
-                    at=notification.created_at,
-                    detail="accepted by the API",
-                )
-            )
-            await self._log.append(conn, [event])
-
-        await self._commits.submit(work)
+        await self._commits.write(
+            [
+                (_INSERT_NOTIFICATION, [notification_values(notification)]),
+                (
+                    _INSERT_TIMELINE,
+                    [
+                        {
+                            "notification_id": notification.id,
+                            "status": "accepted",
+                            "at": notification.created_at,
+                            "detail": "accepted by the API",
+                        }
+                    ],
+                ),
+                (INSERT_EVENT, self._log.rows([notification.requested_event()])),
+            ]
+        )
 
     async def append_events(self, events: Sequence[Event]) -> None:
         """Publish events through the log, durably."""
-
-        async def work(conn: AsyncConnection) -> None:
-            await self._log.append(conn, events)
-
-        await self._commits.submit(work)
+        await self._commits.write([(INSERT_EVENT, self._log.rows(events))])
 
     async def get_view(self, account_id: str, notification_id: str) -> NotificationView | None:
         """The notification with its timeline, if it belongs to ``account_id``."""
