@@ -98,11 +98,6 @@ class SqliteConsumer:
         """New entries or a freed partition: fetch without waiting for the poll."""
         self._wake.set()
 
-    @property
-    def assigned_partitions(self) -> frozenset[int]:
-        """Partitions this member holds right now."""
-        return frozenset(self._owned)
-
     # -- membership --------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
         interval = self._bus.lease_seconds / 3
