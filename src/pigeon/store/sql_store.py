@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
 import orjson
 from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.bus.sqlite_schema import create_schema
@@ -32,7 +33,7 @@ from pigeon.domain.notification import (
 )
 from pigeon.errors import StoreUnavailable, ValidationError
 from pigeon.store import attempts, projection
-from pigeon.store.engine import is_busy, sqlite_engine
+from pigeon.store.engine import sqlite_engine
 from pigeon.store.event_log import INSERT_EVENT, SqliteEventLog
 from pigeon.store.group_commit import GroupCommitter
 from pigeon.store.rows import notification_from_row, notification_values, utc
@@ -83,18 +84,15 @@ class SqlStore:
         """Create tables if needed and start the group committer."""
         try:
             await asyncio.to_thread(create_schema, self.path)
-            for tries_left in reversed(range(2000)):  # other processes may be starting too
-                try:
-                    async with self._writer.begin() as conn:
-                        await conn.run_sync(metadata.create_all)
-                    break
-                except OperationalError as exc:
-                    if not is_busy(exc) or not tries_left:
-                        raise
-                    await asyncio.sleep(0.005)
-        except (SQLAlchemyError, OSError) as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
         await self._commits.start()
+
+        async def create_tables(conn: AsyncConnection) -> None:
+            await conn.run_sync(metadata.create_all)
+
+        # through the committer, which waits out other processes starting at once
+        await self._commits.submit(create_tables)
 
     async def stop(self) -> None:
         """Flush pending writes and close connections."""
