@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fastapi import FastAPI
 
 from pigeon.api.app import TWILIO_STATUS_PATH, ApiConfig, create_app
+from pigeon.bus.factory import bus_from_url
+from pigeon.bus.kafka import KafkaEventBus
 from pigeon.bus.runner import BatchHandler, ConsumerRunner
 from pigeon.bus.sqlite import SqliteEventBus
 from pigeon.config import Settings
@@ -24,13 +27,30 @@ from pigeon.domain.events import (
 from pigeon.domain.retry import RetryPolicy
 from pigeon.errors import ConfigurationError
 from pigeon.providers.twilio import TwilioSmsProvider
+from pigeon.services.outbox_relay import OutboxRelay
 from pigeon.services.projector import STATUS_GROUP, USAGE_GROUP, StatusProjector, UsageMeter
 from pigeon.services.sms_sender import GROUP as SENDER_GROUP
 from pigeon.services.sms_sender import SmsSender
 from pigeon.store.sql_store import SqlStore
 
-WORKERS = ("sms-sender", "usage-meter", "status-projector")
+#: the consumers of the events; every deployment runs each at least once
+CONSUMERS = ("sms-sender", "usage-meter", "status-projector")
+#: publishes the store's outbox to Kafka (needed only with PIGEON_BUS_URL=kafka://)
+RELAY = "outbox-relay"
+WORKERS = (*CONSUMERS, RELAY)
 TOPICS = (TOPIC_SMS_REQUESTED, TOPIC_STATUS, TOPIC_SMS_DEAD, TOPIC_STATUS_DEAD)
+
+
+class Runner(Protocol):
+    """A long-running loop of a worker process."""
+
+    async def run(self) -> None:
+        """Work until asked to stop."""
+        ...
+
+    def request_stop(self) -> None:
+        """Finish what is in hand, then return from :meth:`run`."""
+        ...
 
 
 @dataclass
@@ -38,18 +58,42 @@ class Pigeon:
     """The wired application: bus, store, and factories for its parts."""
 
     settings: Settings
-    bus: SqliteEventBus
+    bus: SqliteEventBus | KafkaEventBus
     store: SqlStore
     partitions: dict[str, int] = field(default_factory=dict)
     _providers: list[TwilioSmsProvider] = field(default_factory=list)
+    #: called after each store commit in this process (wakes an in-process relay)
+    _on_commit: list[Callable[[], None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        """Open the bus and the store (creating tables and topics if needed)."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        """Open the bus and the store (creating topics if needed, checking the schema)."""
+        if self.store.url.dialect == "sqlite":
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.bus.start()
-        for topic in TOPICS:
-            self.partitions[topic] = await self.bus.partitions(topic)
-        await self.store.start()
+        try:
+            for topic in TOPICS:
+                self.partitions[topic] = await self.bus.partitions(topic)
+            await self.store.start()
+        except BaseException:
+            await self.bus.stop()
+            raise
+
+    async def check_ready(self) -> None:
+        """Raise a :class:`~pigeon.errors.PigeonError` unless the bus answers."""
+        if isinstance(self.bus, KafkaEventBus):
+            await self.bus.ping()
+
+    def relay(self) -> OutboxRelay:
+        """The outbox relay (Kafka only); woken by this process's own commits."""
+        if not isinstance(self.bus, KafkaEventBus):
+            raise ConfigurationError(
+                "PIGEON_BUS_URL",
+                "the outbox relay publishes to Kafka; the embedded SQLite bus needs none "
+                "(its log is written in the store's own transaction)",
+            )
+        relay = OutboxRelay(self.store, self.bus)
+        self._on_commit.append(relay.wake)
+        return relay
 
     async def stop(self) -> None:
         """Close providers, the store and the bus."""
@@ -66,6 +110,7 @@ class Pigeon:
                 status_callback_url=self.status_callback_url,
                 twilio_auth_token=self.settings.twilio_auth_token,
                 max_request_bytes=self.settings.max_request_bytes,
+                ready_checks=(self.check_ready,),
             ),
         )
 
@@ -79,8 +124,10 @@ class Pigeon:
         s = self.settings
         return RetryPolicy(s.sms_max_attempts, s.retry_base_seconds, s.retry_max_seconds)
 
-    async def workers(self, name: str) -> list[ConsumerRunner]:
-        """The consumer loops behind ``pigeon worker NAME``."""
+    async def workers(self, name: str) -> list[Runner]:
+        """The loops behind ``pigeon worker NAME``."""
+        if name == RELAY:
+            return [self.relay()]
         builders: dict[str, Callable[[], list[tuple[str, str, str, BatchHandler]]]] = {
             "sms-sender": self._sender,
             "usage-meter": lambda: [
@@ -96,7 +143,7 @@ class Pigeon:
         specs = builders[name]()  # builds (and registers) the sender's provider first
         for provider in self._providers:
             await provider.start()
-        return [
+        runners: list[Runner] = [
             ConsumerRunner(
                 self.bus.consumer(topic, group, dead_letter_topic=dead),
                 handler,
@@ -105,6 +152,11 @@ class Pigeon:
             )
             for topic, group, dead, handler in specs
         ]
+        return runners
+
+    def all_workers(self) -> list[str]:
+        """What ``pigeon run`` runs in its one process: every consumer, and the relay with Kafka."""
+        return [*CONSUMERS, RELAY] if isinstance(self.bus, KafkaEventBus) else list(CONSUMERS)
 
     def _sender(self) -> list[tuple[str, str, str, BatchHandler]]:
         s = self.settings
@@ -129,6 +181,36 @@ class Pigeon:
 
 def build(settings: Settings) -> Pigeon:
     """Wire Pigeon from ``settings`` without connecting to anything yet."""
+    database = settings.database
+    on_commit: list[Callable[[], None]] = []
+
+    def committed() -> None:
+        for wake in on_commit:
+            wake()
+
+    if settings.uses_kafka:
+        kafka = bus_from_url(
+            settings.bus_url,
+            partitions=settings.kafka_partitions or settings.bus_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            idempotence=settings.kafka_idempotence,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+        )
+        assert isinstance(kafka, KafkaEventBus)
+        store = SqlStore(
+            database,
+            outbox=True,
+            synchronous=settings.sqlite_synchronous,
+            on_commit=committed,
+            auto_migrate=settings.auto_migrate,
+        )
+        return Pigeon(settings=settings, bus=kafka, store=store, _on_commit=on_commit)
+    if database.dialect != "sqlite":
+        raise ConfigurationError(
+            "PIGEON_BUS_URL",
+            "a PostgreSQL store needs Kafka as the bus (PIGEON_BUS_URL=kafka://host:9092); "
+            "the embedded bus lives inside the SQLite store's file",
+        )
     if settings.bus_path.resolve() != settings.database_path.resolve():
         raise ConfigurationError(
             "PIGEON_BUS_URL",
@@ -142,12 +224,16 @@ def build(settings: Settings) -> Pigeon:
         poll_interval=settings.bus_poll_interval_ms / 1000,
         synchronous=settings.sqlite_synchronous,
     )
+    on_commit.append(bus.wake)
     partitions: dict[str, int] = {}
     store = SqlStore(
-        settings.database_path,
+        database,
         partitions=partitions,
         default_partitions=settings.bus_partitions,
         synchronous=settings.sqlite_synchronous,
-        on_commit=bus.wake,
+        on_commit=committed,
+        auto_migrate=settings.auto_migrate,
     )
-    return Pigeon(settings=settings, bus=bus, store=store, partitions=partitions)
+    return Pigeon(
+        settings=settings, bus=bus, store=store, partitions=partitions, _on_commit=on_commit
+    )

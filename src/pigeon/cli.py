@@ -15,13 +15,13 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from pigeon.bootstrap import WORKERS, Pigeon, build
-from pigeon.bus.runner import ConsumerRunner
+from pigeon.bootstrap import WORKERS, Pigeon, Runner, build
 from pigeon.config import Settings, load_settings
 from pigeon.errors import ConfigurationError, PigeonError
 from pigeon.logs import configure_logging
 from pigeon.sandbox.faults import FaultConfig
 from pigeon.sandbox.server import SandboxServer
+from pigeon.store import migrate
 
 log = logging.getLogger("pigeon")
 
@@ -33,6 +33,16 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+MigrateOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--migrate/--no-migrate",
+        help="Bring the database schema up to date on start (PIGEON_AUTO_MIGRATE).",
+    ),
+]
 
 DEV_ACCOUNT = "dev"
 
@@ -85,11 +95,11 @@ async def _until_signalled(
             await task
 
 
-async def _serve_runners(runners: list[ConsumerRunner]) -> None:
+async def _serve_runners(runners: list[Runner]) -> None:
     await asyncio.gather(*(r.run() for r in runners))
 
 
-def _stop_all(server: uvicorn.Server | None, runners: list[ConsumerRunner]) -> Callable[[], None]:
+def _stop_all(server: uvicorn.Server | None, runners: list[Runner]) -> Callable[[], None]:
     def stop() -> None:
         if server is not None:
             server.should_exit = True
@@ -154,6 +164,7 @@ async def _dev_key(pigeon: Pigeon) -> str:
         if await pigeon.store.authenticate(key) is not None:
             return key
     _, key = await pigeon.store.create_api_key(DEV_ACCOUNT)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
@@ -166,9 +177,18 @@ def run(
         int | None, typer.Option(help="Sandbox port (PIGEON_SANDBOX_PORT).")
     ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder (PIGEON_DATA_DIR).")] = None,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="Bring the database schema up to date on start (default: yes).",
+        ),
+    ] = True,
 ) -> None:
     """Run everything in one process: API, workers and the sandbox SMS provider."""
-    settings = _settings(api_port=port, sandbox_port=sandbox_port, data_dir=data_dir)
+    settings = _settings(
+        api_port=port, sandbox_port=sandbox_port, data_dir=data_dir, auto_migrate=migrate or None
+    )
     if "sms_provider_url" not in settings.model_fields_set:  # default: our own sandbox
         settings = settings.model_copy(
             update={"sms_provider_url": f"http://{settings.sandbox_host}:{settings.sandbox_port}"}
@@ -187,7 +207,7 @@ def run(
         try:
             await _start_sandbox(sandbox, settings.sandbox_host, settings.sandbox_port)
             key = await _dev_key(pigeon)
-            runners = [r for name in WORKERS for r in await pigeon.workers(name)]
+            runners = [r for name in pigeon.all_workers() for r in await pigeon.workers(name)]
             server = _api_server(pigeon, settings.api_host, settings.api_port)
             api_url = f"http://{settings.api_host}:{settings.api_port}"
             typer.echo(
@@ -217,9 +237,10 @@ def run(
 @app.command()
 def api(
     port: Annotated[int | None, typer.Option(help="Port (PIGEON_API_PORT).")] = None,
+    migrate: MigrateOption = None,
 ) -> None:
     """Run the HTTP API alone (workers run as 'pigeon worker NAME')."""
-    settings = _settings(api_port=port)
+    settings = _settings(api_port=port, auto_migrate=migrate)
 
     async def main() -> None:
         api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
@@ -238,14 +259,15 @@ def api(
 @app.command()
 def worker(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(WORKERS)}.")],
+    migrate: MigrateOption = None,
 ) -> None:
-    """Run one worker: sms-sender, usage-meter or status-projector."""
+    """Run one worker: sms-sender, usage-meter, status-projector or outbox-relay (Kafka)."""
     if name not in WORKERS:
         typer.echo(
             f"pigeon: error: unknown worker {name!r}; choose one of {', '.join(WORKERS)}", err=True
         )
         raise typer.Exit(2)
-    settings = _settings()
+    settings = _settings(auto_migrate=migrate)
 
     async def main() -> None:
         pigeon = build(settings)
@@ -313,6 +335,39 @@ def keys_create(
             await pigeon.stop()
 
     _run(main)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database (PIGEON_DATABASE_URL) to this Pigeon's newest schema revision."""
+    settings = _settings()
+    database = settings.database
+    try:
+        before, after = migrate.upgrade(database)
+    except PigeonError as exc:
+        typer.echo(f"pigeon: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if before == after:
+        typer.echo(f"{database}: already at revision {after}")
+    else:
+        typer.echo(f"{database}: upgraded from {before or 'an empty schema'} to revision {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and whether it is up to date."""
+    settings = _settings()
+    database = settings.database
+    try:
+        current = migrate.current_revision(database)
+    except PigeonError as exc:
+        typer.echo(f"pigeon: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    head = migrate.head_revision()
+    state = "up to date" if current == head else f"behind; run 'pigeon db upgrade' to reach {head}"
+    typer.echo(f"{database}: revision {current or 'none'} ({state})")
+    if current != head:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pigeon.errors import ConfigurationError
+from pigeon.errors import ConfigurationError, PigeonError
+from pigeon.store.engine import DatabaseUrl
 
 
 class Settings(BaseSettings):
@@ -17,11 +18,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PIGEON_", extra="ignore")
 
     data_dir: Path = Path("pigeon-data")
-    #: ``sqlite:///path/to/file.db``; empty means ``<data_dir>/pigeon.db``
+    #: ``sqlite:///path/to/file.db`` or ``postgresql://user@host:5432/db``;
+    #: empty means ``<data_dir>/pigeon.db``
     database_url: str = ""
-    #: ``sqlite:///path/to/file.db``; empty means the same file as the database
+    #: ``sqlite:///path/to/file.db`` (the database's own file) or
+    #: ``kafka://host:9092[,host:9092]``; empty means the database's SQLite file
     bus_url: str = ""
+    #: partitions of new topics: the most consumers of one group that can work at once
     bus_partitions: int = Field(default=8, ge=1, le=256)
+    #: partitions of new Kafka topics (sized for scale-out); 0 means bus_partitions
+    kafka_partitions: int = Field(default=12, ge=0, le=10_000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=32)
+    #: the idempotent producer (on for real Kafka; brokers without it need it off)
+    kafka_idempotence: bool = True
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    #: migrate the database on start instead of refusing an out-of-date schema
+    auto_migrate: bool = False
     #: seconds a worker keeps a partition without renewing it (kill -9 recovery time)
     bus_lease_seconds: float = Field(default=5.0, gt=0)
     #: how often an idle consumer looks for events written by other processes
@@ -51,19 +63,41 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
-    @field_validator("database_url", "bus_url")
+    @field_validator("database_url")
     @classmethod
-    def _sqlite_only_for_now(cls, value: str) -> str:
-        if value and not value.startswith("sqlite:///"):
-            raise ValueError(f"{value!r}: only sqlite:///path URLs are supported")
+    def _known_database(cls, value: str) -> str:
+        if value:
+            try:
+                DatabaseUrl.parse(value)
+            except PigeonError as exc:
+                raise ValueError(getattr(exc, "reason", str(exc))) from None
+        return value
+
+    @field_validator("bus_url")
+    @classmethod
+    def _known_bus(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:///", "kafka://")):
+            scheme = value.split(":", 1)[0] if ":" in value else value
+            raise ValueError(
+                f"unsupported bus URL scheme {scheme!r}; "
+                "use sqlite:///path/to/pigeon.db or kafka://host:9092[,host:9092]"
+            )
         return value
 
     @property
+    def database(self) -> DatabaseUrl:
+        """The store's database."""
+        return DatabaseUrl.parse(self.database_url or f"sqlite:///{self.data_dir / 'pigeon.db'}")
+
+    @property
     def database_path(self) -> Path:
-        """The SQLite file that holds the store."""
-        if self.database_url:
-            return Path(self.database_url.removeprefix("sqlite:///"))
-        return self.data_dir / "pigeon.db"
+        """The SQLite file that holds the store (SQLite stores only)."""
+        return self.database.path
+
+    @property
+    def uses_kafka(self) -> bool:
+        """True when events travel through Kafka (and the outbox relay)."""
+        return self.bus_url.startswith("kafka://")
 
     @property
     def bus_path(self) -> Path:

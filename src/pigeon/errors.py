@@ -121,3 +121,7 @@ class BusUnavailable(BusError):
 
 class StoreUnavailable(PigeonError):
     """The database cannot be read or written right now (locked, down, full)."""
+
+
+class SchemaNotMigrated(PigeonError):
+    """The database's schema is not the one this Pigeon needs (``pigeon db upgrade``)."""

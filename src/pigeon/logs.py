@@ -39,5 +39,5 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiosqlite", "sqlalchemy.engine"):
+    for noisy in ("uvicorn.access", "aiosqlite", "sqlalchemy.engine", "alembic", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -175,6 +175,7 @@ class PigeonCluster:
             "PIGEON_SMS_PROVIDER_URL": self.sandbox_url,
             "PIGEON_PUBLIC_URL": self.api_url,
             "PIGEON_BUS_LEASE_SECONDS": "1",
+            "PIGEON_AUTO_MIGRATE": "true",
             "PIGEON_RETRY_BASE_SECONDS": "0.2",
             "PIGEON_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",

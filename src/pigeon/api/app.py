@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
@@ -20,7 +21,7 @@ from pigeon.domain.events import (
     format_time,
 )
 from pigeon.domain.notification import Account, Notification
-from pigeon.errors import AuthenticationError, NotFoundError, StoreUnavailable
+from pigeon.errors import AuthenticationError, NotFoundError, PigeonError
 from pigeon.providers.signature import is_valid_signature
 from pigeon.store.sql_store import SqlStore
 
@@ -37,6 +38,8 @@ class ApiConfig:
     status_callback_url: str
     twilio_auth_token: str
     max_request_bytes: int = 64 * 1024
+    #: more readiness checks beside the store's (the Kafka broker's); each raises if down
+    ready_checks: tuple[Callable[[], Awaitable[None]], ...] = ()
 
 
 def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -179,11 +182,13 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
     async def healthz() -> Response:
         return _json({"status": "ok", "version": __version__})
 
-    @app.get("/readyz", summary="Readiness: the store answers", responses={503: {}})
+    @app.get("/readyz", summary="Readiness: the store and the broker answer", responses={503: {}})
     async def readyz() -> Response:
         try:
             await store.ping()
-        except StoreUnavailable as exc:
+            for check in config.ready_checks:
+                await check()
+        except PigeonError as exc:
             return problems.problem(503, str(exc))
         return _json({"status": "ready"})
 

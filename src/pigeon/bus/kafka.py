@@ -161,6 +161,16 @@ class KafkaEventBus:
             finally:
                 await link.admin.close()
 
+    async def ping(self, within: float = 2.0) -> None:
+        """Raise :class:`BusUnavailable` unless a broker answers a metadata request."""
+        producer, errors = self._link.producer, self._link.aiokafka.errors
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), within)
+        except (errors.KafkaError, TimeoutError, OSError) as exc:
+            raise BusUnavailable(
+                f"Kafka at {self.bootstrap_servers} does not answer: {describe(exc)}"
+            ) from exc
+
     async def ensure_topic(self, topic: str, partitions: int | None = None) -> None:
         """Create ``topic`` if needed; an existing topic keeps its partition count."""
         await self.partitions(topic, partitions)

@@ -1,30 +1,106 @@
-"""SQLAlchemy async engines for a Pigeon SQLite file.
+"""SQLAlchemy async engines for the store: a SQLite file or a PostgreSQL database.
 
-Two engines on one file: writers start with ``BEGIN IMMEDIATE`` so that two
-processes never deadlock upgrading a read lock (SQLite would fail one of them
-at once instead of waiting out the busy timeout); readers use plain deferred
-transactions and never block writers under WAL.
+SQLite: two engines on one file. Writers start with ``BEGIN IMMEDIATE`` so that
+two processes never deadlock upgrading a read lock (SQLite would fail one of
+them at once instead of waiting out the busy timeout); readers use plain
+deferred transactions and never block writers under WAL.
+
+PostgreSQL (psycopg 3): one pooled engine serves both roles; concurrent
+writers are the server's business, and the group committer only retries
+serialization failures and deadlocks.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from pigeon.errors import ConfigurationError
+
 BUSY_TIMEOUT_MS = 2
+#: SQLSTATEs after which a PostgreSQL transaction may simply be run again
+_PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+_PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A store URL, checked: ``sqlite:///path`` or ``postgresql://…``."""
+
+    url: str
+    dialect: str  # "sqlite" | "postgresql"
+
+    @classmethod
+    def parse(cls, url: str, setting: str = "PIGEON_DATABASE_URL") -> DatabaseUrl:
+        """Check ``url``; a URL we cannot serve is a :class:`ConfigurationError`."""
+        if url.startswith("sqlite:///"):
+            if not Path(url.removeprefix("sqlite:///")).name:
+                raise ConfigurationError(setting, f"{url!r} names no file")
+            return cls(url, "sqlite")
+        if url.startswith(_PG_SCHEMES):
+            parts = urlsplit(url)
+            if not parts.hostname and "host=" not in (parts.query or ""):
+                raise ConfigurationError(
+                    setting, f"{_redact(url)!r} names no host (postgresql://user@host:5432/db)"
+                )
+            try:
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError:
+                raise ConfigurationError(
+                    setting, f"{_redact(url)!r} has a bad port number"
+                ) from None
+            if not parts.path.strip("/"):
+                raise ConfigurationError(
+                    setting, f"{_redact(url)!r} names no database (postgresql://host:5432/db)"
+                )
+            return cls(url, "postgresql")
+        scheme = url.split(":", 1)[0] if ":" in url else url
+        raise ConfigurationError(
+            setting,
+            f"unsupported database URL scheme {scheme!r}; "
+            "use sqlite:///path/to/pigeon.db or postgresql://user@host:5432/dbname",
+        )
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (SQLite URLs only)."""
+        return Path(self.url.removeprefix("sqlite:///"))
+
+    def sqlalchemy_url(self, *, asynchronous: bool) -> str:
+        """The URL with the driver Pigeon uses for it."""
+        if self.dialect == "sqlite":
+            return f"sqlite+aiosqlite:///{self.path}" if asynchronous else f"sqlite:///{self.path}"
+        rest = self.url.split("://", 1)[1]
+        return f"postgresql+psycopg://{rest}"
+
+    def __str__(self) -> str:
+        return _redact(self.url)
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def is_busy(exc: BaseException) -> bool:
-    """True when a driver error says another connection holds the write lock."""
+    """True when a driver error says running the transaction again may succeed."""
     orig = getattr(exc, "orig", exc)
     code = getattr(orig, "sqlite_errorcode", None)
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return True
+    return getattr(orig, "sqlstate", None) in _PG_RETRYABLE
 
 
 def sqlite_engine(path: Path, *, immediate: bool, synchronous: str = "NORMAL") -> AsyncEngine:
@@ -47,3 +123,29 @@ def sqlite_engine(path: Path, *, immediate: bool, synchronous: str = "NORMAL") -
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def postgres_engine(url: DatabaseUrl, *, pool_size: int = 10) -> AsyncEngine:
+    """A pooled async psycopg engine; connections are opened lazily."""
+    return create_async_engine(
+        url.sqlalchemy_url(asynchronous=True),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=10,
+        # a connection that died with the server is dropped, not handed out again
+        pool_pre_ping=False,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def store_engines(
+    url: DatabaseUrl, *, synchronous: str = "NORMAL"
+) -> tuple[AsyncEngine, AsyncEngine]:
+    """``(writer, reader)`` engines for ``url``."""
+    if url.dialect == "sqlite":
+        return (
+            sqlite_engine(url.path, immediate=True, synchronous=synchronous),
+            sqlite_engine(url.path, immediate=False, synchronous=synchronous),
+        )
+    engine = postgres_engine(url)
+    return engine, engine

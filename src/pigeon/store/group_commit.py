@@ -49,8 +49,10 @@ class GroupCommitter:
         *,
         max_batch: int = 512,
         on_commit: Callable[[], None] | None = None,
+        before_commit: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
+        self._before_commit = before_commit
         self._max_batch = max_batch
         self._on_commit = on_commit or (lambda: None)
         # None is the stop sentinel: everything queued before it is still written
@@ -144,6 +146,8 @@ class GroupCommitter:
                 await _flush(conn, merged)  # earlier writes first: order is kept
                 results.append(await work(conn))
             await _flush(conn, merged)
+            if self._before_commit is not None:
+                await self._before_commit(conn)
         self._on_commit()
         return results
 

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -123,7 +124,8 @@ async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[
         row["updated_at"] = event.occurred_at
     if entries:
         await conn.execute(insert(timeline), entries)
-    changed = [row for nid, row in rows.items() if _differs(row, before[nid])]
+    # sorted: concurrent projectors on PostgreSQL lock rows in one order, never deadlock
+    changed = [row for nid, row in sorted(rows.items()) if _differs(row, before[nid])]
     if changed:
         await conn.execute(
             update(notifications).where(notifications.c.id == bindparam("nid")),
@@ -144,8 +146,9 @@ async def meter_usage(conn: AsyncConnection, consumer: str, events: Sequence[Sms
         day_total = totals.setdefault((event.account_id, event.occurred_at.date()), [0, 0])
         day_total[0] += 1
         day_total[1] += event.segments
-    for (account_id, day), (messages, segments) in totals.items():
-        stmt = sqlite_insert(usage_daily).values(
+    upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for (account_id, day), (messages, segments) in sorted(totals.items()):
+        stmt = upsert(usage_daily).values(
             account_id=account_id, day=day, messages=messages, segments=segments
         )
         await conn.execute(

@@ -1,14 +1,20 @@
-"""Tables of the store (SQLAlchemy Core; SQLite now, PostgreSQL-ready types)."""
+"""Tables of the store (SQLAlchemy Core; the same tables on SQLite and PostgreSQL).
+
+The schema is owned by the Alembic migrations in ``pigeon/store/migrations``;
+a change here needs a new revision there (``tests`` check that they agree).
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -113,4 +119,23 @@ pending_callbacks = Table(
     Column("provider_message_id", String(64), nullable=False, index=True),
     Column("params", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# The transactional outbox (used when the bus is Kafka): events written in the
+# same transaction as the state they describe; the outbox relay publishes them
+# in id order and deletes them once the broker has acknowledged them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),  # SQLite: the rowid
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,7 +1,8 @@
 """The store: accounts, keys, notifications, attempts, status and usage in SQL.
 
-Every write that has an event goes through one transaction with its event
-(see :mod:`pigeon.store.event_log`), and through the group committer so that
+The same code on SQLite (the embedded default) and PostgreSQL. Every write
+that has an event goes through one transaction with its event (see
+:mod:`pigeon.store.event_log`), and through the group committer so that
 concurrent requests share commits.
 """
 
@@ -11,14 +12,13 @@ import asyncio
 import hashlib
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, timedelta
-from pathlib import Path
 
 import orjson
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.bus.sqlite_schema import create_schema
 from pigeon.domain.callbacks import event_from_twilio_status
@@ -32,15 +32,15 @@ from pigeon.domain.notification import (
     UsageDay,
 )
 from pigeon.errors import StoreUnavailable, ValidationError
-from pigeon.store import attempts, projection
-from pigeon.store.engine import sqlite_engine
-from pigeon.store.event_log import INSERT_EVENT, SqliteEventLog
+from pigeon.store import attempts, migrate, projection
+from pigeon.store import outbox as outbox_sql
+from pigeon.store.engine import DatabaseUrl, store_engines
+from pigeon.store.event_log import EventLog, OutboxEventLog, SqliteEventLog, append
 from pigeon.store.group_commit import GroupCommitter
 from pigeon.store.rows import notification_from_row, notification_values, utc
 from pigeon.store.schema import (
     accounts,
     api_keys,
-    metadata,
     notifications,
     pending_callbacks,
     send_attempts,
@@ -59,40 +59,73 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+#: PostgreSQL channel the outbox relay listens on; every write transaction notifies it
+OUTBOX_CHANNEL = "pigeon_outbox"
+_NOTIFY_OUTBOX = text(f"NOTIFY {OUTBOX_CHANNEL}")
+
+
 class SqlStore:
-    """The notification store on a SQLite file."""
+    """The notification store on a SQLite file or a PostgreSQL database.
+
+    ``outbox=False`` (embedded default, SQLite only): events go to the SQLite
+    bus's own log table in the store's transaction. ``outbox=True``: events go
+    to the ``outbox`` table, which the outbox relay publishes.
+    """
 
     def __init__(
         self,
-        path: Path,
+        url: DatabaseUrl,
         *,
+        outbox: bool = False,
         partitions: dict[str, int] | None = None,
         default_partitions: int = 8,
         synchronous: str = "NORMAL",
         on_commit: Callable[[], None] | None = None,
+        auto_migrate: bool = False,
     ) -> None:
-        self.path = path
-        self._synchronous = synchronous
-        self._writer = sqlite_engine(path, immediate=True, synchronous=synchronous)
-        self._reader = sqlite_engine(path, immediate=False, synchronous=synchronous)
-        self._log = SqliteEventLog(partitions or {}, default_partitions)
-        self._commits = GroupCommitter(self._writer, on_commit=on_commit)
+        if not outbox and url.dialect != "sqlite":
+            raise ValueError("only a SQLite store can write the embedded bus log")
+        self.url = url
+        self.outbox = outbox
+        self._auto_migrate = auto_migrate
+        self._writer, self._reader = store_engines(url, synchronous=synchronous)
+        self._log: EventLog = (
+            OutboxEventLog() if outbox else SqliteEventLog(partitions or {}, default_partitions)
+        )
+        before_commit: Callable[[AsyncConnection], Awaitable[None]] | None = None
+        if outbox and url.dialect == "postgresql":
+
+            async def notify_relay(conn: AsyncConnection) -> None:
+                await conn.execute(_NOTIFY_OUTBOX)  # delivered at commit, once per transaction
+
+            before_commit = notify_relay
+        self._commits = GroupCommitter(
+            self._writer, on_commit=on_commit, before_commit=before_commit
+        )
         self._key_cache: dict[str, Account] = {}
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
-        """Create tables if needed and start the group committer."""
-        try:
-            await asyncio.to_thread(create_schema, self.path)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
+        """Check (or bring) the schema up to date and start the group committer.
+
+        Raises :class:`~pigeon.errors.SchemaNotMigrated` on a database that is
+        behind, unless the store was made with ``auto_migrate``.
+        """
+        if self._auto_migrate:
+            await asyncio.to_thread(migrate.upgrade, self.url)
+        else:
+            await asyncio.to_thread(migrate.check_current, self.url)
+        if not self.outbox:
+            try:
+                await asyncio.to_thread(create_schema, self.url.path)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreUnavailable(f"cannot open the database {self.url}: {exc}") from exc
         await self._commits.start()
 
-        async def create_tables(conn: AsyncConnection) -> None:
-            await conn.run_sync(metadata.create_all)
-
-        # through the committer, which waits out other processes starting at once
-        await self._commits.submit(create_tables)
+    @property
+    def writer(self) -> AsyncEngine:
+        """The engine writes go through (the outbox relay shares it)."""
+        return self._writer
 
     async def stop(self) -> None:
         """Flush pending writes and close connections."""
@@ -106,7 +139,25 @@ class SqlStore:
             async with self._reader.connect() as conn:
                 await conn.execute(select(1))
         except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"database {self.path} does not answer: {exc}") from exc
+            raise StoreUnavailable(f"database {self.url} does not answer: {exc}") from exc
+
+    # -- the outbox (Kafka) ------------------------------------------------------
+    async def outbox_batch(self, limit: int) -> list[outbox_sql.OutboxRow]:
+        """The oldest unpublished events, in the order they were written."""
+        try:
+            return await outbox_sql.read_batch(self._reader, limit)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"database {self.url} does not answer: {exc}") from exc
+
+    async def outbox_delete(self, ids: list[int]) -> None:
+        """Forget events the broker has acknowledged."""
+        await outbox_sql.delete_rows(self._commits, ids)
+
+    def relay_leadership(self, poll_interval: float = 0.01) -> outbox_sql.Leadership:
+        """How outbox relays on this database agree which one publishes."""
+        if self.url.dialect == "postgresql":
+            return outbox_sql.PostgresLeadership(self.url, OUTBOX_CHANNEL)
+        return outbox_sql.FileLeadership(self.url, poll_interval)
 
     # -- accounts and keys -----------------------------------------------------
     async def ensure_account(self, name: str) -> Account:
@@ -185,13 +236,13 @@ class SqlStore:
                         }
                     ],
                 ),
-                (INSERT_EVENT, self._log.rows([notification.requested_event()])),
+                (self._log.statement, self._log.rows([notification.requested_event()])),
             ]
         )
 
     async def append_events(self, events: Sequence[Event]) -> None:
         """Publish events through the log, durably."""
-        await self._commits.write([(INSERT_EVENT, self._log.rows(events))])
+        await self._commits.write([(self._log.statement, self._log.rows(events))])
 
     async def get_view(self, account_id: str, notification_id: str) -> NotificationView | None:
         """The notification with its timeline, if it belongs to ``account_id``."""
@@ -246,7 +297,7 @@ class SqlStore:
                 return False
             event = event_from_twilio_status(found[0], found[1], params)
             if event is not None:
-                await self._log.append(conn, [event])
+                await append(self._log, conn, [event])
             return True
 
         return await self._commits.submit(work)
@@ -261,7 +312,7 @@ class SqlStore:
 
         async def work(conn: AsyncConnection) -> list[attempts.AttemptStart]:
             starts = await attempts.begin_attempts(conn, requests)
-            await self._log.append(conn, events(starts))
+            await append(self._log, conn, events(starts))
             return starts
 
         return await self._commits.submit(work)
@@ -273,8 +324,8 @@ class SqlStore:
 
         async def work(conn: AsyncConnection) -> None:
             await attempts.finish_attempts(conn, results)
-            await self._log.append(conn, events)
-            await self._log.append(conn, await _claim_pending_callbacks(conn, events))
+            await append(self._log, conn, events)
+            await append(self._log, conn, await _claim_pending_callbacks(conn, events))
 
         await self._commits.submit(work)
 

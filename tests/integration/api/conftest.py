@@ -24,7 +24,11 @@ COUNTED = ("notifications", "timeline", "bus_log", "pending_callbacks", "usage_d
 def settings(tmp_path: Path) -> Settings:
     """Settings with the data in ``tmp_path`` and a known Twilio auth token."""
     return Settings(
-        data_dir=tmp_path, twilio_auth_token=AUTH_TOKEN, public_url=PUBLIC_URL, bus_partitions=2
+        data_dir=tmp_path,
+        twilio_auth_token=AUTH_TOKEN,
+        public_url=PUBLIC_URL,
+        bus_partitions=2,
+        auto_migrate=True,
     )
 
 

@@ -37,6 +37,7 @@ async def running(
             sms_max_attempts=max_attempts,
             provider_timeout_seconds=2,
             public_url="http://127.0.0.1:9",  # callbacks go nowhere: not under test here
+            auto_migrate=True,
         )
         pigeon = build(settings)
         await pigeon.start()

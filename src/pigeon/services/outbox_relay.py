@@ -1,0 +1,108 @@
+"""The outbox relay: publishes events the store wrote to its outbox, then forgets them.
+
+With Kafka as the bus, the API and the workers write each event into the
+store's ``outbox`` table in the same transaction as the state it describes.
+This loop sends those rows to Kafka in the order they were written (the
+producer keeps per-partition order, ``acks=all``), waits until the broker
+has acknowledged every one, and only then deletes them. A relay killed
+between the two steps leaves the rows in place: the next relay publishes
+them again - a duplicate, which consumers drop by event id - and never loses
+or reorders them.
+
+Several relays may run (one per ``pigeon run``/``pigeon worker outbox-relay``):
+one holds the leadership (see :mod:`pigeon.store.outbox`), the rest stand by
+and take over within ``standby_interval`` when it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from pigeon.bus.kafka import KafkaEventBus
+from pigeon.bus.kafka_wire import OutRecord
+from pigeon.bus.partitioning import partition_for
+from pigeon.errors import PigeonError
+from pigeon.store.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    """Moves outbox rows to Kafka; run it with :meth:`run`, stop it with :meth:`request_stop`."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        bus: KafkaEventBus,
+        *,
+        batch_size: int = 1000,
+        idle_wait: float = 1.0,
+        standby_interval: float = 1.0,
+        error_backoff: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._batch_size = batch_size
+        self._idle_wait = idle_wait
+        self._standby_interval = standby_interval
+        self._error_backoff = error_backoff
+        self._leadership = store.relay_leadership()
+        self._stopping = asyncio.Event()
+        self.published = 0
+        self.is_leader = False
+
+    def wake(self) -> None:
+        """Rows were committed in this process: look now rather than at the next poll."""
+        self._leadership.wake()
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, then return from :meth:`run`."""
+        self._stopping.set()
+        self._leadership.wake()
+
+    async def run(self) -> None:
+        """Relay until stopped; outages are logged and retried, never fatal."""
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if not await self._leadership.acquire():
+                        await self._pause(self._standby_interval)
+                        continue
+                    self.is_leader = True
+                    log.info("outbox relay: active")
+                    await self._relay()
+                except PigeonError as exc:
+                    log.warning("outbox relay: %s; retrying in %.1fs", exc, self._error_backoff)
+                    await self._leadership.release()
+                    self.is_leader = False
+                    await self._pause(self._error_backoff)
+        finally:
+            self.is_leader = False
+            await self._leadership.release()
+
+    async def _relay(self) -> None:
+        while not self._stopping.is_set():
+            rows = await self._store.outbox_batch(self._batch_size)
+            if not rows:
+                await self._leadership.wait(self._idle_wait)
+                continue
+            await self._leadership.confirm()  # a standby may have taken over
+            records = [
+                OutRecord(
+                    row.topic,
+                    partition_for(row.key, await self._bus.partitions(row.topic)),
+                    row.key,
+                    row.value,
+                    row.headers,
+                )
+                for row in rows
+            ]
+            await self._bus.produce(records)
+            await self._store.outbox_delete([row.id for row in rows])
+            self.published += len(rows)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
