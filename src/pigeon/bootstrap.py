@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from fastapi import FastAPI
@@ -203,6 +204,7 @@ def build(settings: Settings) -> Pigeon:
             synchronous=settings.sqlite_synchronous,
             on_commit=committed,
             auto_migrate=settings.auto_migrate,
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
         )
         return Pigeon(settings=settings, bus=kafka, store=store, _on_commit=on_commit)
     if database.dialect != "sqlite":
@@ -233,6 +235,7 @@ def build(settings: Settings) -> Pigeon:
         synchronous=settings.sqlite_synchronous,
         on_commit=committed,
         auto_migrate=settings.auto_migrate,
+        idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
     )
     return Pigeon(
         settings=settings, bus=bus, store=store, partitions=partitions, _on_commit=on_commit

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     #: the URL the provider calls back on; empty means http://api_host:api_port
     public_url: str = ""
     max_request_bytes: int = Field(default=64 * 1024, gt=0)
+    #: how long an Idempotency-Key is remembered (Stripe-style: at least a day)
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
 
     sms_provider_url: str = "http://127.0.0.1:8025"
     twilio_account_sid: str = "AC00000000000000000000000000000000"

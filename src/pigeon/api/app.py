@@ -15,14 +15,16 @@ from starlette.responses import Response
 
 from pigeon import __version__
 from pigeon.api import problems
+from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.limits import BodySizeLimit
 from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
 from pigeon.domain.events import (
     format_time,
 )
 from pigeon.domain.notification import Account, Notification
-from pigeon.errors import AuthenticationError, NotFoundError, PigeonError
+from pigeon.errors import AuthenticationError, ConflictError, NotFoundError, PigeonError
 from pigeon.providers.signature import is_valid_signature
+from pigeon.store.idempotency import IdempotentRequest
 from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,18 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         summary="Send a notification",
         responses={401: {}, 413: {}, 422: {}, 503: {}},
     )
-    async def send_notification(request: SendNotification, account: AccountDep) -> Response:
+    async def send_notification(
+        request: SendNotification,
+        account: AccountDep,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                description="Makes retries safe: the same key and body within "
+                "the retention period (24 h by default) get the first answer and the same id.",
+            ),
+        ] = None,
+    ) -> Response:
         notification = Notification.new_sms(
             account_id=account.id,
             to=request.to,
@@ -93,19 +106,39 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
             from_number=request.from_,
             metadata=request.metadata,
         )
-        await store.accept(notification)
-        location = f"/v1/notifications/{notification.id}"
-        return _json(
-            {
-                "id": notification.id,
-                "status": notification.status.value,
-                "channel": notification.channel,
-                "to": notification.to,
-                "segments": notification.segments,
-                "created_at": format_time(notification.created_at),
+        answer = {
+            "id": notification.id,
+            "status": notification.status.value,
+            "channel": notification.channel,
+            "to": notification.to,
+            "segments": notification.segments,
+            "created_at": format_time(notification.created_at),
+        }
+        if idempotency_key is None:
+            await store.accept(notification)
+            return _json(answer, 202, {"Location": f"/v1/notifications/{notification.id}"})
+        claim = IdempotentRequest(
+            account_id=account.id,
+            key=check_idempotency_key(idempotency_key),
+            request_hash=request_hash(request),
+            response=orjson.dumps(answer).decode(),
+        )
+        first = await store.accept_idempotent(notification, claim)
+        if first is None:
+            return _json(answer, 202, {"Location": f"/v1/notifications/{notification.id}"})
+        if first.request_hash != claim.request_hash:
+            raise ConflictError(
+                f"Idempotency-Key {claim.key!r} was already used with a different request "
+                f"body (notification {first.notification_id}); use a new key for a new request"
+            )
+        return Response(
+            first.response,
+            status_code=202,
+            media_type="application/json",
+            headers={
+                "Location": f"/v1/notifications/{first.notification_id}",
+                "Idempotent-Replayed": "true",
             },
-            202,
-            {"Location": location},
         )
 
     @app.get(

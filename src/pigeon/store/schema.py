@@ -139,3 +139,17 @@ outbox = Table(
     Column("headers", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Idempotency-Key of POST /v1/notifications, per account: the first request's
+# body hash and response, so a retried request gets the same answer and id.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("notification_id", String(40), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("idempotency_keys_created", "created_at"),
+)

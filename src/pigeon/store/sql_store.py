@@ -32,7 +32,7 @@ from pigeon.domain.notification import (
     UsageDay,
 )
 from pigeon.errors import StoreUnavailable, ValidationError
-from pigeon.store import attempts, migrate, projection
+from pigeon.store import attempts, idempotency, migrate, projection
 from pigeon.store import outbox as outbox_sql
 from pigeon.store.engine import DatabaseUrl, store_engines
 from pigeon.store.event_log import EventLog, OutboxEventLog, SqliteEventLog, append
@@ -82,12 +82,14 @@ class SqlStore:
         synchronous: str = "NORMAL",
         on_commit: Callable[[], None] | None = None,
         auto_migrate: bool = False,
+        idempotency_ttl: timedelta = timedelta(hours=24),
     ) -> None:
         if not outbox and url.dialect != "sqlite":
             raise ValueError("only a SQLite store can write the embedded bus log")
         self.url = url
         self.outbox = outbox
         self._auto_migrate = auto_migrate
+        self._idempotency_ttl = idempotency_ttl
         self._writer, self._reader = store_engines(url, synchronous=synchronous)
         self._log: EventLog = (
             OutboxEventLog() if outbox else SqliteEventLog(partitions or {}, default_partitions)
@@ -225,20 +227,49 @@ class SqlStore:
         await self._commits.write(
             [
                 (_INSERT_NOTIFICATION, [notification_values(notification)]),
-                (
-                    _INSERT_TIMELINE,
-                    [
-                        {
-                            "notification_id": notification.id,
-                            "status": "accepted",
-                            "at": notification.created_at,
-                            "detail": "accepted by the API",
-                        }
-                    ],
-                ),
+                (_INSERT_TIMELINE, [_accepted_entry(notification)]),
                 (self._log.statement, self._log.rows([notification.requested_event()])),
             ]
         )
+
+    async def accept_idempotent(
+        self, notification: Notification, request: idempotency.IdempotentRequest
+    ) -> idempotency.IdempotentRecord | None:
+        """Store ``notification`` and claim ``request``'s key, in one transaction.
+
+        Returns None when stored; when the key was already used (by an earlier
+        or a concurrent request) nothing is stored and the first request's
+        record is returned instead.
+        """
+        ttl = self._idempotency_ttl
+        found = await self.find_idempotent(request.account_id, request.key)
+        if found is not None:
+            return found
+
+        async def work(conn: AsyncConnection) -> None:
+            await idempotency.claim(conn, request, notification.id, ttl)
+            await conn.execute(_INSERT_NOTIFICATION, [notification_values(notification)])
+            await conn.execute(_INSERT_TIMELINE, [_accepted_entry(notification)])
+            await append(self._log, conn, [notification.requested_event()])
+
+        try:
+            await self._commits.submit(work)
+        except idempotency.KeyAlreadyUsed:
+            # a concurrent request with the same key won; answer as it was answered
+            for _ in range(50):
+                found = await self.find_idempotent(request.account_id, request.key)
+                if found is not None:
+                    return found
+                await asyncio.sleep(0.01)
+            raise
+        return None
+
+    async def find_idempotent(
+        self, account_id: str, key: str
+    ) -> idempotency.IdempotentRecord | None:
+        """The live record of an idempotency key, if any."""
+        async with self._reader.connect() as conn:
+            return await idempotency.find(conn, account_id, key, self._idempotency_ttl)
 
     async def append_events(self, events: Sequence[Event]) -> None:
         """Publish events through the log, durably."""
@@ -369,6 +400,15 @@ class SqlStore:
             row = found.get(day)
             days.append(UsageDay(day, row.messages if row else 0, row.segments if row else 0))
         return days
+
+
+def _accepted_entry(notification: Notification) -> dict[str, object]:
+    return {
+        "notification_id": notification.id,
+        "status": "accepted",
+        "at": notification.created_at,
+        "detail": "accepted by the API",
+    }
 
 
 async def _notification_for_message(
