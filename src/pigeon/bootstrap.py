@@ -6,7 +6,9 @@ Nothing here connects at import time: :func:`build` makes the object graph,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -26,8 +28,10 @@ from pigeon.domain.events import (
     TOPIC_STATUS_DEAD,
 )
 from pigeon.domain.retry import RetryPolicy
-from pigeon.errors import ConfigurationError
+from pigeon.errors import BusUnavailable, ConfigurationError, StoreUnavailable
 from pigeon.providers.twilio import TwilioSmsProvider
+from pigeon.services.dead_letter_recorder import GROUP as DEAD_LETTER_GROUP
+from pigeon.services.dead_letter_recorder import DeadLetterRecorder
 from pigeon.services.outbox_relay import OutboxRelay
 from pigeon.services.projector import STATUS_GROUP, USAGE_GROUP, StatusProjector, UsageMeter
 from pigeon.services.sms_sender import GROUP as SENDER_GROUP
@@ -67,14 +71,26 @@ class Pigeon:
     _on_commit: list[Callable[[], None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        """Open the bus and the store (creating topics if needed, checking the schema)."""
+        """Open the bus and the store (creating topics if needed, checking the schema).
+
+        A broker or database that does not answer at start-up is a
+        :class:`ConfigurationError` naming its setting: nothing can work yet,
+        and the URL is the first thing to check.
+        """
         if self.store.url.dialect == "sqlite":
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await self.bus.start()
+        try:
+            with _quiet("aiokafka"):  # its own connection errors would repeat ours
+                await self.bus.start()
+        except BusUnavailable as exc:
+            raise ConfigurationError("PIGEON_BUS_URL", str(exc)) from exc
         try:
             for topic in TOPICS:
                 self.partitions[topic] = await self.bus.partitions(topic)
-            await self.store.start()
+            try:
+                await self.store.start()
+            except StoreUnavailable as exc:
+                raise ConfigurationError("PIGEON_DATABASE_URL", str(exc)) from exc
         except BaseException:
             await self.bus.stop()
             raise
@@ -137,6 +153,11 @@ class Pigeon:
             "status-projector": lambda: [
                 (TOPIC_STATUS, STATUS_GROUP, TOPIC_STATUS_DEAD, StatusProjector(self.store)),
                 (TOPIC_SMS_REQUESTED, STATUS_GROUP, TOPIC_SMS_DEAD, StatusProjector(self.store)),
+                # dead letters become rows operators can list and replay ('pigeon dlq')
+                *(
+                    (dead, DEAD_LETTER_GROUP, dead + ".unrecorded", DeadLetterRecorder(self.store))
+                    for dead in (TOPIC_SMS_DEAD, TOPIC_STATUS_DEAD)
+                ),
             ],
         }
         if name not in builders:
@@ -240,3 +261,15 @@ def build(settings: Settings) -> Pigeon:
     return Pigeon(
         settings=settings, bus=bus, store=store, partitions=partitions, _on_commit=on_commit
     )
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence ``logger_name`` below CRITICAL for the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

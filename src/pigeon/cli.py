@@ -9,19 +9,25 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 import uvicorn
 
+from pigeon.api.admin import dead_letter_json
+from pigeon.bench.command import register as register_bench
 from pigeon.bootstrap import WORKERS, Pigeon, Runner, build
 from pigeon.config import Settings, load_settings
-from pigeon.errors import ConfigurationError, PigeonError
+from pigeon.domain.events import format_time
+from pigeon.errors import ConfigurationError, NotFoundError, PigeonError
 from pigeon.logs import configure_logging
 from pigeon.sandbox.faults import FaultConfig
 from pigeon.sandbox.server import SandboxServer
 from pigeon.store import migrate
+from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger("pigeon")
 
@@ -35,6 +41,10 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 db_app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+dlq_app = typer.Typer(
+    help="Inspect and replay dead letters (messages Pigeon gave up on).", no_args_is_help=True
+)
+app.add_typer(dlq_app, name="dlq")
 
 MigrateOption = Annotated[
     bool | None,
@@ -321,20 +331,145 @@ def sandbox(
 @keys_app.command("create")
 def keys_create(
     account: Annotated[str, typer.Option(help="Account name; created if new.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin key: may also use /v1/admin routes.")
+    ] = False,
 ) -> None:
     """Create an API key for an account and print it (it is shown only once)."""
+
+    async def work(store: SqlStore) -> None:
+        acc, key = await store.create_api_key(account, admin=admin)
+        kind = "admin api key" if admin else "api key"
+        typer.echo(f"account: {acc.name} ({acc.id})\n{kind}: {key}")
+
+    _with_store(work)
+
+
+def _with_store(work: Callable[[SqlStore], Awaitable[None]]) -> None:
+    """Run an operator command against the configured store (the bus is not needed)."""
     settings = _settings()
 
     async def main() -> None:
         pigeon = build(settings)
-        await pigeon.start()
+        if pigeon.settings.uses_kafka:  # events go to the outbox: Kafka itself is not needed
+            await pigeon.store.start()
+        else:  # the embedded log needs the bus's topic partition counts
+            await pigeon.start()
         try:
-            acc, key = await pigeon.store.create_api_key(account)
-            typer.echo(f"account: {acc.name} ({acc.id})\napi key: {key}")
+            await work(pigeon.store)
         finally:
-            await pigeon.stop()
+            if pigeon.settings.uses_kafka:
+                await pigeon.store.stop()
+            else:
+                await pigeon.stop()
 
     _run(main)
+
+
+def _since(value: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 time or date, or an age such as 30m, 2h, 7d."""
+    if value is None:
+        return None
+    text = value.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) > 1 and text[-1] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is neither an ISO 8601 time (2026-11-26T10:00:00Z) "
+            "nor an age such as 30m, 2h or 7d",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+SinceOption = Annotated[
+    str | None,
+    typer.Option(help="Only dead letters since: ISO 8601 (2026-11-26T10:00Z) or an age (2h, 7d)."),
+]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    since: SinceOption = None,
+    include_replayed: Annotated[
+        bool, typer.Option("--all", help="Include dead letters already replayed.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List dead letters, oldest first (not yet replayed, unless --all)."""
+    moment = _since(since)
+
+    async def work(store: SqlStore) -> None:
+        letters = await store.dead_letters(
+            since=moment, include_replayed=include_replayed, limit=limit
+        )
+        if as_json:
+            for letter in letters:
+                typer.echo(orjson.dumps(dead_letter_json(letter)).decode())
+            return
+        if not letters:
+            typer.echo("no dead letters")
+            return
+        for letter in letters:
+            state = "replayed" if letter.replayed_at else "dead"
+            typer.echo(
+                f"{letter.id}  {format_time(letter.dead_at)}  {state:8}  "
+                f"{letter.notification_id or '-':30}  {letter.reason}"
+            )
+
+    _with_store(work)
+
+
+@dlq_app.command("show")
+def dlq_show(dead_letter_id: Annotated[str, typer.Argument(help="The dead letter's id.")]) -> None:
+    """Show one dead letter with its reason, last error and payload."""
+
+    async def work(store: SqlStore) -> None:
+        letter = await store.dead_letter(dead_letter_id)
+        if letter is None:
+            raise NotFoundError(f"no dead letter {dead_letter_id!r}")
+        payload = dead_letter_json(letter, payload=True)
+        typer.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+
+    _with_store(work)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    dead_letter_id: Annotated[
+        str | None, typer.Argument(help="The dead letter to replay (or use --all).")
+    ] = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Replay every dead letter not replayed yet.")
+    ] = False,
+    since: SinceOption = None,
+) -> None:
+    """Send dead-lettered notifications through the pipeline again, with fresh retries."""
+    if (dead_letter_id is None) == (not replay_all):
+        typer.echo("pigeon: error: give either a dead letter id or --all", err=True)
+        raise typer.Exit(2)
+    if since is not None and not replay_all:
+        typer.echo("pigeon: error: --since goes with --all", err=True)
+        raise typer.Exit(2)
+    moment = _since(since)
+
+    async def work(store: SqlStore) -> None:
+        if dead_letter_id is not None:
+            notification_id = await store.replay_dead_letter(dead_letter_id)
+            typer.echo(f"replayed {dead_letter_id}: notification {notification_id} is queued")
+            return
+        report = await store.replay_dead_letters(moment)
+        for letter_id, notification_id in report.replayed:
+            typer.echo(f"replayed {letter_id}: notification {notification_id} is queued")
+        for letter_id, why in report.skipped:
+            typer.echo(f"skipped  {letter_id}: {why}")
+        typer.echo(f"{len(report.replayed)} replayed, {len(report.skipped)} skipped")
+
+    _with_store(work)
 
 
 @db_app.command("upgrade")
@@ -368,6 +503,9 @@ def db_current() -> None:
     typer.echo(f"{database}: revision {current or 'none'} ({state})")
     if current != head:
         raise typer.Exit(1)
+
+
+register_bench(app)  # pigeon bench: Pigeon against a direct-call design
 
 
 def main() -> None:

@@ -57,6 +57,10 @@ class AuthenticationError(PigeonError):
     """The request carries no API key, or one we do not know."""
 
 
+class PermissionDenied(PigeonError):
+    """The caller is known but may not do this (an admin route with a tenant key)."""
+
+
 class NotFoundError(PigeonError):
     """The resource does not exist, or belongs to another account."""
 

@@ -10,19 +10,21 @@ from typing import Annotated
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from starlette.responses import Response
 
 from pigeon import __version__
 from pigeon.api import problems
+from pigeon.api.admin import admin_router
+from pigeon.api.deps import AccountDep, json_response
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.limits import BodySizeLimit
 from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
 from pigeon.domain.events import (
     format_time,
 )
-from pigeon.domain.notification import Account, Notification
-from pigeon.errors import AuthenticationError, ConflictError, NotFoundError, PigeonError
+from pigeon.domain.notification import Notification
+from pigeon.errors import ConflictError, NotFoundError, PigeonError
 from pigeon.providers.signature import is_valid_signature
 from pigeon.store.idempotency import IdempotentRequest
 from pigeon.store.sql_store import SqlStore
@@ -44,29 +46,7 @@ class ApiConfig:
     ready_checks: tuple[Callable[[], Awaitable[None]], ...] = ()
 
 
-def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
-    )
-
-
-async def current_account(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Account:
-    """The account whose API key the request carries, or a 401."""
-    if not authorization:
-        raise AuthenticationError("missing 'Authorization: Bearer <API key>' header")
-    scheme, _, key = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise AuthenticationError("the Authorization header must be 'Bearer <API key>'")
-    store: SqlStore = request.app.state.store
-    account = await store.authenticate(key.strip())
-    if account is None:
-        raise AuthenticationError("unknown or revoked API key")
-    return account
-
-
-AccountDep = Annotated[Account, Depends(current_account)]
+_json = json_response
 
 
 def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
@@ -225,5 +205,6 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
             return problems.problem(503, str(exc))
         return _json({"status": "ready"})
 
+    app.include_router(admin_router())
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
     return app

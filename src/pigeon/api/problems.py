@@ -16,6 +16,7 @@ from pigeon.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
+    PermissionDenied,
     StoreUnavailable,
     ValidationError,
 )
@@ -99,6 +100,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AuthenticationError)
     async def _unauthenticated(_request: Request, exc: AuthenticationError) -> Response:
         return problem(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(PermissionDenied)
+    async def _forbidden(_request: Request, exc: PermissionDenied) -> Response:
+        return problem(403, str(exc))
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_request: Request, exc: NotFoundError) -> Response:

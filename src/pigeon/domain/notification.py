@@ -118,3 +118,5 @@ class Account:
 
     id: str
     name: str
+    #: authenticated with an admin key: may operate the dead-letter queue
+    is_admin: bool = False

@@ -159,14 +159,14 @@ class SmsSender:
                 )
             )
         except TransientError as exc:
-            if self._policy.exhausted(start.attempt):
-                reason = f"retries exhausted after {start.attempt} attempts: {exc}"
+            if self._policy.exhausted(start.try_number):
+                reason = f"retries exhausted after {start.try_number} attempts: {exc}"
                 failed = SmsFailed(
                     account_id=aid,
                     notification_id=nid,
                     reason=reason,
                     error_code=exc.code,
-                    attempts=start.attempt,
+                    attempts=start.try_number,
                 )
                 return (
                     AttemptResult(
@@ -175,7 +175,7 @@ class SmsSender:
                     [failed],
                     DeadLetter(reason),
                 )
-            delay = self._policy.delay(start.attempt, exc.retry_after)
+            delay = self._policy.delay(start.try_number, exc.retry_after)
             log.info(
                 "attempt %d for %s to %s failed (%s); retrying in %.1fs",
                 start.attempt,
@@ -207,10 +207,12 @@ class SmsSender:
                 error_code=exc.code,
                 attempts=start.attempt,
             )
+            # dead-lettered too: an operator who fixes the cause (an opted-out
+            # number re-subscribes, a sender id is registered) can replay it
             return (
                 AttemptResult(event.notification_id, start.attempt, "permanent", error=str(exc)),
                 [failed],
-                ACK,
+                DeadLetter(f"rejected by the provider: {exc}"),
             )
         sent = SmsSent(
             account_id=aid,

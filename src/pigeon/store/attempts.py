@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.events import utcnow
 from pigeon.domain.status import NotificationStatus
+from pigeon.store.rows import utc
 from pigeon.store.schema import notifications, send_attempts
 
 
@@ -29,6 +31,11 @@ class AttemptStart:
     skip_reason: str | None = None
     #: an earlier attempt was started and never finished (worker died mid-call)
     unfinished_before: bool = False
+    #: when the earliest unfinished attempt started (where to look for it at the provider)
+    unfinished_since: datetime | None = None
+    #: attempts since the notification was (re)queued, this one included: the
+    #: retry budget (a dead-letter replay supersedes earlier attempts)
+    try_number: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,14 +68,21 @@ async def begin_attempts(
         ).all()
     )
     journal: dict[str, list[tuple[int, str]]] = {}
-    for nid, attempt, outcome in (
+    unfinished: dict[str, datetime] = {}
+    for nid, attempt, outcome, started_at in (
         await conn.execute(
             select(
-                send_attempts.c.notification_id, send_attempts.c.attempt, send_attempts.c.outcome
+                send_attempts.c.notification_id,
+                send_attempts.c.attempt,
+                send_attempts.c.outcome,
+                send_attempts.c.started_at,
             ).where(send_attempts.c.notification_id.in_(ids))
         )
     ).all():
         journal.setdefault(nid, []).append((attempt, outcome))
+        if outcome == "started":
+            since = utc(started_at)
+            unfinished[nid] = min(since, unfinished.get(nid, since))
     now = utcnow()
     starts, rows, opened = [], [], set()
     for nid, provider in requests:
@@ -95,7 +109,11 @@ async def begin_attempts(
             opened.add(nid)
             starts.append(
                 AttemptStart(
-                    nid, number, unfinished_before=any(o == "started" for _, o in previous)
+                    nid,
+                    number,
+                    unfinished_before=nid in unfinished,
+                    unfinished_since=unfinished.get(nid),
+                    try_number=1 + sum(o != "superseded" for _, o in previous),
                 )
             )
     if rows:

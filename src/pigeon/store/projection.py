@@ -91,15 +91,15 @@ async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[
         for r in (await conn.execute(select(*columns).where(notifications.c.id.in_(ids))))
     }
     before = {nid: dict(row) for nid, row in rows.items()}
-    recorded: dict[str, set[str]] = {}
-    for nid, status in (
+    recorded: dict[str, set[tuple[str, str]]] = {}
+    for nid, status, detail in (
         await conn.execute(
-            select(timeline.c.notification_id, timeline.c.status).where(
+            select(timeline.c.notification_id, timeline.c.status, timeline.c.detail).where(
                 timeline.c.notification_id.in_(ids)
             )
         )
     ).all():
-        recorded.setdefault(nid, set()).add(status)
+        recorded.setdefault(nid, set()).add((status, detail))
     entries = []
     for event in sorted(fresh, key=lambda e: e.occurred_at):
         row = rows.get(event.notification_id)
@@ -107,12 +107,14 @@ async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[
             continue  # a status for a notification this store never saw
         _changes(event, row)
         # The timeline is history: a step that arrives late (the projector reads
-        # two topics) still gets its entry, placed by its time, but each status
-        # appears once, so a callback repeating "sent" adds nothing.
+        # two topics) still gets its entry, placed by its time. Each step appears
+        # once - every attempt is its own step ("attempt 2 via …"), but a
+        # callback repeating "sent" or "delivered" adds nothing.
         seen = recorded.setdefault(event.notification_id, set())
-        if event.status is None or event.status.value not in seen:
-            status = event.status.value if event.status is not None else row["status"]
-            seen.add(status)
+        status = event.status.value if event.status is not None else row["status"]
+        step = (status, event.detail())
+        if event.status is None or step not in seen:
+            seen.add(step)
             entries.append(
                 {
                     "notification_id": event.notification_id,

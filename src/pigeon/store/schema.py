@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -19,6 +20,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -41,6 +44,8 @@ api_keys = Table(
     Column("prefix", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # admin keys may also operate the dead-letter queue (/v1/admin/...)
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
 )
 
 notifications = Table(
@@ -152,4 +157,31 @@ idempotency_keys = Table(
     Column("response", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("idempotency_keys_created", "created_at"),
+)
+
+# Dead letters, recorded from the dead-letter topics by the dead-letter
+# recorder, so operators can list, inspect and replay them on either bus.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    # where the dead letter sits in its dead-letter topic: recording is idempotent
+    Column("dead_topic", String(200), nullable=False),
+    Column("dead_partition", Integer, nullable=False),
+    Column("dead_offset", BigInteger, nullable=False),
+    Column("original_topic", String(200), nullable=False),
+    Column("consumer_group", String(200), nullable=False),
+    Column("event_type", String(64), nullable=True),
+    Column("event_id", String(40), nullable=True),
+    Column("account_id", String(40), nullable=True),
+    Column("notification_id", String(40), nullable=True),
+    Column("key", String(200), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("dead_at", DateTime(timezone=True), nullable=False),
+    Column("replayed_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("dead_topic", "dead_partition", "dead_offset", name="dead_letters_position"),
+    Index("dead_letters_dead_at", "dead_at"),
+    Index("dead_letters_account", "account_id", "dead_at"),
 )

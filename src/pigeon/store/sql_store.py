@@ -13,13 +13,15 @@ import hashlib
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
 import orjson
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from pigeon.bus.port import Message
 from pigeon.bus.sqlite_schema import create_schema
 from pigeon.domain.callbacks import event_from_twilio_status
 from pigeon.domain.events import Event, SmsRequested, SmsSent, utcnow
@@ -31,8 +33,9 @@ from pigeon.domain.notification import (
     TimelineEntry,
     UsageDay,
 )
-from pigeon.errors import StoreUnavailable, ValidationError
+from pigeon.errors import ConflictError, NotFoundError, StoreUnavailable, ValidationError
 from pigeon.store import attempts, idempotency, migrate, projection
+from pigeon.store import dead_letters as dlq
 from pigeon.store import outbox as outbox_sql
 from pigeon.store.engine import DatabaseUrl, store_engines
 from pigeon.store.event_log import EventLog, OutboxEventLog, SqliteEventLog, append
@@ -62,6 +65,14 @@ def hash_key(key: str) -> str:
 #: PostgreSQL channel the outbox relay listens on; every write transaction notifies it
 OUTBOX_CHANNEL = "pigeon_outbox"
 _NOTIFY_OUTBOX = text(f"NOTIFY {OUTBOX_CHANNEL}")
+
+
+@dataclass
+class ReplayReport:
+    """What a bulk replay did: ``(dead letter, notification)`` replayed, ``(id, why)`` skipped."""
+
+    replayed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 class SqlStore:
@@ -179,10 +190,13 @@ class SqlStore:
 
         return await self._commits.submit(work)
 
-    async def create_api_key(self, account_name: str) -> tuple[Account, str]:
+    async def create_api_key(
+        self, account_name: str, *, admin: bool = False
+    ) -> tuple[Account, str]:
         """A new API key for ``account_name`` (the account is created if needed).
 
-        The key is returned once and only its hash is stored.
+        The key is returned once and only its hash is stored. An ``admin`` key
+        may also operate the dead-letter queue.
         """
         account = await self.ensure_account(account_name)
         key = KEY_PREFIX + secrets.token_urlsafe(24)
@@ -195,11 +209,12 @@ class SqlStore:
                     key_hash=hash_key(key),
                     prefix=key[:8],
                     created_at=utcnow(),
+                    is_admin=admin,
                 )
             )
 
         await self._commits.submit(work)
-        return account, key
+        return Account(account.id, account.name, admin), key
 
     async def authenticate(self, key: str) -> Account | None:
         """The account an API key belongs to, or None."""
@@ -210,14 +225,14 @@ class SqlStore:
         async with self._reader.connect() as conn:
             row = (
                 await conn.execute(
-                    select(accounts.c.id, accounts.c.name)
+                    select(accounts.c.id, accounts.c.name, api_keys.c.is_admin)
                     .join(api_keys, api_keys.c.account_id == accounts.c.id)
                     .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
                 )
             ).first()
         if row is None:
             return None
-        account = Account(row.id, row.name)
+        account = Account(row.id, row.name, bool(row.is_admin))
         self._key_cache[digest] = account
         return account
 
@@ -359,6 +374,52 @@ class SqlStore:
             await append(self._log, conn, await _claim_pending_callbacks(conn, events))
 
         await self._commits.submit(work)
+
+    # -- dead letters --------------------------------------------------------------
+    async def record_dead_letters(self, messages: Sequence[Message]) -> int:
+        """Copy dead-letter topic messages into ``dead_letters`` (idempotent)."""
+
+        async def work(conn: AsyncConnection) -> int:
+            return await dlq.record(conn, messages)
+
+        return await self._commits.submit(work)
+
+    async def dead_letters(
+        self, *, since: datetime | None = None, include_replayed: bool = True, limit: int = 100
+    ) -> list[dlq.DeadLetterView]:
+        """Dead letters, oldest first."""
+        async with self._reader.connect() as conn:
+            return await dlq.listing(
+                conn, since=since, include_replayed=include_replayed, limit=limit
+            )
+
+    async def dead_letter(self, dead_letter_id: str) -> dlq.DeadLetterView | None:
+        """One dead letter by id."""
+        async with self._reader.connect() as conn:
+            return await dlq.get(conn, dead_letter_id)
+
+    async def replay_dead_letters(self, since: datetime | None = None) -> ReplayReport:
+        """Replay every dead letter not replayed yet (dead since ``since``), one by one."""
+        report = ReplayReport()
+        for letter in await self.dead_letters(since=since, include_replayed=False, limit=100_000):
+            try:
+                report.replayed.append((letter.id, await self.replay_dead_letter(letter.id)))
+            except (ConflictError, NotFoundError) as exc:
+                report.skipped.append((letter.id, str(exc)))
+        return report
+
+    async def replay_dead_letter(self, dead_letter_id: str) -> str:
+        """Re-queue a dead letter's notification and publish its request again, atomically.
+
+        Returns the notification id; raises NotFoundError or ConflictError.
+        """
+
+        async def work(conn: AsyncConnection) -> str:
+            event = await dlq.replay(conn, dead_letter_id)
+            await append(self._log, conn, [event])
+            return event.notification_id
+
+        return await self._commits.submit(work)
 
     # -- projections -------------------------------------------------------------
     async def project_status(self, consumer: str, events: Sequence[Event]) -> int:

@@ -1,0 +1,110 @@
+"""Admin routes: the dead-letter queue (list, show, replay); admin API keys only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from pigeon.api.deps import AdminDep, json_response
+from pigeon.domain.events import format_time
+from pigeon.errors import NotFoundError
+from pigeon.store.dead_letters import DeadLetterView
+from pigeon.store.sql_store import SqlStore
+
+PREFIX = "/v1/admin/dead-letters"
+
+
+def dead_letter_json(letter: DeadLetterView, *, payload: bool = False) -> dict[str, Any]:
+    """A dead letter as the admin API (and ``pigeon dlq --json``) shows it."""
+    out: dict[str, Any] = {
+        "id": letter.id,
+        "notification_id": letter.notification_id,
+        "account_id": letter.account_id,
+        "event_type": letter.event_type,
+        "event_id": letter.event_id,
+        "original_topic": letter.original_topic,
+        "consumer_group": letter.consumer_group,
+        "reason": letter.reason,
+        "last_error": letter.last_error,
+        "dead_at": format_time(letter.dead_at),
+        "replayed_at": format_time(letter.replayed_at) if letter.replayed_at else None,
+        "replayable": letter.replayable,
+    }
+    if payload:
+        try:
+            out["payload"] = orjson.loads(letter.payload)
+        except orjson.JSONDecodeError:
+            out["payload"] = letter.payload.decode("utf-8", "replace")
+    return out
+
+
+def admin_router() -> APIRouter:
+    """The admin routes; every one requires an admin key."""
+    router = APIRouter(prefix=PREFIX, tags=["admin"])
+
+    def store_of(request: Request) -> SqlStore:
+        store: SqlStore = request.app.state.store
+        return store
+
+    @router.get("", summary="List dead letters", responses={401: {}, 403: {}, 422: {}})
+    async def list_dead_letters(
+        request: Request,
+        _admin: AdminDep,
+        since: Annotated[
+            datetime | None, Query(description="Only those dead since (ISO 8601).")
+        ] = None,
+        include_replayed: Annotated[bool, Query(description="Also those replayed.")] = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        letters = await store_of(request).dead_letters(
+            since=since, include_replayed=include_replayed, limit=limit
+        )
+        return json_response([dead_letter_json(letter) for letter in letters])
+
+    @router.get("/{dead_letter_id}", summary="One dead letter", responses={403: {}, 404: {}})
+    async def show_dead_letter(request: Request, dead_letter_id: str, _admin: AdminDep) -> Response:
+        letter = await store_of(request).dead_letter(dead_letter_id)
+        if letter is None:
+            raise NotFoundError(f"no dead letter {dead_letter_id!r}")
+        return json_response(dead_letter_json(letter, payload=True))
+
+    @router.post(
+        "/{dead_letter_id}/replay",
+        status_code=202,
+        summary="Replay one dead letter",
+        responses={403: {}, 404: {}, 409: {}},
+    )
+    async def replay_dead_letter(
+        request: Request, dead_letter_id: str, _admin: AdminDep
+    ) -> Response:
+        notification_id = await store_of(request).replay_dead_letter(dead_letter_id)
+        return json_response(
+            {"dead_letter_id": dead_letter_id, "notification_id": notification_id}, 202
+        )
+
+    @router.post(
+        "/replay", status_code=202, summary="Replay every dead letter", responses={403: {}}
+    )
+    async def replay_all(
+        request: Request,
+        _admin: AdminDep,
+        since: Annotated[
+            datetime | None, Query(description="Only those dead since (ISO 8601).")
+        ] = None,
+    ) -> Response:
+        report = await store_of(request).replay_dead_letters(since)
+        return json_response(
+            {
+                "replayed": [
+                    {"dead_letter_id": d, "notification_id": n} for d, n in report.replayed
+                ],
+                "skipped": [{"dead_letter_id": d, "reason": r} for d, r in report.skipped],
+            },
+            202,
+        )
+
+    return router

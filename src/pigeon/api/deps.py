@@ -1,0 +1,50 @@
+"""What every route needs: JSON answers and the caller's account."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import Depends, Header, Request
+from starlette.responses import Response
+
+from pigeon.domain.notification import Account
+from pigeon.errors import AuthenticationError, PermissionDenied
+from pigeon.store.sql_store import SqlStore
+
+
+def json_response(
+    payload: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+async def current_account(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Account:
+    """The account whose API key the request carries, or a 401."""
+    if not authorization:
+        raise AuthenticationError("missing 'Authorization: Bearer <API key>' header")
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise AuthenticationError("the Authorization header must be 'Bearer <API key>'")
+    store: SqlStore = request.app.state.store
+    account = await store.authenticate(key.strip())
+    if account is None:
+        raise AuthenticationError("unknown or revoked API key")
+    return account
+
+
+AccountDep = Annotated[Account, Depends(current_account)]
+
+
+async def admin_account(account: AccountDep) -> Account:
+    """The caller's account if its key is an admin key, or a 403."""
+    if not account.is_admin:
+        raise PermissionDenied("this route needs an admin API key ('pigeon keys create --admin')")
+    return account
+
+
+AdminDep = Annotated[Account, Depends(admin_account)]
