@@ -29,7 +29,13 @@ from pigeon.domain.events import (
 )
 from pigeon.domain.retry import RetryPolicy
 from pigeon.errors import BusUnavailable, ConfigurationError, StoreUnavailable
-from pigeon.providers.twilio import TwilioSmsProvider
+from pigeon.providers.factory import (
+    ProviderEntry,
+    ProviderSettings,
+    build_sms_provider,
+    parse_providers,
+)
+from pigeon.providers.port import SmsProvider
 from pigeon.services.dead_letter_recorder import GROUP as DEAD_LETTER_GROUP
 from pigeon.services.dead_letter_recorder import DeadLetterRecorder
 from pigeon.services.outbox_relay import OutboxRelay
@@ -66,7 +72,7 @@ class Pigeon:
     bus: SqliteEventBus | KafkaEventBus
     store: SqlStore
     partitions: dict[str, int] = field(default_factory=dict)
-    _providers: list[TwilioSmsProvider] = field(default_factory=list)
+    _providers: list[SmsProvider] = field(default_factory=list)
     #: called after each store commit in this process (wakes an in-process relay)
     _on_commit: list[Callable[[], None]] = field(default_factory=list)
 
@@ -126,6 +132,9 @@ class Pigeon:
             ApiConfig(
                 status_callback_url=self.status_callback_url,
                 twilio_auth_token=self.settings.twilio_auth_token,
+                other_auth_tokens=tuple(
+                    entry.auth_token for entry in provider_settings(self.settings).entries
+                ),
                 max_request_bytes=self.settings.max_request_bytes,
                 ready_checks=(self.check_ready,),
             ),
@@ -182,14 +191,7 @@ class Pigeon:
 
     def _sender(self) -> list[tuple[str, str, str, BatchHandler]]:
         s = self.settings
-        provider = TwilioSmsProvider(
-            base_url=s.sms_provider_url,
-            account_sid=s.twilio_account_sid,
-            auth_token=s.twilio_auth_token,
-            default_from=s.sms_from,
-            timeout_seconds=s.provider_timeout_seconds,
-            max_connections=s.sender_concurrency,
-        )
+        provider = build_sms_provider(provider_settings(s))
         self._providers.append(provider)
         sender = SmsSender(
             self.store,
@@ -201,8 +203,39 @@ class Pigeon:
         return [(TOPIC_SMS_REQUESTED, SENDER_GROUP, TOPIC_SMS_DEAD, sender)]
 
 
+def provider_settings(s: Settings) -> ProviderSettings:
+    """The SMS providers the settings name: a failover list, or the one default provider."""
+    entries = (
+        parse_providers(s.sms_providers)
+        if s.sms_providers.strip()
+        else [
+            ProviderEntry(
+                name="twilio",
+                base_url=s.sms_provider_url,
+                account_sid=s.twilio_account_sid,
+                auth_token=s.twilio_auth_token,
+                default_from=s.sms_from,
+            )
+        ]
+    )
+    return ProviderSettings(
+        entries=entries,
+        timeout_seconds=s.provider_timeout_seconds,
+        max_connections=s.sender_concurrency,
+        breaker_failure_threshold=s.breaker_failure_threshold,
+        breaker_reset_seconds=s.breaker_reset_seconds,
+        pacing_rate_per_second=s.sms_rate_per_second,
+        pacing_burst=s.sms_rate_burst,
+        pacing_state_path=s.data_dir / "pacing.db",
+        settings_name=(
+            "PIGEON_SMS_PROVIDERS" if s.sms_providers.strip() else "PIGEON_SMS_PROVIDER_URL"
+        ),
+    )
+
+
 def build(settings: Settings) -> Pigeon:
     """Wire Pigeon from ``settings`` without connecting to anything yet."""
+    provider_settings(settings)  # a bad provider list fails here, before anything starts
     database = settings.database
     on_commit: list[Callable[[], None]] = []
 

@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     twilio_auth_token: str = "sandbox-auth-token"
     sms_from: str = "+15005550006"
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: failover list, a JSON array of {"name","url","account_sid","auth_token","from"};
+    #: empty means one provider from the four settings above, named "twilio"
+    sms_providers: str = ""
+    #: consecutive transient failures that open a provider's circuit breaker
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    #: how long an open breaker waits before a half-open probe
+    breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    #: outbound pacing per sender number, shared by this machine's workers; 0 = unpaced
+    #: (about 1/s for a US long code, 100/s for a short code)
+    sms_rate_per_second: float = Field(default=0.0, ge=0)
+    sms_rate_burst: int = Field(default=1, ge=1)
 
     sms_max_attempts: int = Field(default=10, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)
@@ -123,4 +134,5 @@ def load_settings(**overrides: object) -> Settings:
     except PydanticValidationError as exc:
         first = exc.errors()[0]
         name = "PIGEON_" + str(first["loc"][0]).upper() if first["loc"] else "PIGEON_*"
-        raise ConfigurationError(name, first["msg"]) from exc
+        # pydantic prefixes our validators' messages with "Value error, "
+        raise ConfigurationError(name, first["msg"].removeprefix("Value error, ")) from exc

@@ -99,6 +99,13 @@ class ProviderUnavailable(TransientError):
     """The provider timed out, refused the connection or answered 5xx."""
 
 
+class CircuitOpen(ProviderUnavailable):
+    """No provider was even tried: every provider's circuit breaker is open.
+
+    Not an attempt: it must not spend the message's retry budget.
+    """
+
+
 class ProviderRateLimited(TransientError):
     """The provider asked us to slow down (HTTP 429 or Twilio 20429)."""
 

@@ -42,6 +42,8 @@ class ApiConfig:
     status_callback_url: str
     twilio_auth_token: str
     max_request_bytes: int = 64 * 1024
+    #: auth tokens of the other providers in the failover list (each signs its callbacks)
+    other_auth_tokens: tuple[str, ...] = ()
     #: more readiness checks beside the store's (the Kafka broker's); each raises if down
     ready_checks: tuple[Callable[[], Awaitable[None]], ...] = ()
 
@@ -182,9 +184,11 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         raw = await request.body()
         params = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         signature = request.headers.get("x-twilio-signature", "")
-        if not is_valid_signature(
-            config.twilio_auth_token, config.status_callback_url, params, signature
-        ):
+        # the provider signs the exact URL it was given, per-notification query included
+        query = request.url.query
+        url = config.status_callback_url + (f"?{query}" if query else "")
+        tokens = (config.twilio_auth_token, *config.other_auth_tokens)
+        if not any(is_valid_signature(token, url, params, signature) for token in tokens):
             log.warning("rejected a status callback with a bad X-Twilio-Signature")
             return problems.problem(403, "invalid X-Twilio-Signature")
         if not await store.record_status_callback(params):

@@ -14,6 +14,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from pigeon.bus.port import ACK, DeadLetter, Message, Outcome, RetryLater
 from pigeon.domain.events import (
@@ -27,14 +29,25 @@ from pigeon.domain.events import (
 )
 from pigeon.domain.phone import mask_phone
 from pigeon.domain.retry import RetryPolicy
-from pigeon.errors import MalformedEvent, PermanentError, TransientError
-from pigeon.providers.port import SmsMessage, SmsProvider
+from pigeon.errors import CircuitOpen, MalformedEvent, PermanentError, TransientError
+from pigeon.providers.port import (
+    ProviderOutcomeUnknown,
+    ProviderReceipt,
+    ReconcilingProvider,
+    SmsMessage,
+    SmsProvider,
+    supports_find_sent,
+)
 from pigeon.store.attempts import AttemptResult, AttemptStart
 from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
 
 GROUP = "sms-sender"
+#: how far before an unfinished attempt we look for it at the provider
+RECONCILE_CLOCK_MARGIN = timedelta(minutes=2)
+#: the shortest wait when every provider's circuit is open
+CIRCUIT_OPEN_MIN_WAIT = 0.1
 
 
 @dataclass(frozen=True)
@@ -136,27 +149,65 @@ class SmsSender:
                 await self._store.finish_attempts([result[0]], result[1])
             return result
 
+    async def _reconcile(
+        self, message: SmsMessage, nid: str, since: datetime
+    ) -> ProviderReceipt | None:
+        """Whether the provider already has ``message`` from an attempt that never finished.
+
+        Raises a TransientError when the provider cannot say (then we wait and
+        ask again rather than risk a duplicate).
+        """
+        if not isinstance(self._provider, ReconcilingProvider) or not supports_find_sent(
+            self._provider
+        ):
+            log.warning("%s: an earlier attempt never finished; sending again", nid)
+            return None
+        try:
+            # margin: the provider's clock may differ from ours
+            return await self._provider.find_sent(
+                message, sent_after=since - RECONCILE_CLOCK_MARGIN
+            )
+        except PermanentError as exc:
+            log.warning(
+                "%s: an earlier attempt never finished and the provider cannot be asked "
+                "(%s); sending again, which may duplicate it",
+                nid,
+                exc,
+            )
+            return None
+
     async def _send(self, job: _Job) -> tuple[AttemptResult, list[Event], Outcome] | None:
         event, start = job.event, job.start
         if start.skip_reason is not None:
             log.info("not sending %s again: %s", event.notification_id, start.skip_reason)
             return None
-        if start.unfinished_before:
-            # The one window left: a worker died between the provider accepting an
-            # earlier attempt and the journal recording it. Sending again may duplicate.
-            log.warning(
-                "%s: an earlier attempt never finished; sending again", event.notification_id
-            )
         aid, nid = event.account_id, event.notification_id
         provider = self._provider.name
+        message = SmsMessage(
+            to=event.to,
+            body=event.body,
+            from_number=event.from_number,
+            # one URL per notification: callbacks and reconciliation find it by it
+            status_callback=(
+                f"{self._callback_url}?n={quote(nid)}" if self._callback_url else None
+            ),
+        )
         try:
-            receipt = await self._provider.send(
-                SmsMessage(
-                    to=event.to,
-                    body=event.body,
-                    from_number=event.from_number,
-                    status_callback=self._callback_url,
-                )
+            receipt = None
+            if start.unfinished_since is not None:
+                receipt = await self._reconcile(message, nid, start.unfinished_since)
+            reconciled = receipt is not None
+            if receipt is None:
+                receipt = await self._provider.send(message)
+        except CircuitOpen as exc:
+            # no provider was tried: not an attempt, so no retry budget spent
+            # and no timeline step; wait until a breaker lets a probe through
+            wait = max(exc.retry_after or 0.0, CIRCUIT_OPEN_MIN_WAIT)
+            log.info("%s waits %.1fs: %s", nid, wait, exc)
+            return (
+                AttemptResult(nid, start.attempt, "skipped", error=str(exc)),
+                [],
+                RetryLater(wait, str(exc)),
             )
         except TransientError as exc:
             if self._policy.exhausted(start.try_number):
@@ -193,8 +244,9 @@ class SmsSender:
                 error_code=exc.code,
                 retry_in_seconds=delay,
             )
+            outcome = "unknown" if isinstance(exc, ProviderOutcomeUnknown) else "transient"
             return (
-                AttemptResult(event.notification_id, start.attempt, "transient", error=str(exc)),
+                AttemptResult(event.notification_id, start.attempt, outcome, error=str(exc)),
                 [retry],
                 RetryLater(delay, str(exc)),
             )
@@ -214,11 +266,17 @@ class SmsSender:
                 [failed],
                 DeadLetter(f"rejected by the provider: {exc}"),
             )
+        if reconciled:
+            log.info(
+                "%s: the provider already had it as %s; not sending again",
+                nid,
+                receipt.message_id,
+            )
         sent = SmsSent(
             account_id=aid,
             notification_id=nid,
             attempt=start.attempt,
-            provider=provider,
+            provider=receipt.provider,
             provider_message_id=receipt.message_id,
         )
         return (

@@ -21,6 +21,10 @@ from pigeon.domain.status import NotificationStatus
 from pigeon.store.rows import utc
 from pigeon.store.schema import notifications, send_attempts
 
+#: journal outcomes that did not spend the retry budget: replayed away, or never
+#: tried because every provider's circuit breaker was open
+_NOT_TRIES = ("superseded", "skipped")
+
 
 @dataclass(frozen=True)
 class AttemptStart:
@@ -40,7 +44,11 @@ class AttemptStart:
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """How an attempt ended: ``sent``, ``transient`` or ``permanent``."""
+    """How an attempt ended: ``sent``, ``transient``, ``permanent`` or ``unknown``.
+
+    ``unknown``: the request may have reached the provider but no answer came
+    back (a timeout, a dropped connection); the next attempt looks it up first.
+    """
 
     notification_id: str
     attempt: int
@@ -80,7 +88,7 @@ async def begin_attempts(
         )
     ).all():
         journal.setdefault(nid, []).append((attempt, outcome))
-        if outcome == "started":
+        if outcome in ("started", "unknown"):  # the provider may have it: ask first
             since = utc(started_at)
             unfinished[nid] = min(since, unfinished.get(nid, since))
     now = utcnow()
@@ -113,7 +121,7 @@ async def begin_attempts(
                     number,
                     unfinished_before=nid in unfinished,
                     unfinished_since=unfinished.get(nid),
-                    try_number=1 + sum(o != "superseded" for _, o in previous),
+                    try_number=1 + sum(o not in _NOT_TRIES for _, o in previous),
                 )
             )
     if rows:

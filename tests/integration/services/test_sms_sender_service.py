@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,10 +24,21 @@ TOKEN = "test-token"
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, *, token: str = TOKEN, max_attempts: int = 10
+    tmp_path: Path,
+    *,
+    token: str = TOKEN,
+    max_attempts: int = 10,
+    providers: list[dict[str, str]] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> AsyncIterator[tuple[Pigeon, SandboxServer]]:
-    """A sandbox, a started Pigeon, and its sender and projector running."""
+    """A sandbox, a started Pigeon, and its sender and projector running.
+
+    ``providers``: a failover list for PIGEON_SMS_PROVIDERS; an entry with an
+    empty ``url`` points at this sandbox. ``extra``: more settings.
+    """
     async with SandboxServer(account_sid=SID, auth_token=TOKEN, seed=7) as sandbox:
+        if providers is not None:
+            providers = [{**p, "url": p["url"] or sandbox.url} for p in providers]
         settings = Settings(
             data_dir=tmp_path,
             sms_provider_url=sandbox.url,
@@ -38,6 +50,8 @@ async def running(
             provider_timeout_seconds=2,
             public_url="http://127.0.0.1:9",  # callbacks go nowhere: not under test here
             auto_migrate=True,
+            sms_providers=json.dumps(providers) if providers is not None else "",
+            **(extra or {}),  # type: ignore[arg-type]
         )
         pigeon = build(settings)
         await pigeon.start()

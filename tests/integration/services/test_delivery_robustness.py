@@ -1,0 +1,115 @@
+"""The sender against misbehaving providers: lost answers, failover, pacing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from test_sms_sender_service import SID, TOKEN, accept, running, status_of
+from tests.support import eventually
+
+from pigeon.bootstrap import Pigeon
+from pigeon.sandbox.faults import FaultConfig
+from pigeon.sandbox.server import SandboxServer
+
+
+async def _view_when(pigeon: Pigeon, nid: str, status: str) -> list[str]:
+    account = await pigeon.store.ensure_account("acme")
+    for _ in range(500):
+        view = await pigeon.store.get_view(account.id, nid)
+        assert view is not None
+        if view.notification.status.value == status:
+            return [e.detail for e in view.timeline]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{nid} never became {status}; it is {await status_of(pigeon, nid)}")
+
+
+async def test_an_answer_lost_after_the_provider_accepted_is_reconciled_not_resent(
+    tmp_path: Path,
+) -> None:
+    """The provider keeps the message but drops the connection: the next attempt
+    finds it through the message list API instead of sending it again."""
+    async with running(tmp_path) as (pigeon, sandbox):
+        sandbox.faults.config = FaultConfig(drop_after_accept_rate=1.0)
+        nid = await accept(pigeon, body="lost answer")
+        await eventually(lambda: len(sandbox.inbox) == 1)
+        sandbox.faults.config = FaultConfig()
+        details = await _view_when(pigeon, nid, "sent")
+        await asyncio.sleep(0.5)
+        assert len(sandbox.inbox) == 1  # never sent twice
+        (message,) = list(sandbox.inbox)
+        assert message.status_callback is not None
+        assert message.status_callback.endswith(f"?n={nid}")
+        assert any("attempt 1 via twilio failed" in d for d in details)
+        assert any(message.sid in d for d in details)
+
+
+async def test_many_lost_answers_still_give_exactly_one_message_each(tmp_path: Path) -> None:
+    # lost answers count against the breaker: let it probe again soon
+    async with running(tmp_path, extra={"breaker_reset_seconds": 0.3}) as (pigeon, sandbox):
+        sandbox.faults.config = FaultConfig(drop_after_accept_rate=0.5)
+        ids = [await accept(pigeon, to=f"+1415555{i:04d}", body="same body") for i in range(30)]
+        for nid in ids:
+            await _view_when(pigeon, nid, "sent")
+        await asyncio.sleep(0.3)
+        recipients = [m.to for m in sandbox.inbox]
+        assert len(recipients) == 30
+        assert len(set(recipients)) == 30
+
+
+async def test_failover_moves_to_the_backup_provider_and_the_timeline_says_so(
+    tmp_path: Path,
+) -> None:
+    async with SandboxServer(account_sid=SID, auth_token=TOKEN, seed=3) as backup:
+        providers = [
+            {
+                "name": "primary",
+                "url": "",
+                "account_sid": SID,
+                "auth_token": TOKEN,
+                "from": "+15005550006",
+            },
+            {
+                "name": "backup",
+                "url": backup.url,
+                "account_sid": SID,
+                "auth_token": TOKEN,
+                "from": "+15005550007",
+            },
+        ]
+        async with running(
+            tmp_path,
+            providers=providers,
+            extra={"breaker_failure_threshold": 2, "breaker_reset_seconds": 0.5},
+        ) as (pigeon, primary):
+            primary.faults.config = FaultConfig(down=True)
+            ids = [await accept(pigeon, to=f"+1415555{i:04d}") for i in range(5)]
+            for nid in ids:
+                details = await _view_when(pigeon, nid, "sent")
+                assert any("accepted by backup" in d for d in details), details
+            assert len(primary.inbox) == 0
+            assert len(backup.inbox) == 5
+            assert {m.from_ for m in backup.inbox} == {"+15005550007"}
+
+            # the primary recovers: a half-open probe brings traffic back to it
+            primary.faults.config = FaultConfig()
+            await asyncio.sleep(0.6)
+            later = [await accept(pigeon, to=f"+1416555{i:04d}") for i in range(5)]
+            for nid in later:
+                await _view_when(pigeon, nid, "sent")
+            assert len(primary.inbox) >= 4
+
+
+async def test_pacing_holds_the_rate_and_loses_nothing(tmp_path: Path) -> None:
+    async with running(tmp_path, extra={"sms_rate_per_second": 20, "sms_rate_burst": 1}) as (
+        pigeon,
+        sandbox,
+    ):
+        ids = [await accept(pigeon, to=f"+1415555{i:04d}") for i in range(30)]
+        await eventually(lambda: len(sandbox.inbox) == 30, within=30)
+        for nid in ids:
+            await _view_when(pigeon, nid, "sent")
+        created = sorted(m.date_created for m in sandbox.inbox)
+        span = (created[-1] - created[0]).total_seconds()
+        # 30 messages at 20/s need at least 29 intervals of 50 ms (generous bound)
+        assert span >= 29 / 20 * 0.8, span
