@@ -1,11 +1,34 @@
 """SMS providers: the :class:`SmsProvider` port and its adapters.
 
-``port`` holds the interface and the value objects; ``twilio`` is the adapter
-for Twilio's REST API (and for Pigeon's Twilio-compatible sandbox);
-``signature`` implements Twilio's request signing, shared with the sandbox and
-the status-callback endpoint.
+::
+
+    port.py           the interface, its value objects, ReconcilingProvider (find_sent)
+                      and ProviderOutcomeUnknown
+    twilio.py         the adapter for Twilio's REST API (and Pigeon's sandbox)
+    twilio_errors.py  Twilio error codes -> retry / slow down / give up
+    twilio_lookup.py  finding a sent message through Twilio's list API
+    signature.py      Twilio's request signing (shared with the sandbox and the API)
+    retry_after.py    the Retry-After header
+    breaker.py        CircuitBreaker
+    failover.py       FailoverProvider: ordered providers, each behind a breaker
+    pacing.py         PacedProvider: a token bucket per sender, shared across processes
+    factory.py        build_sms_provider() and parse_providers() for bootstrap
 """
 
-from pigeon.providers.port import ProviderReceipt, SmsMessage, SmsProvider
+from pigeon.providers.port import (
+    ProviderOutcomeUnknown,
+    ProviderReceipt,
+    ReconcilingProvider,
+    SmsMessage,
+    SmsProvider,
+    supports_find_sent,
+)
 
-__all__ = ["ProviderReceipt", "SmsMessage", "SmsProvider"]
+__all__ = [
+    "ProviderOutcomeUnknown",
+    "ProviderReceipt",
+    "ReconcilingProvider",
+    "SmsMessage",
+    "SmsProvider",
+    "supports_find_sent",
+]

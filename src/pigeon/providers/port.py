@@ -1,9 +1,18 @@
-"""The SMS provider port: what the sender needs from any SMS gateway."""
+"""The SMS provider port: what the sender needs from any SMS gateway.
+
+Besides :class:`SmsProvider` it declares :class:`ReconcilingProvider`, the
+optional look-up that closes the duplicate window ("the provider accepted, we
+never heard"), and :class:`ProviderOutcomeUnknown`, the error that says a
+send ended in exactly that window.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from pigeon.errors import ProviderUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +63,47 @@ class SmsProvider(Protocol):
     async def send(self, message: SmsMessage) -> ProviderReceipt:
         """Hand ``message`` to the provider and return its receipt."""
         ...
+
+
+@runtime_checkable
+class ReconcilingProvider(SmsProvider, Protocol):
+    """A provider that can tell whether it already accepted a message.
+
+    The sender asks before re-sending a message whose earlier attempt ended in
+    :class:`ProviderOutcomeUnknown` or never finished (worker killed).
+    """
+
+    async def find_sent(
+        self, message: SmsMessage, *, sent_after: datetime
+    ) -> ProviderReceipt | None:
+        """The receipt of ``message`` if the provider accepted it at or after ``sent_after``.
+
+        ``None`` means the provider holds no such message: sending it is safe.
+        Raises a :class:`~pigeon.errors.TransientError` when the provider cannot
+        be asked right now (never guess "not sent" then), and a
+        :class:`~pigeon.errors.PermanentError` when it refuses to answer at all.
+        ``sent_after`` must be timezone-aware.
+        """
+        ...
+
+
+class ProviderOutcomeUnknown(ProviderUnavailable):
+    """The request may have reached the provider, but no answer came back.
+
+    A timeout after the request was written, a connection dropped before the
+    response, or a 2xx we cannot read. Retrying is right, but re-sending
+    blindly may deliver the SMS twice: look it up with
+    :meth:`ReconcilingProvider.find_sent` first, and do not fail over to
+    another provider within the same attempt.
+    """
+
+
+def supports_find_sent(provider: SmsProvider) -> bool:
+    """True when ``provider`` can answer :meth:`ReconcilingProvider.find_sent`.
+
+    Wrappers (pacing, failover) always have the method; they say through a
+    ``can_reconcile`` attribute whether what they wrap can really answer.
+    """
+    return isinstance(provider, ReconcilingProvider) and bool(
+        getattr(provider, "can_reconcile", True)
+    )

@@ -1,31 +1,45 @@
 """Twilio Programmable Messaging adapter (also speaks to Pigeon's sandbox).
 
-Twilio's answers are mapped onto Pigeon's exception tree here, once::
+Twilio's answers are mapped onto Pigeon's exception tree here, once; which
+Twilio code means what lives in :mod:`pigeon.providers.twilio_errors`::
 
-    2xx                                   -> ProviderReceipt
-    429, or Twilio code 20429             -> ProviderRateLimited (retry_after from Retry-After)
-    5xx, timeout, connection error,
-    a 2xx whose body cannot be read       -> ProviderUnavailable
-    401 / 403 (wrong credentials)         -> ProviderRejected, naming the settings to check
-    other 4xx (e.g. 21211 invalid 'To')   -> ProviderRejected with Twilio's code and message
+    2xx with a message resource           -> ProviderReceipt
+    2xx we cannot read                    -> ProviderOutcomeUnknown (it may have been accepted)
+    rate limited (429, 20429, 30001, …)   -> ProviderRateLimited (retry_after from Retry-After)
+    transient (5xx, 20500, 20503, …)      -> ProviderUnavailable
+    credentials / account (401, 20003, …) -> ProviderRejected, naming the settings to check
+    permanent (21211, 21610, 21614, …)    -> ProviderRejected with Twilio's code and message
+    connection refused                    -> ProviderUnavailable (nothing was sent)
+    timeout, connection lost mid-request  -> ProviderOutcomeUnknown (something may have been)
 
-Error messages never contain the message body, and phone numbers in them are masked.
+Error messages carry the HTTP status, Twilio's code, its message and its docs
+link (they end up on the notification's timeline), never the message body,
+and phone numbers in them are masked.
 """
 
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from pigeon.domain.phone import mask_phone
 from pigeon.errors import ProviderRateLimited, ProviderRejected, ProviderUnavailable
-from pigeon.providers.port import ProviderReceipt, SmsMessage
+from pigeon.providers import twilio_lookup as lookup
+from pigeon.providers.port import ProviderOutcomeUnknown, ProviderReceipt, SmsMessage
 from pigeon.providers.retry_after import parse_retry_after
+from pigeon.providers.twilio_errors import ErrorKind, classify, meaning_of
 
-_RATE_LIMITED_CODE = 20429
+_DEFAULT_SETTINGS_HINT = "PIGEON_TWILIO_ACCOUNT_SID, PIGEON_TWILIO_AUTH_TOKEN and PIGEON_SMS_FROM"
+
+# Failures that prove no request left this machine; aiohttp < 3.10 lacks ConnectionTimeoutError.
+_NOT_CONNECTED: tuple[type[Exception], ...] = (aiohttp.ClientConnectorError,) + (
+    (aiohttp.ConnectionTimeoutError,) if hasattr(aiohttp, "ConnectionTimeoutError") else ()
+)
 
 
 class _NotStarted:
@@ -46,7 +60,11 @@ class _Started:
 
 
 class TwilioSmsProvider:
-    """Sends SMS with Twilio's ``Messages`` REST resource over one pooled HTTP session."""
+    """Sends SMS with Twilio's ``Messages`` REST resource over one pooled HTTP session.
+
+    ``settings_hint`` names where the account SID, auth token and sender are
+    configured, so a credentials error tells the operator what to fix.
+    """
 
     def __init__(
         self,
@@ -58,6 +76,7 @@ class TwilioSmsProvider:
         timeout_seconds: float = 10.0,
         name: str = "twilio",
         max_connections: int = 100,
+        settings_hint: str = _DEFAULT_SETTINGS_HINT,
     ) -> None:
         self.name = name
         self._base_url = base_url.rstrip("/")
@@ -66,6 +85,7 @@ class TwilioSmsProvider:
         self._default_from = default_from
         self._timeout_seconds = timeout_seconds
         self._max_connections = max_connections
+        self._settings_hint = settings_hint
         self._messages_url = f"{self._base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._state: _NotStarted | _Started = _NotStarted()
 
@@ -106,60 +126,147 @@ class TwilioSmsProvider:
                 status = response.status
                 raw = await response.read()
                 retry_after = response.headers.get("Retry-After")
-        except TimeoutError as exc:
+        except _NOT_CONNECTED as exc:
+            # Checked before TimeoutError: no connection means nothing was sent.
             raise ProviderUnavailable(
+                f"{self.name}: could not reach {self._base_url} ({type(exc).__name__}: {exc}); "
+                "nothing was sent"
+            ) from exc
+        except TimeoutError as exc:
+            raise ProviderOutcomeUnknown(
                 f"{self.name}: no answer from {self._base_url} within "
-                f"{self._timeout_seconds:g}s; the message may be retried"
+                f"{self._timeout_seconds:g}s; the provider may have accepted the message"
             ) from exc
         except aiohttp.ClientError as exc:
-            raise ProviderUnavailable(
-                f"{self.name}: could not reach {self._base_url} ({type(exc).__name__}: {exc})"
+            raise ProviderOutcomeUnknown(
+                f"{self.name}: the connection to {self._base_url} failed before an answer "
+                f"({type(exc).__name__}: {exc}); the provider may have accepted the message"
             ) from exc
-        return self._interpret(message, status, raw, retry_after)
-
-    def _interpret(
-        self, message: SmsMessage, status: int, raw: bytes, retry_after: str | None
-    ) -> ProviderReceipt:
         payload = _decode(raw)
         if 200 <= status < 300:
             return self._receipt(payload, status)
+        raise self._error(message, status, payload, retry_after, "the message")
+
+    async def find_sent(
+        self, message: SmsMessage, *, sent_after: datetime
+    ) -> ProviderReceipt | None:
+        """Look ``message`` up in Twilio's message list (see :mod:`.twilio_lookup`)."""
+        cutoff = lookup.cutoff_of(sent_after)
+        from_number = message.from_number or self._default_from
+        for dated, max_pages in ((True, lookup.DATED_MAX_PAGES), (False, lookup.UNDATED_MAX_PAGES)):
+            query: dict[str, str] | None = lookup.lookup_query(
+                message, from_number, cutoff, dated=dated
+            )
+            url = self._messages_url
+            found: list[dict[str, Any]] = []
+            for _ in range(max_pages):
+                payload = await self._get_page(message, url, query)
+                found.extend(m for m in payload.get("messages") or () if isinstance(m, dict))
+                path = lookup.next_page_path(payload)
+                if path is None:
+                    break
+                url, query = self._base_url + path, None
+            match = lookup.best_match(found, message, from_number, cutoff)
+            if match is not None:
+                return self._receipt(dict(match[0]), 200)
+        return None
+
+    async def fetch_status(self, message_id: str) -> dict[str, str]:
+        """The message's current status as callback parameters (``GET Messages/{Sid}.json``).
+
+        Used when status callbacks were lost (our API was down when the provider
+        called back): ``MessageSid``, ``MessageStatus`` and, if any, ``ErrorCode``.
+        """
+        url = self._messages_url.removesuffix(".json") + f"/{quote(message_id)}.json"
+        session = self._state.session
+        try:
+            async with session.get(url) as response:
+                status = response.status
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(
+                f"{self.name}: could not fetch message {message_id} ({type(exc).__name__}: {exc})"
+            ) from exc
+        payload = _decode(raw)
+        if not 200 <= status < 300 or payload is None:
+            raise ProviderUnavailable(
+                f"{self.name} answered HTTP {status} to fetching message {message_id}",
+                http_status=status,
+            )
+        params = {"MessageSid": message_id, "MessageStatus": str(payload.get("status") or "")}
+        if payload.get("error_code") is not None:
+            params["ErrorCode"] = str(payload["error_code"])
+        if payload.get("error_message"):
+            params["ErrorMessage"] = str(payload["error_message"])
+        return params
+
+    async def _get_page(
+        self, message: SmsMessage, url: str, query: dict[str, str] | None
+    ) -> dict[str, Any]:
+        session = self._state.session
+        try:
+            async with session.get(url, params=query) as response:
+                status = response.status
+                raw = await response.read()
+                retry_after = response.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(
+                f"{self.name}: could not list messages at {self._base_url} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        payload = _decode(raw)
+        if 200 <= status < 300:
+            if payload is None or not isinstance(payload.get("messages"), list):
+                raise ProviderUnavailable(
+                    f"{self.name} answered HTTP {status} to a message look-up without a "
+                    "'messages' list",
+                    http_status=status,
+                )
+            return payload
+        raise self._error(message, status, payload, retry_after, "a message look-up")
+
+    def _error(
+        self,
+        message: SmsMessage,
+        status: int,
+        payload: dict[str, Any] | None,
+        retry_after: str | None,
+        what: str,
+    ) -> Exception:
         code = _int_or_none(payload.get("code")) if payload is not None else None
         detail = self._describe(message, status, code, payload)
-        if status == 429 or code == _RATE_LIMITED_CODE:
-            raise ProviderRateLimited(
+        kind = classify(status, code)
+        if kind is ErrorKind.RATE_LIMITED:
+            return ProviderRateLimited(
                 f"{self.name} is rate limiting us: {detail}",
                 code=code,
                 http_status=status,
                 retry_after=parse_retry_after(retry_after),
             )
-        if status >= 500:
-            raise ProviderUnavailable(
+        if kind is ErrorKind.TRANSIENT:
+            return ProviderUnavailable(
                 f"{self.name} failed on its side: {detail}", code=code, http_status=status
             )
-        if status in (401, 403):
-            raise ProviderRejected(
-                f"{self.name} refused our credentials for account {self._account_sid}: {detail}; "
-                "check PIGEON_TWILIO_ACCOUNT_SID and PIGEON_TWILIO_AUTH_TOKEN",
+        if kind is ErrorKind.CREDENTIALS:
+            return ProviderRejected(
+                f"{self.name} refused {what} for account {self._account_sid}: {detail}; "
+                f"check {self._settings_hint}",
                 code=code,
                 http_status=status,
             )
-        if 400 <= status < 500:
-            raise ProviderRejected(
-                f"{self.name} rejected the message to {mask_phone(message.to)}: {detail}",
-                code=code,
-                http_status=status,
-            )
-        raise ProviderUnavailable(
-            f"{self.name} answered with unexpected HTTP {status}", code=code, http_status=status
+        return ProviderRejected(
+            f"{self.name} rejected {what} to {mask_phone(message.to)}: {detail}",
+            code=code,
+            http_status=status,
         )
 
     def _receipt(self, payload: dict[str, Any] | None, status: int) -> ProviderReceipt:
         sid = payload.get("sid") if payload is not None else None
         if payload is None or not isinstance(sid, str) or not sid:
-            # The message may have been accepted; the sender decides whether a retry is safe.
-            raise ProviderUnavailable(
+            # The message may have been accepted: the sender must look before re-sending.
+            raise ProviderOutcomeUnknown(
                 f"{self.name} answered HTTP {status} without a readable message resource "
-                "(no 'sid' in a JSON object)",
+                "(no 'sid' in a JSON object); the provider may have accepted the message",
                 http_status=status,
             )
         state = payload.get("status")
@@ -183,6 +290,8 @@ class TwilioSmsProvider:
                 if number:
                     text = text.replace(number, mask_phone(number))
             parts.append(repr(text))
+        elif (meaning := meaning_of(code)) is not None:
+            parts.append(meaning)
         more_info = payload.get("more_info") if payload is not None else None
         if isinstance(more_info, str) and more_info:
             parts.append(f"see {more_info}")

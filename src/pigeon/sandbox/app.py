@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -26,6 +27,8 @@ class SandboxState:
     stats: SandboxStats
     faults: FaultInjector
     callbacks: CallbackDispatcher
+    #: set while the server stops, so requests held by a "timeout" fault let go
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def build_app(state: SandboxState) -> web.Application:
@@ -38,8 +41,11 @@ def build_app(state: SandboxState) -> web.Application:
         stats=state.stats,
         faults=state.faults,
         callbacks=state.callbacks,
+        closing=state.closing,
     )
-    control = ControlApi(inbox=state.inbox, stats=state.stats, faults=state.faults)
+    control = ControlApi(
+        inbox=state.inbox, stats=state.stats, faults=state.faults, callbacks=state.callbacks
+    )
     app.add_routes(twilio.routes())
     app.add_routes(control.routes())
     return app

@@ -3,6 +3,12 @@
 Each accepted message gets one background task that walks it through its
 life. The 201 is never delayed by a callback, a failing webhook never breaks
 the server, and all callbacks share one HTTP client session.
+
+Like Twilio's, the callbacks can lie a little, on request (a
+:class:`~pigeon.sandbox.faults.CallbackPlan`): each one posted twice, or the
+final status posted before ``sent``. :meth:`CallbackDispatcher.forge` posts
+one callback built to order (bad signature, unsigned, unknown message, any
+status) for tests of the receiving end.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import aiohttp
 
 from pigeon.domain.phone import mask_phone
 from pigeon.providers.signature import SIGNATURE_HEADER, compute_signature
+from pigeon.sandbox.faults import CallbackPlan
 from pigeon.sandbox.resources import API_VERSION
 from pigeon.sandbox.store import SandboxStats, StoredMessage
 
@@ -77,49 +84,89 @@ class CallbackDispatcher:
         """Messages whose life is still being simulated."""
         return len(self._tasks)
 
-    def schedule(self, message: StoredMessage, *, fails: bool) -> None:
-        """Walk ``message`` to ``delivered`` (or ``undelivered`` if ``fails``) in the background."""
+    def schedule(
+        self, message: StoredMessage, *, fails: bool = False, plan: CallbackPlan | None = None
+    ) -> None:
+        """Walk ``message`` to ``delivered`` (``undelivered`` if it fails) in the background."""
+        plan = plan or CallbackPlan(fails=fails)
         if message.status_callback is None and not self._delay:
             # Nobody is listening and nothing is slowed down: skip the task entirely.
-            _finish(message, fails)
+            _mark_sent(message)
+            _finish(message, plan.fails)
             return
-        task = asyncio.get_running_loop().create_task(self._run(message, fails))
+        task = asyncio.get_running_loop().create_task(self._run(message, plan))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, message: StoredMessage, fails: bool) -> None:
+    async def _run(self, message: StoredMessage, plan: CallbackPlan) -> None:
         try:
-            for final in (False, True):
-                if self._delay:
-                    await asyncio.sleep(self._delay)
-                if final:
-                    _finish(message, fails)
-                else:
-                    now = datetime.now(UTC)
-                    message.advance("sent", now)
-                    message.date_sent = message.date_sent or now
-                if message.status_callback is not None:
-                    await self._post(message, message.status_callback)
+            await self._pause()
+            _mark_sent(message)
+            if plan.out_of_order:
+                # The final status overtakes "sent", as Twilio's callbacks sometimes do.
+                await self._pause()
+                _finish(message, plan.fails)
+                await self._notify(message, message.status, plan)
+                await self._notify(message, "sent", plan)
+                return
+            await self._notify(message, "sent", plan)
+            await self._pause()
+            _finish(message, plan.fails)
+            await self._notify(message, message.status, plan)
         except asyncio.CancelledError:
             raise
         except Exception:
             # A bug here must cost one callback, never the server.
             log.exception("status callback for %s crashed", message.sid)
 
-    async def _post(self, message: StoredMessage, url: str) -> None:
+    async def _pause(self) -> None:
+        if self._delay:
+            await asyncio.sleep(self._delay)
+
+    async def _notify(self, message: StoredMessage, status: str, plan: CallbackPlan) -> None:
+        if message.status_callback is None:
+            return
+        for _ in range(2 if plan.duplicate else 1):
+            await self._post(message, message.status_callback, status)
+
+    def callback_params(self, message: StoredMessage, status: str) -> dict[str, str]:
+        """The form Twilio posts for ``message`` reaching ``status``."""
         params = {
             "AccountSid": self._account_sid,
             "ApiVersion": API_VERSION,
             "From": message.from_,
             "MessageSid": message.sid,
-            "MessageStatus": message.status,
+            "MessageStatus": status,
             "SmsSid": message.sid,
-            "SmsStatus": message.status,
+            "SmsStatus": status,
             "To": message.to,
         }
-        if message.error_code is not None:
+        if message.error_code is not None and status in ("undelivered", "failed"):
             params["ErrorCode"] = str(message.error_code)
-        headers = {SIGNATURE_HEADER: compute_signature(self._auth_token, url, params)}
+        return params
+
+    def sign(self, url: str, params: dict[str, str], *, auth_token: str | None = None) -> str:
+        """``X-Twilio-Signature`` for ``params`` posted to ``url`` (our token unless given)."""
+        return compute_signature(auth_token or self._auth_token, url, params)
+
+    async def forge(self, url: str, params: dict[str, str], signature: str | None) -> int:
+        """Post one callback as given, once, and return the webhook's HTTP status.
+
+        Raises :class:`aiohttp.ClientError` or :class:`TimeoutError` when the
+        webhook cannot be reached: the caller asked for this one callback.
+        """
+        session = self._session
+        if session is None:
+            raise aiohttp.ClientConnectionError("the callback dispatcher is not started")
+        headers = {SIGNATURE_HEADER: signature} if signature is not None else {}
+        async with session.post(url, data=params, headers=headers) as response:
+            await response.read()
+            self._stats.callbacks_forged += 1
+            return response.status
+
+    async def _post(self, message: StoredMessage, url: str, status: str) -> None:
+        params = self.callback_params(message, status)
+        headers = {SIGNATURE_HEADER: self.sign(url, params)}
         session = self._session
         if session is None:
             return
@@ -127,17 +174,17 @@ class CallbackDispatcher:
             try:
                 async with session.post(url, data=params, headers=headers) as response:
                     await response.read()
-                    status = response.status
+                    code = response.status
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt < self._attempts:
                     await asyncio.sleep(self._backoff * attempt)
                     continue
                 self._failed(url, f"{type(exc).__name__} after {attempt} attempts", message)
                 return
-            if status < 400:
+            if code < 400:
                 self._stats.callbacks_delivered += 1
             else:
-                self._failed(url, f"HTTP {status}", message)
+                self._failed(url, f"HTTP {code}", message)
             return
 
     def _failed(self, url: str, reason: str, message: StoredMessage) -> None:
@@ -155,6 +202,13 @@ class CallbackDispatcher:
             url,
             reason,
         )
+
+
+def _mark_sent(message: StoredMessage) -> None:
+    now = datetime.now(UTC)
+    message.advance("sent", now)
+    # Like Twilio, date_sent stays empty while the message is queued.
+    message.date_sent = message.date_sent or now
 
 
 def _finish(message: StoredMessage, fails: bool) -> None:

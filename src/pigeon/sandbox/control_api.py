@@ -1,4 +1,4 @@
-"""The sandbox's own routes: inbox, stats and run-time fault settings."""
+"""The sandbox's own routes: inbox, stats, run-time fault settings and forged callbacks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import orjson
 from aiohttp import web
 
 from pigeon.errors import ValidationError
+from pigeon.sandbox.callbacks import CallbackDispatcher
 from pigeon.sandbox.faults import FaultInjector
+from pigeon.sandbox.forgery import forge_callback
 from pigeon.sandbox.resources import json_response, problem
 from pigeon.sandbox.store import Inbox, SandboxStats
 
@@ -14,10 +16,18 @@ from pigeon.sandbox.store import Inbox, SandboxStats
 class ControlApi:
     """Handlers for ``/sandbox/...``: what tests and humans use to look inside."""
 
-    def __init__(self, *, inbox: Inbox, stats: SandboxStats, faults: FaultInjector) -> None:
+    def __init__(
+        self,
+        *,
+        inbox: Inbox,
+        stats: SandboxStats,
+        faults: FaultInjector,
+        callbacks: CallbackDispatcher,
+    ) -> None:
         self._inbox = inbox
         self._stats = stats
         self._faults = faults
+        self._callbacks = callbacks
 
     def routes(self) -> list[web.RouteDef]:
         """The routes to add to the application."""
@@ -29,6 +39,7 @@ class ControlApi:
             web.get("/sandbox/stats", self.stats),
             web.get("/sandbox/faults", self.get_faults),
             web.put("/sandbox/faults", self.put_faults),
+            web.post("/sandbox/callbacks/forge", self.forge_callback),
         ]
 
     async def health(self, request: web.Request) -> web.Response:
@@ -78,8 +89,8 @@ class ControlApi:
         return json_response(self._stats.to_dict(self._inbox))
 
     async def get_faults(self, request: web.Request) -> web.Response:
-        """The fault configuration in force."""
-        return json_response(self._faults.config.to_dict())
+        """The fault configuration in force, with ``down_remaining_s``."""
+        return json_response(self._faults.state())
 
     async def put_faults(self, request: web.Request) -> web.Response:
         """Partially update the fault configuration; the whole new one is returned."""
@@ -94,7 +105,15 @@ class ControlApi:
                 'expected a JSON object such as {"error_rate": 0.1}',
             )
         try:
-            self._faults.config = self._faults.config.updated(changes)
+            self._faults.apply(changes)
         except ValidationError as exc:
             return problem(400, "Invalid fault configuration", str(exc), field=exc.field)
-        return json_response(self._faults.config.to_dict())
+        return json_response(self._faults.state())
+
+    async def forge_callback(self, request: web.Request) -> web.Response:
+        """Post one status callback built to order (see :mod:`pigeon.sandbox.forgery`)."""
+        try:
+            spec = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            return problem(400, "Invalid JSON", f"the request body is not JSON: {exc}")
+        return await forge_callback(spec, inbox=self._inbox, callbacks=self._callbacks)

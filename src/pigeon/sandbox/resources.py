@@ -52,6 +52,8 @@ def message_resource(message: StoredMessage) -> dict[str, Any]:
         "price_unit": "USD",
         "sid": message.sid,
         "status": message.status,
+        # Not in Twilio's resource: lets a look-up tell two identical texts apart.
+        "status_callback": message.status_callback,
         "subresource_uris": {"media": uri.removesuffix(".json") + "/Media.json"},
         "to": message.to,
         "uri": uri,

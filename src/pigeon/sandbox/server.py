@@ -66,6 +66,7 @@ class SandboxServer:
         """Bind and start serving."""
         if self._runner is not None:
             return
+        self._state.closing.clear()
         await self.callbacks.start()
         runner = web.AppRunner(build_app(self._state), access_log=None, handle_signals=False)
         await runner.setup()
@@ -85,6 +86,7 @@ class SandboxServer:
         """Stop serving and cancel pending callbacks (idempotent)."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            self._state.closing.set()  # requests held by a "timeout" fault let go now
             await runner.cleanup()
             await self.callbacks.stop()
 

@@ -97,11 +97,13 @@ class SandboxStats:
     unauthorized: int = 0
     callbacks_delivered: int = 0
     callbacks_failed: int = 0
+    callbacks_forged: int = 0
     faults: dict[str, int] = field(default_factory=dict)
 
-    def count_fault(self, name: str) -> None:
-        """Count one request answered with an injected fault."""
-        self.rejected_by_fault += 1
+    def count_fault(self, name: str, *, rejected: bool = True) -> None:
+        """Count one request hit by an injected fault; ``rejected`` if it was not recorded."""
+        if rejected:
+            self.rejected_by_fault += 1
         self.faults[name] = self.faults.get(name, 0) + 1
 
     def to_dict(self, inbox: Inbox) -> dict[str, object]:
@@ -113,6 +115,7 @@ class SandboxStats:
             "unauthorized": self.unauthorized,
             "callbacks_delivered": self.callbacks_delivered,
             "callbacks_failed": self.callbacks_failed,
+            "callbacks_forged": self.callbacks_forged,
             "faults": dict(self.faults),
             "inbox_size": len(inbox),
             "inbox_capacity": inbox.capacity,
