@@ -35,6 +35,7 @@ from pigeon.providers.factory import (
     build_sms_provider,
     parse_providers,
 )
+from pigeon.providers.failover import FailoverProvider
 from pigeon.providers.port import SmsProvider
 from pigeon.services.dead_letter_recorder import GROUP as DEAD_LETTER_GROUP
 from pigeon.services.dead_letter_recorder import DeadLetterRecorder
@@ -42,6 +43,7 @@ from pigeon.services.outbox_relay import OutboxRelay
 from pigeon.services.projector import STATUS_GROUP, USAGE_GROUP, StatusProjector, UsageMeter
 from pigeon.services.sms_sender import GROUP as SENDER_GROUP
 from pigeon.services.sms_sender import SmsSender
+from pigeon.services.status_poller import StatusPoller
 from pigeon.store.sql_store import SqlStore
 
 #: the consumers of the events; every deployment runs each at least once
@@ -154,6 +156,7 @@ class Pigeon:
         """The loops behind ``pigeon worker NAME``."""
         if name == RELAY:
             return [self.relay()]
+        poller: list[Runner] = []
         builders: dict[str, Callable[[], list[tuple[str, str, str, BatchHandler]]]] = {
             "sms-sender": self._sender,
             "usage-meter": lambda: [
@@ -172,6 +175,17 @@ class Pigeon:
         if name not in builders:
             raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
         specs = builders[name]()  # builds (and registers) the sender's provider first
+        if name == "sms-sender":
+            provider = self._providers[-1]
+            assert isinstance(provider, FailoverProvider)
+            poller.append(
+                StatusPoller(
+                    self.store,
+                    provider,
+                    after_seconds=self.settings.status_poll_after_seconds,
+                    interval_seconds=self.settings.status_poll_interval_seconds,
+                )
+            )
         for provider in self._providers:
             await provider.start()
         runners: list[Runner] = [
@@ -183,7 +197,7 @@ class Pigeon:
             )
             for topic, group, dead, handler in specs
         ]
-        return runners
+        return runners + poller
 
     def all_workers(self) -> list[str]:
         """What ``pigeon run`` runs in its one process: every consumer, and the relay with Kafka."""

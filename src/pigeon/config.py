@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     #: (about 1/s for a US long code, 100/s for a short code)
     sms_rate_per_second: float = Field(default=0.0, ge=0)
     sms_rate_burst: int = Field(default=1, ge=1)
+    #: a notification still 'sent' this long gets its status fetched from the provider
+    #: (its final callback may have been lost while the API was down)
+    status_poll_after_seconds: float = Field(default=300.0, gt=0)
+    status_poll_interval_seconds: float = Field(default=30.0, gt=0)
 
     sms_max_attempts: int = Field(default=10, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)

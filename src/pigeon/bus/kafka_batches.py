@@ -12,13 +12,20 @@ from typing import Any
 
 from pigeon.bus.kafka_wire import (
     OutRecord,
-    dead_letter_headers,
     message_from_record,
     retry_from_record,
     retry_headers,
 )
 from pigeon.bus.partitioning import partition_for
-from pigeon.bus.port import Ack, Batch, DeadLetter, Message, Outcome, RetryLater
+from pigeon.bus.port import (
+    Ack,
+    Batch,
+    DeadLetter,
+    Message,
+    Outcome,
+    RetryLater,
+    dead_letter_headers,
+)
 
 
 @dataclass(slots=True)

@@ -20,11 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pigeon.bus.port import (
-    HEADER_ATTEMPTS,
-    HEADER_DEAD_REASON,
-    HEADER_GROUP,
-    HEADER_ORIGINAL_OFFSET,
-    HEADER_ORIGINAL_TOPIC,
     Message,
     RetryLater,
 )
@@ -131,18 +126,6 @@ def retry_headers(message: Message, outcome: RetryLater) -> dict[str, str]:
         HEADER_RETRY_PARTITION: str(message.partition),
         HEADER_RETRY_OFFSET: str(message.offset),
         HEADER_RETRY_REASON: outcome.reason,
-    }
-
-
-def dead_letter_headers(message: Message, reason: str, group: str) -> dict[str, str]:
-    """Headers of a dead letter: the same on every backend."""
-    return {
-        **message.headers,
-        HEADER_DEAD_REASON: reason,
-        HEADER_ORIGINAL_TOPIC: message.topic,
-        HEADER_ORIGINAL_OFFSET: str(message.offset),
-        HEADER_GROUP: group,
-        HEADER_ATTEMPTS: str(message.attempt),
     }
 
 

@@ -118,3 +118,15 @@ class EventBus(Protocol):
 
     def consumer(self, topic: str, group: str, *, dead_letter_topic: str) -> Consumer:
         """A new group member for ``topic``; call ``start()`` on it."""
+
+
+def dead_letter_headers(message: Message, reason: str, group: str) -> dict[str, str]:
+    """Headers of a dead letter: the same on every backend."""
+    return {
+        **message.headers,
+        HEADER_DEAD_REASON: reason,
+        HEADER_ORIGINAL_TOPIC: message.topic,
+        HEADER_ORIGINAL_OFFSET: str(message.offset),
+        HEADER_GROUP: group,
+        HEADER_ATTEMPTS: str(message.attempt),
+    }

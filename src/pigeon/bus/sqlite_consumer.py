@@ -14,17 +14,13 @@ from typing import TYPE_CHECKING
 import orjson
 
 from pigeon.bus.port import (
-    HEADER_ATTEMPTS,
-    HEADER_DEAD_REASON,
-    HEADER_GROUP,
-    HEADER_ORIGINAL_OFFSET,
-    HEADER_ORIGINAL_TOPIC,
     Ack,
     Batch,
     DeadLetter,
     Message,
     Outcome,
     RetryLater,
+    dead_letter_headers,
 )
 from pigeon.bus.sqlite_schema import INSERT_LOG, log_row
 from pigeon.bus.sqlite_thread import SqliteThread
@@ -355,14 +351,7 @@ class SqliteConsumer:
                 )
             return False
         if isinstance(outcome, DeadLetter):
-            headers = {
-                **message.headers,
-                HEADER_DEAD_REASON: outcome.reason,
-                HEADER_ORIGINAL_TOPIC: message.topic,
-                HEADER_ORIGINAL_OFFSET: str(message.offset),
-                HEADER_GROUP: self.group,
-                HEADER_ATTEMPTS: str(message.attempt),
-            }
+            headers = dead_letter_headers(message, outcome.reason, self.group)
             conn.execute(
                 INSERT_LOG,
                 log_row(

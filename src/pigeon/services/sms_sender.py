@@ -17,8 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from pigeon.bus.port import ACK, DeadLetter, Message, Outcome, RetryLater
+from pigeon.bus.port import (
+    ACK,
+    DeadLetter,
+    Message,
+    Outcome,
+    RetryLater,
+    dead_letter_headers,
+)
 from pigeon.domain.events import (
+    TOPIC_SMS_DEAD,
     Event,
     SmsAttemptFailed,
     SmsFailed,
@@ -39,6 +47,7 @@ from pigeon.providers.port import (
     supports_find_sent,
 )
 from pigeon.store.attempts import AttemptResult, AttemptStart
+from pigeon.store.event_log import RawRecord
 from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -145,9 +154,25 @@ class SmsSender:
         # make us send twice.
         async with self._slots:
             result = await self._send(job)
-            if result is not None:
-                await self._store.finish_attempts([result[0]], result[1])
-            return result
+            if result is None:
+                return None
+            record, events, outcome = result
+            dead: list[RawRecord] = []
+            if isinstance(outcome, DeadLetter):
+                # written with the failure, in one transaction, rather than by the
+                # bus at settle time: a kill in between cannot lose the dead letter
+                message = job.message
+                dead.append(
+                    RawRecord(
+                        TOPIC_SMS_DEAD,
+                        message.key,
+                        message.value,
+                        dead_letter_headers(message, outcome.reason, GROUP),
+                    )
+                )
+                outcome = ACK
+            await self._store.finish_attempts([record], events, dead)
+            return record, events, outcome
 
     async def _reconcile(
         self, message: SmsMessage, nid: str, since: datetime
@@ -221,7 +246,7 @@ class SmsSender:
                 )
                 return (
                     AttemptResult(
-                        event.notification_id, start.attempt, "transient", error=str(exc)
+                        event.notification_id, start.attempt, "exhausted", error=str(exc)
                     ),
                     [failed],
                     DeadLetter(reason),

@@ -21,6 +21,8 @@ from pigeon.domain.status import NotificationStatus
 from pigeon.store.rows import utc
 from pigeon.store.schema import notifications, send_attempts
 
+#: journal outcomes that end a notification's attempts (until a dead-letter replay)
+_DONE = ("sent", "permanent", "exhausted")
 #: journal outcomes that did not spend the retry budget: replayed away, or never
 #: tried because every provider's circuit breaker was open
 _NOT_TRIES = ("superseded", "skipped")
@@ -44,7 +46,8 @@ class AttemptStart:
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """How an attempt ended: ``sent``, ``transient``, ``permanent`` or ``unknown``.
+    """How an attempt ended: ``sent``, ``transient``, ``permanent``, ``exhausted``
+    (transient, and the last one allowed), ``skipped`` (no provider tried) or ``unknown``.
 
     ``unknown``: the request may have reached the provider but no answer came
     back (a timeout, a dropped connection); the next attempt looks it up first.
@@ -95,7 +98,7 @@ async def begin_attempts(
     starts, rows, opened = [], [], set()
     for nid, provider in requests:
         status = statuses.get(nid)
-        done = [(a, o) for a, o in journal.get(nid, []) if o in ("sent", "permanent")]
+        done = [(a, o) for a, o in journal.get(nid, []) if o in _DONE]
         if status is not None and NotificationStatus(status).is_final:
             starts.append(AttemptStart(nid, 0, f"already {status}"))
         elif done:

@@ -33,7 +33,7 @@ from pigeon.store.rows import utc
 from pigeon.store.schema import dead_letters, notifications, send_attempts, timeline
 
 #: outcomes of attempts a replay supersedes (their retry budget is spent)
-_SPENT = ("transient", "permanent")
+_SPENT = ("transient", "permanent", "exhausted", "unknown")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ and deletes it once the broker has acknowledged it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -41,6 +42,20 @@ class EventLog(Protocol):
         """The insert parameters of ``events``."""
         ...
 
+    def raw_rows(self, records: Sequence[RawRecord]) -> list[dict[str, Any]]:
+        """The insert parameters of messages that are not our events (dead letters)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A message to publish as it is: a dead letter carries the original bytes."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: Mapping[str, str]
+
 
 class SqliteEventLog:
     """Writes events to ``bus_log`` with the partition counts the bus registered."""
@@ -62,6 +77,25 @@ class SqliteEventLog:
             )
             rows.append(dict(zip(_COLUMNS, values, strict=True)))
         return rows
+
+    def raw_rows(self, records: Sequence[RawRecord]) -> list[dict[str, Any]]:
+        """The insert parameters of ``records``."""
+        return [
+            dict(
+                zip(
+                    _COLUMNS,
+                    log_row(
+                        r.topic,
+                        self._partitions.get(r.topic, self._default),
+                        r.key,
+                        r.value,
+                        r.headers,
+                    ),
+                    strict=True,
+                )
+            )
+            for r in records
+        ]
 
 
 class OutboxEventLog:
@@ -86,8 +120,28 @@ class OutboxEventLog:
             )
         return rows
 
+    def raw_rows(self, records: Sequence[RawRecord]) -> list[dict[str, Any]]:
+        """The insert parameters of ``records``."""
+        now = utcnow()
+        return [
+            {
+                "topic": r.topic,
+                "key": r.key,
+                "value": r.value,
+                "headers": orjson.dumps(dict(r.headers)).decode(),
+                "created_at": now,
+            }
+            for r in records
+        ]
 
-async def append(log: EventLog, conn: AsyncConnection, events: Sequence[Event]) -> None:
-    """Insert ``events`` in ``conn``'s open transaction."""
-    if events:
-        await conn.execute(log.statement, log.rows(events))
+
+async def append(
+    log: EventLog,
+    conn: AsyncConnection,
+    events: Sequence[Event],
+    raw: Sequence[RawRecord] = (),
+) -> None:
+    """Insert ``events`` (and ``raw`` messages) in ``conn``'s open transaction."""
+    rows = log.rows(events) + log.raw_rows(raw)
+    if rows:
+        await conn.execute(log.statement, rows)

@@ -38,7 +38,13 @@ from pigeon.store import attempts, idempotency, migrate, projection
 from pigeon.store import dead_letters as dlq
 from pigeon.store import outbox as outbox_sql
 from pigeon.store.engine import DatabaseUrl, store_engines
-from pigeon.store.event_log import EventLog, OutboxEventLog, SqliteEventLog, append
+from pigeon.store.event_log import (
+    EventLog,
+    OutboxEventLog,
+    RawRecord,
+    SqliteEventLog,
+    append,
+)
 from pigeon.store.group_commit import GroupCommitter
 from pigeon.store.rows import notification_from_row, notification_values, utc
 from pigeon.store.schema import (
@@ -331,6 +337,7 @@ class SqlStore:
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
 
         async def work(conn: AsyncConnection) -> bool:
+            await _lock_message_ids(conn, [sid])
             found = await _notification_for_message(conn, sid)
             if found is None:
                 await conn.execute(
@@ -364,16 +371,54 @@ class SqlStore:
         return await self._commits.submit(work)
 
     async def finish_attempts(
-        self, results: Sequence[attempts.AttemptResult], events: Sequence[Event]
+        self,
+        results: Sequence[attempts.AttemptResult],
+        events: Sequence[Event],
+        dead_letters: Sequence[RawRecord] = (),
     ) -> None:
-        """Record outcomes and publish their events, atomically."""
+        """Record outcomes and publish their events (and dead letters), atomically.
+
+        A dead letter written here, with the failure it reports, exists exactly
+        when the failure does: a worker killed before settling its batch finds
+        the failure journaled and neither fails nor dead-letters it again.
+        """
 
         async def work(conn: AsyncConnection) -> None:
+            await _lock_message_ids(
+                conn,
+                [r.provider_message_id for r in results if r.provider_message_id]
+                + [e.provider_message_id for e in events if isinstance(e, SmsSent)],
+            )
             await attempts.finish_attempts(conn, results)
-            await append(self._log, conn, events)
+            await append(self._log, conn, events, dead_letters)
             await append(self._log, conn, await _claim_pending_callbacks(conn, events))
 
         await self._commits.submit(work)
+
+    async def stale_sent(
+        self, *, older_than: datetime, newer_than: datetime, limit: int = 200
+    ) -> list[tuple[str, str, str]]:
+        """``(notification, provider message id, provider)`` of notifications still
+        ``sent`` since before ``older_than``: their final callback may have been lost."""
+        async with self._reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        notifications.c.id,
+                        notifications.c.provider_message_id,
+                        notifications.c.provider,
+                    )
+                    .where(
+                        notifications.c.status == "sent",
+                        notifications.c.updated_at < older_than,
+                        notifications.c.updated_at > newer_than,
+                        notifications.c.provider_message_id.is_not(None),
+                    )
+                    .order_by(notifications.c.updated_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [(r.id, r.provider_message_id, r.provider or "") for r in rows]
 
     # -- dead letters --------------------------------------------------------------
     async def record_dead_letters(self, messages: Sequence[Message]) -> int:
@@ -470,6 +515,29 @@ def _accepted_entry(notification: Notification) -> dict[str, object]:
         "at": notification.created_at,
         "detail": "accepted by the API",
     }
+
+
+#: PostgreSQL advisory-lock class of provider message ids ("PIGM"), see _lock_message_ids
+_MESSAGE_LOCK_CLASS = 0x5049_474D
+_LOCK_MESSAGE_ID = text("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:message_id))")
+
+
+async def _lock_message_ids(conn: AsyncConnection, message_ids: Sequence[str]) -> None:
+    """Order, per provider message id, recording the id and keeping an early callback.
+
+    On PostgreSQL the callback's transaction and the sender's transaction that
+    records the id can overlap: neither sees the other's uncommitted row, so the
+    callback would be kept forever and the notification never leave "sent". A
+    transaction-scoped advisory lock per id makes the later one wait; it then sees
+    the earlier one's commit (READ COMMITTED reads what was committed before each
+    statement). SQLite needs none: its writers never overlap.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for message_id in sorted(set(message_ids)):  # one order everywhere: no deadlocks
+        await conn.execute(
+            _LOCK_MESSAGE_ID, {"lock_class": _MESSAGE_LOCK_CLASS, "message_id": message_id}
+        )
 
 
 async def _notification_for_message(

@@ -1,0 +1,93 @@
+"""The status poller: asks the provider about messages whose final callback never came.
+
+Status callbacks are fire-and-forget on the provider's side: if our API was
+down when the provider called back, the notification would stay ``sent``
+forever. This loop (run by each sms-sender worker) looks for notifications
+that have been ``sent`` for a while, fetches their status from the provider
+that sent them, and feeds a final status through the same path a callback
+takes - forward-only and idempotent, so a late real callback changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import timedelta
+
+from pigeon.domain.events import utcnow
+from pigeon.errors import PigeonError
+from pigeon.providers.failover import FailoverProvider
+from pigeon.store.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
+
+#: statuses worth recording: the provider has decided
+FINAL_AT_PROVIDER = ("delivered", "undelivered", "failed")
+#: a message still not final this long after sending is left alone
+GIVE_UP_AFTER = timedelta(days=3)
+
+
+class StatusPoller:
+    """Runs until :meth:`request_stop`; one sweep every ``interval_seconds``."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        provider: FailoverProvider,
+        *,
+        after_seconds: float,
+        interval_seconds: float,
+        batch: int = 200,
+    ) -> None:
+        self._store = store
+        self._provider = provider
+        self._after = timedelta(seconds=after_seconds)
+        self._interval = interval_seconds
+        self._batch = batch
+        self._stopping = asyncio.Event()
+        #: notification -> when we last asked (so one is asked at most every `after`)
+        self._asked: dict[str, float] = {}
+        self.recovered = 0
+
+    def request_stop(self) -> None:
+        """Return from :meth:`run` at the next pause."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Sweep, pause, repeat; errors are logged and the next sweep tries again."""
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except PigeonError as exc:
+                log.warning("status poll failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+
+    async def sweep(self) -> int:
+        """One pass; returns how many final statuses were recovered."""
+        now = utcnow()
+        stale = await self._store.stale_sent(
+            older_than=now - self._after, newer_than=now - GIVE_UP_AFTER, limit=self._batch
+        )
+        clock = time.monotonic()
+        recovered = 0
+        for notification_id, message_id, provider in stale:
+            if clock - self._asked.get(notification_id, -1e18) < self._after.total_seconds():
+                continue
+            self._asked[notification_id] = clock
+            try:
+                params = await self._provider.fetch_status(message_id, provider)
+            except PigeonError as exc:
+                log.info("could not fetch the status of %s: %s", message_id, exc)
+                continue
+            if params.get("MessageStatus") in FINAL_AT_PROVIDER:
+                await self._store.record_status_callback(params)
+                recovered += 1
+        if len(self._asked) > 100_000:  # forget old entries; they would be asked again
+            self._asked.clear()
+        if recovered:
+            log.info("recovered %d final status(es) whose callbacks were lost", recovered)
+        self.recovered += recovered
+        return recovered
