@@ -22,9 +22,14 @@ from pigeon.bench.command import register as register_bench
 from pigeon.bootstrap import WORKERS, Pigeon, Runner, build
 from pigeon.config import Settings, load_settings
 from pigeon.domain.events import format_time
-from pigeon.errors import ConfigurationError, NotFoundError, PigeonError
+from pigeon.errors import (
+    ConfigurationError,
+    NotFoundError,
+    PigeonError,
+    StoreUnavailable,
+)
 from pigeon.logs import configure_logging
-from pigeon.sandbox.faults import FaultConfig
+from pigeon.sandbox.faults import FaultConfig, parse_fault_config
 from pigeon.sandbox.server import SandboxServer
 from pigeon.store import migrate
 from pigeon.store.sql_store import SqlStore
@@ -299,13 +304,29 @@ def sandbox(
     error_rate: Annotated[float, typer.Option(help="Share of sends answered 500.")] = 0.0,
     rate_429: Annotated[float, typer.Option(help="Share of sends answered 429.")] = 0.0,
     down: Annotated[bool, typer.Option(help="Answer every send with 503.")] = False,
+    faults_json: Annotated[
+        str | None,
+        typer.Option(
+            "--faults",
+            help='Any fault settings as JSON, e.g. \'{"timeout_rate": 0.1, "error_codes": '
+            '{"20500": 0.1}}\' (see docs/sandbox.md); the options above override it.',
+        ),
+    ] = None,
 ) -> None:
     """Run the Twilio-compatible sandbox SMS provider (faults changeable at run time)."""
     settings = _settings(sandbox_port=port)
     try:
-        faults = FaultConfig(
-            latency_ms=latency_ms, error_rate=error_rate, rate_429=rate_429, down=down
-        )
+        base = parse_fault_config(faults_json) if faults_json is not None else FaultConfig()
+        overrides: dict[str, object] = {}
+        for name, value, default in (
+            ("latency_ms", latency_ms, 0.0),
+            ("error_rate", error_rate, 0.0),
+            ("rate_429", rate_429, 0.0),
+            ("down", down, False),
+        ):
+            if value != default:
+                overrides[name] = value
+        faults = base.updated(overrides)
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -479,6 +500,9 @@ def db_upgrade() -> None:
     database = settings.database
     try:
         before, after = migrate.upgrade(database)
+    except StoreUnavailable as exc:  # the URL is the first thing to check
+        typer.echo(f"pigeon: error: PIGEON_DATABASE_URL: {exc}", err=True)
+        raise typer.Exit(2) from None
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -495,6 +519,9 @@ def db_current() -> None:
     database = settings.database
     try:
         current = migrate.current_revision(database)
+    except StoreUnavailable as exc:  # the URL is the first thing to check
+        typer.echo(f"pigeon: error: PIGEON_DATABASE_URL: {exc}", err=True)
+        raise typer.Exit(2) from None
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -189,7 +189,7 @@ class SmsSender:
             return None
         try:
             # margin: the provider's clock may differ from ours
-            return await self._provider.find_sent(
+            found = await self._provider.find_sent(
                 message, sent_after=since - RECONCILE_CLOCK_MARGIN
             )
         except PermanentError as exc:
@@ -200,6 +200,20 @@ class SmsSender:
                 exc,
             )
             return None
+        if found is not None:
+            owner = await self._store.message_owner(found.message_id)
+            if owner not in (None, nid):
+                # Twilio's list shows no callback URL: an identical SMS to the same
+                # number may be another notification's. Never take it for ours
+                # (that would lose this one); sending again may duplicate instead.
+                log.warning(
+                    "%s: the provider's matching message %s belongs to %s; sending again",
+                    nid,
+                    found.message_id,
+                    owner,
+                )
+                return None
+        return found
 
     async def _send(self, job: _Job) -> tuple[AttemptResult, list[Event], Outcome] | None:
         event, start = job.event, job.start
