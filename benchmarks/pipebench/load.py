@@ -10,87 +10,25 @@ requests (no coordinated omission).
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
-import orjson
 
-AREA_CODES = ("212", "312", "415", "503", "617", "646", "206", "303", "512", "702")
-LATE_DISPATCH_SECONDS = 0.005
+from pigeon.bench.client import Requests, connector, post_one, recipients
+from pigeon.bench.loadgen import LATE_DISPATCH_SECONDS, Schedule
+from pigeon.bench.stats import percentile, summarize_ms
 
-
-def recipients(count: int = 2000, seed: int = 7) -> list[str]:
-    """Valid, varied US numbers in E.164 (all pass libphonenumber's validation)."""
-    rng = random.Random(seed)
-    return [
-        f"+1{rng.choice(AREA_CODES)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
-        for _ in range(count)
-    ]
-
-
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted samples (exact, no interpolation)."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100), at least 1
-    return ordered[min(len(ordered), int(rank)) - 1]
-
-
-def summarize_ms(samples: list[float]) -> dict[str, float]:
-    """p50/p90/p99/p99.9/max/mean in milliseconds of samples in seconds."""
-    ordered = sorted(samples)
-    if not ordered:
-        return {"count": 0}
-    return {
-        "count": len(ordered),
-        "p50_ms": percentile(ordered, 50) * 1000,
-        "p90_ms": percentile(ordered, 90) * 1000,
-        "p99_ms": percentile(ordered, 99) * 1000,
-        "p999_ms": percentile(ordered, 99.9) * 1000,
-        "max_ms": ordered[-1] * 1000,
-        "mean_ms": sum(ordered) / len(ordered) * 1000,
-    }
-
-
-class Requests:
-    """Bodies for ``POST /v1/notifications``: varied recipients, numbered bodies."""
-
-    def __init__(self, api_url: str, api_key: str, tag: str) -> None:
-        self.url = f"{api_url}/v1/notifications"
-        self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self._tag = tag
-        self._numbers = itertools.cycle(recipients())
-        self._seq = itertools.count()
-
-    def next_body(self) -> tuple[int, bytes]:
-        """The next request's sequence number and JSON body."""
-        seq = next(self._seq)
-        body = {
-            "channel": "sms",
-            "to": next(self._numbers),
-            "body": f"Your Pigeon code is {seq % 1000000:06d} [{self._tag}:{seq}]",
-        }
-        return seq, orjson.dumps(body)
-
-
-def connector(limit: int) -> aiohttp.TCPConnector:
-    """One shared keep-alive pool for every request of a run."""
-    return aiohttp.TCPConnector(limit=limit, force_close=False, ttl_dns_cache=None)
-
-
-async def post_one(session: aiohttp.ClientSession, requests: Requests, data: bytes) -> int:
-    """POST one notification; returns the status, or 0 for a transport error."""
-    try:
-        async with session.post(requests.url, data=data, headers=requests.headers) as response:
-            await response.read()
-            return response.status
-    except (aiohttp.ClientError, TimeoutError):
-        return 0
+__all__ = [
+    "Requests",
+    "closed_loop",
+    "open_loop",
+    "percentile",
+    "preload",
+    "recipients",
+    "summarize_ms",
+]
 
 
 @dataclass
@@ -148,11 +86,6 @@ class OpenLoopResult:
         return sum(lag > LATE_DISPATCH_SECONDS for lag in self.dispatch_lags)
 
 
-def schedule(rate: float, seconds: float) -> Iterator[float]:
-    """Intended send offsets: one every ``1/rate`` seconds for ``seconds``."""
-    return (i / rate for i in range(round(rate * seconds)))
-
-
 async def open_loop(
     requests: Requests,
     *,
@@ -179,12 +112,13 @@ async def open_loop(
             if status == 202:
                 result.accepted_at[seq] = intended + wall_offset
 
-        for offset in schedule(rate, warmup + duration):
+        plan = Schedule(rate=rate, duration=duration, warmup=warmup)
+        for index, offset in enumerate(plan.offsets()):
             intended = start + offset
             delay = intended - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            measured = keep_warmup or offset >= warmup
+            measured = keep_warmup or plan.is_measured(index)
             if measured:
                 result.dispatch_lags.append(time.perf_counter() - intended)
             task = asyncio.create_task(one(intended, measured))

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import sqlite3
-import subprocess
-import sys
-from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
+
+from pigeon.bench.machine import environment as machine_environment
 
 PACKAGES = (
     "pigeon-notify",
@@ -32,39 +27,9 @@ TARGET_SMS_PER_S = 1000.0
 KEEPS_UP_SECONDS = 2.0
 
 
-def source_state() -> dict[str, Any]:
-    """The commit measured and whether ``src/`` had uncommitted changes (read-only git calls)."""
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *args], capture_output=True, text=True, timeout=10, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = git("status", "--porcelain", "--", "src")
-    return {"commit": git("rev-parse", "HEAD"), "src_changed_files": len(changed.splitlines())}
-
-
 def environment() -> dict[str, Any]:
-    """Machine, Python and package versions."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "packages": versions,
-        "source": source_state(),
-    }
+    """Machine, Python and package versions (see :func:`pigeon.bench.machine.environment`)."""
+    return machine_environment(PACKAGES)
 
 
 def verdict(ok: bool) -> str:

@@ -9,21 +9,19 @@ has both cores to itself (minus the load generator).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from pipebench.cluster import Cluster
+from pigeon.bench.sandbox_client import arrivals, wait_for_inbox
+from pipebench.cluster import Cluster, cpu_percent
 from pipebench.load import Requests, closed_loop, open_loop, preload, summarize_ms
 
 Result = dict[str, Any]
-_TAG = re.compile(r"\[(\w+):(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -48,16 +46,6 @@ async def start(cluster: Cluster, topology: str) -> None:
         await cluster.start_split(workers=())
     else:
         await cluster.start_split()
-
-
-def cpu_percent(
-    before: dict[str, float], after: dict[str, float], seconds: float
-) -> dict[str, float]:
-    """CPU use per process over a run, in % of one core; ``other`` is everything else."""
-    used = {k: round((after[k] - before.get(k, 0.0)) / seconds * 100, 1) for k in after}
-    machine = used.pop("machine", 0.0)
-    used["other"] = round(max(0.0, machine - sum(used.values())), 1)
-    return used
 
 
 async def measured(cluster: Cluster, run: Callable[[], Awaitable[Result]]) -> Result:
@@ -114,15 +102,6 @@ async def accept_latency(cluster: Cluster, topology: str, opts: Options) -> Resu
     return await measured(cluster, run)
 
 
-async def sandbox_accepted(session: aiohttp.ClientSession, cluster: Cluster) -> int:
-    """Messages the sandbox accepted so far (0 while it is not up yet)."""
-    try:
-        async with session.get(f"{cluster.sandbox_url}/sandbox/stats") as response:
-            return int((await response.json())["accepted"])
-    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
-        return 0
-
-
 async def sandbox_stats(cluster: Cluster) -> dict[str, Any]:
     """The sandbox's counters (accepted, callbacks delivered and failed, ...)."""
     try:
@@ -148,30 +127,15 @@ async def outcome(cluster: Cluster) -> Result:
 
 async def wait_inbox(cluster: Cluster, count: int, within: float) -> tuple[int, float]:
     """Poll ``/sandbox/stats`` until ``count`` messages arrived; returns (arrived, time.time())."""
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as session:
-        while True:
-            arrived = await sandbox_accepted(session, cluster)
-            if arrived >= count or time.monotonic() > deadline:
-                return arrived, time.time()
-            cluster.check_alive()
-            await asyncio.sleep(0.02)
+    arrived = await wait_for_inbox(
+        cluster.sandbox_url, count, within, check=cluster.check_alive, interval=0.02
+    )
+    return arrived, time.time()
 
 
-async def inbox_times(cluster: Cluster) -> dict[tuple[str, int], float]:
-    """Arrival time in the sandbox of every message, by its ``(tag, sequence)``."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{cluster.sandbox_url}/sandbox/messages") as response,
-    ):
-        messages = (await response.json())["messages"]
-    times = {}
-    for message in messages:
-        match = _TAG.search(message["body"])
-        if match:
-            key = (match[1], int(match[2]))
-            times[key] = datetime.fromisoformat(message["date_created"]).timestamp()
-    return times
+async def inbox_times(cluster: Cluster, tag: str) -> dict[int, float]:
+    """Arrival time in the sandbox of every message tagged ``tag``, by its sequence number."""
+    return (await arrivals(cluster.sandbox_url, tag)).times
 
 
 async def wait_settled(
@@ -217,7 +181,7 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
     arrived, done = await wait_inbox(cluster, count, opts.drain_timeout)
     cpu = cpu_percent(cpu0, cluster.cpu(), done - spawned)
     _, settled = await wait_settled(cluster, opts.drain_timeout)
-    times = sorted((await inbox_times(cluster)).values())
+    times = sorted((await inbox_times(cluster, "drain")).values())
     first, last = times[0], times[-1]
     return {
         "preload": loaded,
@@ -249,10 +213,8 @@ async def steady(cluster: Cluster, topology: str, opts: Options) -> Result:
         )
         accepted = len(res.accepted_at)
         arrived, _ = await wait_inbox(cluster, accepted, opts.drain_timeout)
-        times = await inbox_times(cluster)
-        e2e = [
-            times[("steady", s)] - t for s, t in res.accepted_at.items() if ("steady", s) in times
-        ]
+        times = await inbox_times(cluster, "steady")
+        e2e = [times[s] - t for s, t in res.accepted_at.items() if s in times]
         first_accept = min(res.accepted_at.values())
         last_arrival = max(times.values())
         return {

@@ -298,7 +298,7 @@ def worker(
 
 
 @app.command()
-def sandbox(
+def sandbox(  # noqa: PLR0917 - each CLI option is a parameter (typer)
     port: Annotated[int | None, typer.Option(help="Port (PIGEON_SANDBOX_PORT).")] = None,
     latency_ms: Annotated[float, typer.Option(help="Added latency per send.")] = 0.0,
     error_rate: Annotated[float, typer.Option(help="Share of sends answered 500.")] = 0.0,

@@ -1,0 +1,218 @@
+"""Processes started by the benchmarks, each stopped by its own PID.
+
+Every process goes into :data:`SPAWNED` the moment it exists, so that
+:func:`stop_everything` (called from ``finally`` and ``atexit``) stops it even
+when a benchmark is interrupted or fails half-way. Nothing here ever signals a
+process it did not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+HOST = "127.0.0.1"
+#: the venv's console script, next to the interpreter running the benchmark
+PIGEON = Path(sys.executable).with_name("pigeon")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STOP_GRACE_SECONDS = 15.0
+
+SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def pigeon_command(*args: str) -> list[str]:
+    """The command line running ``pigeon ARGS`` with this interpreter's installation."""
+    if PIGEON.exists():
+        return [str(PIGEON), *args]
+    return [sys.executable, "-c", "from pigeon.cli import main; main()", *args]
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process by PID, wait, then SIGKILL the ones still alive."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc in SPAWNED:
+            SPAWNED.remove(proc)
+
+
+def stop_everything() -> None:
+    """Stop every process the benchmark started and has not stopped yet."""
+    stop_processes(list(SPAWNED))
+
+
+atexit.register(stop_everything)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy (not idle or I/O wait) since boot."""
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(v) for v in first]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks[:8]) - idle) / CLK_TCK
+
+
+@dataclass
+class Proc:
+    """One started process and the file its output goes to."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """Its PID."""
+        return self.popen.pid
+
+    def tail(self, lines: int = 15) -> str:
+        """The end of its log, for error messages."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+@dataclass
+class ProcessGroup:
+    """Named processes with their logs in ``root``; started, watched and stopped together."""
+
+    root: Path
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """The environment every process gets (subclasses add their settings)."""
+        return {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+
+    def spawn_command(self, name: str, argv: list[str]) -> Proc:
+        """Start ``argv`` as the process called ``name``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = self.root / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                argv,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # its own session: a Ctrl-C at the terminal reaches the benchmark only,
+                # and the benchmark decides what to stop
+                start_new_session=True,
+            )
+        SPAWNED.append(popen)
+        proc = Proc(name, popen, log)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, *names: str) -> None:
+        """Stop the named processes (all when no name is given)."""
+        chosen = [self.procs.pop(n) for n in (names or list(self.procs)) if n in self.procs]
+        stop_processes([p.popen for p in chosen])
+
+    def check_alive(self) -> None:
+        """Fail loudly if one of the processes died."""
+        for proc in self.procs.values():
+            if proc.popen.poll() is not None:
+                raise RuntimeError(
+                    f"{proc.name} (pid {proc.pid}) exited with {proc.popen.returncode}:\n"
+                    f"{proc.tail()}"
+                )
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far per process, by this load generator, and by the machine.
+
+        ``machine`` counts every process, so ``machine`` minus the others is the
+        load that something else (another benchmark, a test run) put on the cores.
+        """
+        usage = {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
+        usage["loadgen"] = cpu_seconds(os.getpid())
+        usage["machine"] = machine_busy_seconds()
+        return usage
+
+    async def wait_http(self, url: str, within: float = 30.0) -> None:
+        """Wait until ``url`` answers 200."""
+        deadline = time.monotonic() + within
+        async with aiohttp.ClientSession() as session:
+            while True:
+                self.check_alive()
+                try:
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} did not answer within {within:.0f}s")
+                await asyncio.sleep(0.05)
+
+
+@dataclass
+class LoopbackServices(ProcessGroup):
+    """Processes on free loopback ports: something answering the API, and the sandbox provider."""
+
+    api_port: int = field(default_factory=free_port)
+    sandbox_port: int = field(default_factory=free_port)
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the API."""
+        return f"http://{HOST}:{self.api_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        """Base URL of the sandbox SMS provider."""
+        return f"http://{HOST}:{self.sandbox_port}"
+
+    def env(self) -> dict[str, str]:
+        """The sandbox's address, the provider URL pointing at it, quiet logs."""
+        env = super().env()
+        env.update(
+            PIGEON_SANDBOX_HOST=HOST,
+            PIGEON_SANDBOX_PORT=str(self.sandbox_port),
+            PIGEON_SMS_PROVIDER_URL=self.sandbox_url,
+            PIGEON_LOG_LEVEL="WARNING",
+        )
+        return env
+
+
+def cpu_percent(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """CPU use per process over a run, in % of one core; ``other`` is everything else."""
+    used = {k: round((after[k] - before.get(k, 0.0)) / seconds * 100, 1) for k in after}
+    machine = used.pop("machine", 0.0)
+    used["other"] = round(max(0.0, machine - sum(used.values())), 1)
+    return used
