@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tests.integration.kafka_broker import KafkaBroker
 from tests.support import free_port
 
 PIGEON = str(Path(sys.executable).with_name("pigeon"))
@@ -152,11 +153,25 @@ class PigeonProcess:
             self.kill9()
 
 
-class PigeonCluster:
-    """Pigeon processes sharing one data folder, one API port and one sandbox port."""
+#: the stacks a cluster can run on
+SQLITE = "sqlite"
+KAFKA_POSTGRES = "kafka+postgres"
+STACKS = (SQLITE, KAFKA_POSTGRES)
 
-    def __init__(self, root: Path) -> None:
+
+class PigeonCluster:
+    """Pigeon processes sharing one store, one bus, one API port and one sandbox port.
+
+    The store and the bus are one SQLite file in the data folder, or - given a
+    PostgreSQL URL and a Kafka broker - a PostgreSQL schema and Kafka topics.
+    """
+
+    def __init__(
+        self, root: Path, *, database_url: str | None = None, broker: KafkaBroker | None = None
+    ) -> None:
         self.root = root
+        self.broker = broker
+        self.database_url = database_url
         self.data_dir = root / "data"
         self.log_dir = root / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +197,16 @@ class PigeonCluster:
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
         }
+        if database_url is not None:
+            self.env["PIGEON_DATABASE_URL"] = database_url
+        if broker is not None:
+            self.env.update(
+                {
+                    "PIGEON_BUS_URL": broker.url,
+                    "PIGEON_KAFKA_IDEMPOTENCE": "false",  # Tansu has no idempotent producer
+                    "PIGEON_KAFKA_SESSION_TIMEOUT_MS": "3000",  # group joins take half of it
+                }
+            )
         self.processes: list[PigeonProcess] = []
         self._names: dict[str, int] = {}
 
@@ -219,6 +244,23 @@ class PigeonCluster:
     def worker(self, name: str) -> PigeonProcess:
         """``pigeon worker NAME``."""
         return self.spawn(name, "worker", name, ready_line=f"worker {name} started")
+
+    @property
+    def stack(self) -> str:
+        """``"sqlite"`` or ``"kafka+postgres"``."""
+        return KAFKA_POSTGRES if self.broker is not None else SQLITE
+
+    def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
+        """Run one query on the cluster's PostgreSQL schema (Kafka + PostgreSQL stack only)."""
+        import psycopg
+
+        assert self.database_url is not None, "the SQLite stack has no PostgreSQL schema"
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+    def relays(self) -> list[PigeonProcess]:
+        """The outbox relay the stack needs besides the workers: one with Kafka, none else."""
+        return [self.worker("outbox-relay")] if self.broker is not None else []
 
     def run_all_in_one(self) -> PigeonProcess:
         """``pigeon run``: API, workers and sandbox in one process."""

@@ -6,12 +6,13 @@ import asyncio
 
 import pytest
 
-from tests.e2e.e2e_processes import PigeonCluster, inbox, send_sms, statuses, wait_for
+from tests.e2e.e2e_processes import STACKS, PigeonCluster, inbox, send_sms, statuses, wait_for
 
 COUNT = 5
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("stack", STACKS)
 async def test_pigeon_run_serves_the_api_workers_and_sandbox_in_one_process(
     cluster: PigeonCluster,
 ) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.e2e_processes import PigeonCluster
+from tests.e2e.e2e_processes import KAFKA_POSTGRES, PigeonCluster
+from tests.integration.postgres import POSTGRES_URL
+from tests.support import free_port
 
 
 @pytest.mark.timeout(120)
@@ -54,3 +57,76 @@ def test_a_port_already_in_use_fails_fast_with_one_clear_line(
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("pigeon: error:"), done.stderr
     assert port in lines[0], done.stderr
+
+
+def _unreachable_database() -> str:
+    return f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+
+
+def _unknown_database() -> str:
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/pigeon_no_such_database"
+
+
+def _unreachable_broker() -> str:
+    return f"kafka://127.0.0.1:{free_port()}"
+
+
+#: (command, the setting at fault, its value) against a working broker and database
+KAFKA_POSTGRES_MISTAKES: dict[str, tuple[list[str], str, Callable[[], str]]] = {
+    "api-database-not-listening": (["api"], "PIGEON_DATABASE_URL", _unreachable_database),
+    "api-unknown-database": (["api"], "PIGEON_DATABASE_URL", _unknown_database),
+    "api-broker-not-listening": (["api"], "PIGEON_BUS_URL", _unreachable_broker),
+    "relay-broker-not-listening": (
+        ["worker", "outbox-relay"],
+        "PIGEON_BUS_URL",
+        _unreachable_broker,
+    ),
+    "run-database-not-listening": (["run"], "PIGEON_DATABASE_URL", _unreachable_database),
+    "db-upgrade-database-not-listening": (
+        ["db", "upgrade"],
+        "PIGEON_DATABASE_URL",
+        _unreachable_database,
+    ),
+    "api-malformed-database-url": (
+        ["api"],
+        "PIGEON_DATABASE_URL",
+        lambda: "postgresql://postgres@127.0.0.1:port/test",
+    ),
+    "api-malformed-bus-url": (["api"], "PIGEON_BUS_URL", lambda: "kafka://broker-without-port"),
+    "api-postgres-with-the-sqlite-bus": (
+        ["api"],
+        "PIGEON_BUS_URL",
+        lambda: "sqlite:///pigeon.db",
+    ),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stack", [KAFKA_POSTGRES])
+@pytest.mark.parametrize(
+    ("command", "setting", "value"),
+    KAFKA_POSTGRES_MISTAKES.values(),
+    ids=KAFKA_POSTGRES_MISTAKES.keys(),
+)
+def test_a_wrong_or_unreachable_url_fails_fast_with_one_line_naming_the_setting(
+    cluster: PigeonCluster, command: list[str], setting: str, value: Callable[[], str]
+) -> None:
+    """Kafka + PostgreSQL: a bad or dead URL exits 2 with one 'pigeon: error: SETTING' line."""
+    done = cluster.cli(*command, env={setting: value()}, within=60)
+
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"pigeon: error: {setting}: "), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_the_outbox_relay_refuses_the_embedded_bus_with_one_line(cluster: PigeonCluster) -> None:
+    """'pigeon worker outbox-relay' on the SQLite stack says it is not needed, naming the bus."""
+    done = cluster.cli("worker", "outbox-relay", within=30)
+
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("pigeon: error: PIGEON_BUS_URL: "), done.stderr

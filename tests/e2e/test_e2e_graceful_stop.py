@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from tests.e2e.e2e_processes import (
+    STACKS,
     PigeonCluster,
     in_background,
     inbox,
@@ -25,6 +26,7 @@ def recipient(i: int) -> str:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("stack", STACKS)
 async def test_a_worker_stopped_with_sigterm_finishes_cleanly_and_another_resumes(
     cluster: PigeonCluster,
 ) -> None:
@@ -35,6 +37,7 @@ async def test_a_worker_stopped_with_sigterm_finishes_cleanly_and_another_resume
     await cluster.start(
         cluster.sandbox(),
         cluster.api(),
+        *cluster.relays(),
         cluster.worker("usage-meter"),
         cluster.worker("status-projector"),
         leaving,

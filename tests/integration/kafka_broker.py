@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,16 @@ class KafkaBroker:
 
     host: str
     port: int
+    _process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+
+    def stop(self) -> None:
+        """Kill the broker now (an outage, like a crash); its memory storage is gone with it.
+
+        SIGKILL, not SIGTERM: with clients connected Tansu takes seconds to shut down.
+        """
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -79,13 +89,16 @@ def _port_open(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_broker(start_timeout: float = 10.0, attempts: int = 3) -> Iterator[KafkaBroker]:
-    """Start Tansu on a free loopback port; SIGTERM it on exit."""
+def running_broker(
+    start_timeout: float = 10.0, attempts: int = 3, port: int | None = None
+) -> Iterator[KafkaBroker]:
+    """Start Tansu on ``port`` (default: a free loopback port); SIGTERM it on exit."""
     host = "127.0.0.1"
     binary = tansu_binary()
     last_error = ""
+    wanted = port
     for _ in range(attempts):
-        port = free_port()
+        port = wanted or free_port()
         listener = f"tcp://{host}:{port}"
         # a file, not a pipe: nobody reads the log while tests run, and a full
         # pipe would block the broker
@@ -108,7 +121,7 @@ def running_broker(start_timeout: float = 10.0, attempts: int = 3) -> Iterator[K
             )
             try:
                 if _came_up(proc, host, port, start_timeout):
-                    yield KafkaBroker(host, port)
+                    yield KafkaBroker(host, port, proc)
                     return
             finally:
                 _stop(proc)

@@ -74,8 +74,10 @@ async def claim(
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["account_id", "key"])
+        # psycopg reports no rowcount (-1) for this statement: ask for the row instead
+        .returning(idempotency_keys.c.key)
     )
-    if result.rowcount != 1:
+    if result.first() is None:
         raise KeyAlreadyUsed(f"idempotency key {request.key!r} is already in use")
 
 

@@ -33,7 +33,7 @@ from pigeon.store.schema import outbox
 
 log = logging.getLogger(__name__)
 
-#: the advisory lock only the active relay holds ("PIGO")
+#: the advisory lock only the active relay holds ("PIGO"; with the schema's hash as 2nd key)
 RELAY_LOCK_ID = 0x5049_474F
 
 
@@ -114,7 +114,11 @@ class PostgresLeadership:
                 self._conn = await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, connect_timeout=5
                 )
-            cursor = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK_ID,))
+            # advisory locks are database-wide: key the lock by schema too, so that
+            # Pigeons in different schemas of one database each have their relay
+            cursor = await self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (RELAY_LOCK_ID,)
+            )
             row = await cursor.fetchone()
             if not (row and row[0]):
                 return False

@@ -86,10 +86,13 @@ async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[
         notifications.c.provider_message_id,
         notifications.c.last_error,
     )
-    rows = {
-        r.id: dict(r._mapping)
-        for r in (await conn.execute(select(*columns).where(notifications.c.id.in_(ids))))
-    }
+    # FOR UPDATE (PostgreSQL; SQLite's writers never overlap): two projector processes
+    # may fold events of one notification at once (its request and its status events
+    # travel on different topics); unlocked, the later commit would write back a
+    # status read before the other's commit and move the notification backwards
+    locked = select(*columns).where(notifications.c.id.in_(ids))
+    locked = locked.order_by(notifications.c.id).with_for_update()
+    rows = {r.id: dict(r._mapping) for r in (await conn.execute(locked))}
     before = {nid: dict(row) for nid, row in rows.items()}
     recorded: dict[str, set[tuple[str, str]]] = {}
     for nid, status, detail in (

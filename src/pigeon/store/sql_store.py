@@ -9,10 +9,11 @@ concurrent requests share commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -152,6 +153,16 @@ class SqlStore:
         await self._writer.dispose()
         await self._reader.dispose()
 
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A reader connection; a database that does not answer is :class:`StoreUnavailable`
+        (the API's 503), not a driver error (a 500)."""
+        try:
+            async with self._reader.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"database {self.url} does not answer: {exc}") from exc
+
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the database answers."""
         try:
@@ -228,7 +239,7 @@ class SqlStore:
         cached = self._key_cache.get(digest)
         if cached is not None:
             return cached
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             row = (
                 await conn.execute(
                     select(accounts.c.id, accounts.c.name, api_keys.c.is_admin)
@@ -289,7 +300,7 @@ class SqlStore:
         self, account_id: str, key: str
     ) -> idempotency.IdempotentRecord | None:
         """The live record of an idempotency key, if any."""
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return await idempotency.find(conn, account_id, key, self._idempotency_ttl)
 
     async def append_events(self, events: Sequence[Event]) -> None:
@@ -298,7 +309,7 @@ class SqlStore:
 
     async def get_view(self, account_id: str, notification_id: str) -> NotificationView | None:
         """The notification with its timeline, if it belongs to ``account_id``."""
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             row = (
                 await conn.execute(
                     select(notifications).where(
@@ -397,7 +408,7 @@ class SqlStore:
 
     async def message_owner(self, provider_message_id: str) -> str | None:
         """The notification an attempt recorded ``provider_message_id`` for, if any."""
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             row = (
                 await conn.execute(
                     select(send_attempts.c.notification_id).where(
@@ -412,7 +423,7 @@ class SqlStore:
     ) -> list[tuple[str, str, str]]:
         """``(notification, provider message id, provider)`` of notifications still
         ``sent`` since before ``older_than``: their final callback may have been lost."""
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(
@@ -445,14 +456,14 @@ class SqlStore:
         self, *, since: datetime | None = None, include_replayed: bool = True, limit: int = 100
     ) -> list[dlq.DeadLetterView]:
         """Dead letters, oldest first."""
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return await dlq.listing(
                 conn, since=since, include_replayed=include_replayed, limit=limit
             )
 
     async def dead_letter(self, dead_letter_id: str) -> dlq.DeadLetterView | None:
         """One dead letter by id."""
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return await dlq.get(conn, dead_letter_id)
 
     async def replay_dead_letters(self, since: datetime | None = None) -> ReplayReport:
@@ -501,7 +512,7 @@ class SqlStore:
             raise ValidationError("to", "must not be before 'from'")
         if (end - start).days + 1 > MAX_USAGE_DAYS:
             raise ValidationError("to", f"a range covers at most {MAX_USAGE_DAYS} days")
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(usage_daily.c.day, usage_daily.c.messages, usage_daily.c.segments).where(

@@ -24,3 +24,12 @@ class Tenant:
     def headers(self) -> dict[str, str]:
         """The Authorization header for this tenant's key."""
         return {"Authorization": f"Bearer {self.key}"}
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event row as the store committed it: the bus log's, or the outbox's with Kafka."""
+
+    topic: str
+    key: str
+    value: bytes

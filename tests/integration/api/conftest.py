@@ -1,40 +1,86 @@
-"""A real Pigeon on a SQLite file in tmp_path, its real API driven over in-process HTTP."""
+"""A real Pigeon on each stack, its real API driven over in-process HTTP.
+
+Every test here runs twice: on the embedded stack (one SQLite file in
+``tmp_path``: store and bus log) and on Kafka + PostgreSQL (a fresh schema per
+test, one Tansu broker for the session, events written to the outbox table).
+"""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Callable
-from contextlib import closing
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from api_testkit import AUTH_TOKEN, PUBLIC_URL, SMALL_LIMIT, Tenant
+from api_testkit import AUTH_TOKEN, PUBLIC_URL, SMALL_LIMIT, StoredEvent, Tenant
 from fastapi import FastAPI
+from sqlalchemy import Engine, create_engine, text
+from tests.integration.kafka_broker import KafkaBroker, kafka_broker
+from tests.integration.postgres import fresh_schema
 
 from pigeon.api.app import ApiConfig, create_app
 from pigeon.bootstrap import Pigeon, build
 from pigeon.config import Settings
 
-#: tables whose row counts tell whether a request stored anything
-COUNTED = ("notifications", "timeline", "bus_log", "pending_callbacks", "usage_daily")
+__all__ = ["kafka_broker"]
+
+STACKS = ("sqlite", "kafka+postgres")
+#: tables whose row counts tell whether a request stored anything ("events": the
+#: stack's event log table, see ``event_table``)
+COUNTED = ("notifications", "timeline", "events", "pending_callbacks", "usage_daily")
+
+
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest) -> str:
+    """Which stack Pigeon runs on: 'sqlite' or 'kafka+postgres'."""
+    return str(request.param)
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings with the data in ``tmp_path`` and a known Twilio auth token."""
-    return Settings(
+def settings(stack: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings for the stack, with a known Twilio auth token."""
+    common = Settings(
         data_dir=tmp_path,
         twilio_auth_token=AUTH_TOKEN,
         public_url=PUBLIC_URL,
         bus_partitions=2,
         auto_migrate=True,
     )
+    if stack == "sqlite":
+        yield common
+        return
+    broker: KafkaBroker = request.getfixturevalue("kafka_broker")
+    with fresh_schema() as database_url:
+        yield common.model_copy(
+            update={
+                "database_url": database_url,
+                "bus_url": broker.url,
+                "kafka_partitions": 2,
+                "kafka_idempotence": False,  # Tansu has no idempotent producer
+                "kafka_session_timeout_ms": 3000,
+            }
+        )
+
+
+@pytest.fixture
+def event_table(settings: Settings) -> str:
+    """Where the store writes events: the SQLite bus log, or the outbox with Kafka."""
+    return "outbox" if settings.uses_kafka else "bus_log"
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Engine]:
+    """A plain synchronous connection pool on the store's database (not Pigeon's)."""
+    engine = create_engine(settings.database.sqlalchemy_url(asynchronous=False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
 async def pigeon(settings: Settings) -> AsyncIterator[Pigeon]:
-    """Pigeon built from settings and started: bus, topics and store on one SQLite file."""
+    """Pigeon built from settings and started: bus, topics and store."""
     app = build(settings)
     await app.start()
     try:
@@ -81,25 +127,42 @@ async def small_client(pigeon: Pigeon) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def row_counts(settings: Settings) -> Callable[[], dict[str, int]]:
-    """Row counts of the tables a request can write to, read straight from the file."""
+def row_counts(database: Engine, event_table: str) -> Callable[[], dict[str, int]]:
+    """Row counts of the tables a request can write to, read outside Pigeon."""
 
     def count() -> dict[str, int]:
-        with closing(sqlite3.connect(settings.database_path)) as conn:
+        with database.connect() as conn:
             return {
-                table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                for table in COUNTED
+                name: conn.execute(
+                    text(f"SELECT COUNT(*) FROM {event_table if name == 'events' else name}")
+                ).scalar_one()
+                for name in COUNTED
             }
 
     return count
 
 
 @pytest.fixture
-def query(settings: Settings) -> Callable[..., list[tuple[object, ...]]]:
-    """Run a read-only SQL query on the database file."""
+def query(database: Engine) -> Callable[..., list[tuple[object, ...]]]:
+    """Run a read-only SQL query (``:name`` parameters) on the store's database."""
 
-    def run(sql: str, *params: object) -> list[tuple[object, ...]]:
-        with closing(sqlite3.connect(settings.database_path)) as conn:
-            return conn.execute(sql, params).fetchall()
+    def run(sql: str, **params: object) -> list[tuple[object, ...]]:
+        with database.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql), params)]
 
     return run
+
+
+@pytest.fixture
+def events(database: Engine, event_table: str) -> Callable[[str], list[StoredEvent]]:
+    """The events the store committed to ``topic``, oldest first (not yet relayed ones)."""
+
+    def read(topic: str) -> list[StoredEvent]:
+        with database.connect() as conn:
+            rows = conn.execute(
+                text(f"SELECT topic, key, value FROM {event_table} WHERE topic = :t ORDER BY id"),
+                {"t": topic},
+            ).all()
+        return [StoredEvent(r.topic, r.key, bytes(r.value)) for r in rows]
+
+    return read

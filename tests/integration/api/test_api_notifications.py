@@ -1,4 +1,4 @@
-"""POST and GET /v1/notifications on the real app, store and bus (one SQLite file)."""
+"""POST and GET /v1/notifications on the real app and store, on both stacks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
-from api_testkit import Tenant
+from api_testkit import StoredEvent, Tenant
 
-from pigeon.bootstrap import Pigeon
 from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode
 
 TO = "+14155550123"
@@ -71,7 +70,7 @@ async def test_an_accepted_notification_can_be_read_back_at_its_location(
 
 
 async def test_an_accepted_notification_has_its_request_event_in_the_log(
-    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon
+    client: httpx.AsyncClient, tenant: Tenant, events: Callable[[str], list[StoredEvent]]
 ) -> None:
     """The SmsRequested event is on sms.requested, keyed by recipient, with the message."""
     response = await client.post(
@@ -81,7 +80,7 @@ async def test_an_accepted_notification_has_its_request_event_in_the_log(
     )
     notification_id = response.json()["id"]
 
-    messages = await pigeon.bus.read(TOPIC_SMS_REQUESTED)
+    messages = events(TOPIC_SMS_REQUESTED)
 
     assert len(messages) == 1
     assert messages[0].key == TO
@@ -108,8 +107,8 @@ async def test_from_and_metadata_are_stored_with_the_notification(
 
     rows = query(
         "SELECT account_id, recipient, from_number, body, metadata, status "
-        "FROM notifications WHERE id = ?",
-        response.json()["id"],
+        "FROM notifications WHERE id = :id",
+        id=response.json()["id"],
     )
     assert len(rows) == 1
     account_id, recipient, from_number, body, stored_metadata, status = rows[0]
@@ -143,11 +142,11 @@ async def test_a_unicode_body_reports_its_ucs2_segment_count(
 
 
 async def test_each_request_is_a_new_notification(
-    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon
+    client: httpx.AsyncClient, tenant: Tenant, events: Callable[[str], list[StoredEvent]]
 ) -> None:
     """Two identical requests store two notifications and publish two events."""
     first = await client.post("/v1/notifications", json=_request(), headers=tenant.headers)
     second = await client.post("/v1/notifications", json=_request(), headers=tenant.headers)
 
     assert first.json()["id"] != second.json()["id"]
-    assert len(await pigeon.bus.read(TOPIC_SMS_REQUESTED)) == 2
+    assert len(events(TOPIC_SMS_REQUESTED)) == 2

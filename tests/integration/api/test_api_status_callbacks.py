@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 import pytest
-from api_testkit import AUTH_TOKEN, PROBLEM_JSON, Tenant
+from api_testkit import AUTH_TOKEN, PROBLEM_JSON, StoredEvent, Tenant
 
 from pigeon.bootstrap import Pigeon
 from pigeon.domain.events import (
@@ -22,6 +22,7 @@ from pigeon.domain.events import (
 from pigeon.providers.signature import SIGNATURE_HEADER, compute_signature
 from pigeon.store.attempts import AttemptResult, AttemptStart
 
+Events = Callable[[str], list[StoredEvent]]
 PATH = "/v1/providers/twilio/status"
 FORM = "application/x-www-form-urlencoded"
 
@@ -47,8 +48,8 @@ async def _post(
     return await client.post(PATH, content=urlencode(params), headers=headers)
 
 
-async def _status_events(pigeon: Pigeon) -> list[object]:
-    return [decode(m.value) for m in await pigeon.bus.read(TOPIC_STATUS)]
+def _status_events(events: Events) -> list[object]:
+    return [decode(e.value) for e in events(TOPIC_STATUS)]
 
 
 def test_the_callback_url_is_the_public_url_plus_the_route(pigeon: Pigeon) -> None:
@@ -76,6 +77,7 @@ async def test_a_callback_without_a_valid_signature_is_forbidden_and_changes_not
     client: httpx.AsyncClient,
     pigeon: Pigeon,
     row_counts: Callable[[], dict[str, int]],
+    events: Events,
     make_signature: Callable[[str, dict[str, str]], str | None],
 ) -> None:
     """A missing, forged or mismatched X-Twilio-Signature is 403; no event, nothing kept."""
@@ -89,13 +91,14 @@ async def test_a_callback_without_a_valid_signature_is_forbidden_and_changes_not
     assert response.json()["status"] == 403
     assert "X-Twilio-Signature" in response.json()["detail"]
     assert row_counts() == before
-    assert await _status_events(pigeon) == []
+    assert _status_events(events) == []
 
 
 async def test_a_signed_callback_for_an_unknown_message_is_kept_for_later(
     client: httpx.AsyncClient,
     pigeon: Pigeon,
     query: Callable[..., list[tuple[object, ...]]],
+    events: Events,
 ) -> None:
     """Given no notification has the message id yet, the callback is 200 and kept pending."""
     params = _params(sid="SMunknown")
@@ -110,11 +113,17 @@ async def test_a_signed_callback_for_an_unknown_message_is_kept_for_later(
     assert rows[0][0] == "SMunknown"
     assert isinstance(rows[0][1], str)
     assert orjson.loads(rows[0][1]) == params
-    assert await _status_events(pigeon) == []
+    assert _status_events(events) == []
 
 
 async def _sent_notification(
-    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon, sid: str, *, finish: bool = True
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    pigeon: Pigeon,
+    events: Events,
+    sid: str,
+    *,
+    finish: bool = True,
 ) -> str:
     """Accept a notification over the API and journal its attempt through the store."""
     response = await client.post(
@@ -123,7 +132,7 @@ async def _sent_notification(
         headers=tenant.headers,
     )
     notification_id = str(response.json()["id"])
-    assert len(await pigeon.bus.read(TOPIC_SMS_REQUESTED)) >= 1
+    assert len(events(TOPIC_SMS_REQUESTED)) >= 1
 
     def sending(starts: list[AttemptStart]) -> list[SmsSending]:
         return [
@@ -158,9 +167,10 @@ async def test_a_signed_callback_for_a_known_message_publishes_its_status_event(
     tenant: Tenant,
     pigeon: Pigeon,
     query: Callable[..., list[tuple[object, ...]]],
+    events: Events,
 ) -> None:
     """Given a sent notification, a signed 'delivered' callback appends SmsDelivered for it."""
-    notification_id = await _sent_notification(client, tenant, pigeon, "SMknown")
+    notification_id = await _sent_notification(client, tenant, pigeon, events, "SMknown")
     params = _params(sid="SMknown", status="delivered")
 
     response = await _post(
@@ -168,7 +178,7 @@ async def test_a_signed_callback_for_a_known_message_publishes_its_status_event(
     )
 
     assert response.status_code == 200
-    delivered = [e for e in await _status_events(pigeon) if isinstance(e, SmsDelivered)]
+    delivered = [e for e in _status_events(events) if isinstance(e, SmsDelivered)]
     assert len(delivered) == 1
     assert delivered[0].notification_id == notification_id
     assert delivered[0].account_id == tenant.account.id
@@ -177,31 +187,33 @@ async def test_a_signed_callback_for_a_known_message_publishes_its_status_event(
 
 
 async def test_an_early_callback_is_applied_once_the_message_id_is_recorded(
-    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon
+    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon, events: Events
 ) -> None:
     """When Twilio calls back before the sender commits the id, the event follows the commit."""
-    notification_id = await _sent_notification(client, tenant, pigeon, "SMearly", finish=False)
+    notification_id = await _sent_notification(
+        client, tenant, pigeon, events, "SMearly", finish=False
+    )
     params = _params(sid="SMearly", status="delivered")
     response = await _post(
         client, params, compute_signature(AUTH_TOKEN, pigeon.status_callback_url, params)
     )
     assert response.status_code == 200
-    assert not [e for e in await _status_events(pigeon) if isinstance(e, SmsDelivered)]
+    assert not [e for e in _status_events(events) if isinstance(e, SmsDelivered)]
 
     await _finish(tenant, pigeon, notification_id, 1, "SMearly")
 
-    delivered = [e for e in await _status_events(pigeon) if isinstance(e, SmsDelivered)]
+    delivered = [e for e in _status_events(events) if isinstance(e, SmsDelivered)]
     assert [(e.notification_id, e.provider_message_id) for e in delivered] == [
         (notification_id, "SMearly")
     ]
 
 
 async def test_an_interim_status_callback_is_acknowledged_without_an_event(
-    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon
+    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon, events: Events
 ) -> None:
     """'queued' tells us nothing new: 200, and no status event is appended."""
-    await _sent_notification(client, tenant, pigeon, "SMq")
-    before = await _status_events(pigeon)
+    await _sent_notification(client, tenant, pigeon, events, "SMq")
+    before = _status_events(events)
     params = _params(sid="SMq", status="queued")
 
     response = await _post(
@@ -209,4 +221,4 @@ async def test_an_interim_status_callback_is_acknowledged_without_an_event(
     )
 
     assert response.status_code == 200
-    assert await _status_events(pigeon) == before
+    assert _status_events(events) == before

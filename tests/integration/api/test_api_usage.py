@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import date
 
 import httpx
 import pytest
-from api_testkit import PROBLEM_JSON, Tenant
+from api_testkit import PROBLEM_JSON, StoredEvent, Tenant
+from tests.integration.kafka_reader import read_topic
 
-from pigeon.bootstrap import Pigeon
-from pigeon.bus.runner import ConsumerRunner
+from pigeon.bootstrap import RELAY, Pigeon, Runner
+from pigeon.bus.kafka import KafkaEventBus
 from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode
 from pigeon.services.projector import USAGE_GROUP
 
@@ -27,17 +28,44 @@ async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0
 
 
 @pytest.fixture
-async def usage_meter(pigeon: Pigeon) -> AsyncIterator[list[ConsumerRunner]]:
-    """The real usage-meter worker loops, running as background tasks."""
-    runners = await pigeon.workers("usage-meter")
+async def usage_meter(pigeon: Pigeon) -> AsyncIterator[list[Runner]]:
+    """The real usage-meter worker loops (and, with Kafka, the outbox relay) as tasks."""
+    meters = await pigeon.workers("usage-meter")
+    relays = await pigeon.workers(RELAY) if RELAY in pigeon.all_workers() else []
+    runners: list[Runner] = [*meters, *relays]
     tasks = [asyncio.create_task(r.run()) for r in runners]
-    await asyncio.wait_for(asyncio.gather(*(r.started.wait() for r in runners)), 10)
+    await asyncio.wait_for(asyncio.gather(*(r.started.wait() for r in meters)), 20)
     try:
         yield runners
     finally:
         for runner in runners:
             runner.request_stop()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+
+
+async def _request_event(
+    pigeon: Pigeon, events: Callable[[str], list[StoredEvent]], notification_id: str
+) -> SmsRequested:
+    """The notification's SmsRequested: from the event table, or (once relayed) from Kafka."""
+
+    def found(values: Sequence[bytes]) -> list[SmsRequested]:
+        decoded = [decode(v) for v in values]
+        return [
+            e
+            for e in decoded
+            if isinstance(e, SmsRequested) and e.notification_id == notification_id
+        ]
+
+    stored = found([e.value for e in events(TOPIC_SMS_REQUESTED)])
+    if not stored and isinstance(pigeon.bus, KafkaEventBus):
+        records = await read_topic(
+            pigeon.bus.bootstrap_servers,
+            TOPIC_SMS_REQUESTED,
+            lambda got: bool(found([r.value for r in got])),
+        )
+        stored = found([r.value for r in records])
+    [event] = stored
+    return event
 
 
 async def _send(client: httpx.AsyncClient, tenant: Tenant, body: str) -> dict[str, object]:
@@ -124,7 +152,7 @@ async def test_the_usage_meter_counts_messages_and_segments_per_account(
     client: httpx.AsyncClient,
     tenant: Tenant,
     other_tenant: Tenant,
-    usage_meter: list[ConsumerRunner],
+    usage_meter: list[Runner],
 ) -> None:
     """Given 3 SMS for acme (1 + 2 + 3 segments) and 1 for globex, usage shows each its own."""
     first = await _send(client, tenant, "hello")
@@ -147,7 +175,7 @@ async def test_the_usage_meter_counts_messages_and_segments_per_account(
 
 
 async def test_usage_is_counted_on_the_day_the_request_was_accepted(
-    client: httpx.AsyncClient, tenant: Tenant, usage_meter: list[ConsumerRunner]
+    client: httpx.AsyncClient, tenant: Tenant, usage_meter: list[Runner]
 ) -> None:
     """The neighbouring days of a metered message stay at zero."""
     sent = await _send(client, tenant, "hello")
@@ -165,14 +193,15 @@ async def test_usage_is_counted_on_the_day_the_request_was_accepted(
 
 
 async def test_a_redelivered_request_event_is_not_counted_twice(
-    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    pigeon: Pigeon,
+    events: Callable[[str], list[StoredEvent]],
 ) -> None:
     """Metering the same SmsRequested twice (at-least-once delivery) counts it once."""
     sent = await _send(client, tenant, "a" * 200)
     today = str(sent["created_at"])[:10]
-    [message] = await pigeon.bus.read(TOPIC_SMS_REQUESTED)
-    event = decode(message.value)
-    assert isinstance(event, SmsRequested)
+    event = await _request_event(pigeon, events, str(sent["id"]))
 
     assert await pigeon.store.meter_usage(USAGE_GROUP, [event]) == 1
     assert await pigeon.store.meter_usage(USAGE_GROUP, [event]) == 0
@@ -186,7 +215,8 @@ async def test_an_event_already_metered_by_the_worker_is_not_counted_again(
     client: httpx.AsyncClient,
     tenant: Tenant,
     pigeon: Pigeon,
-    usage_meter: list[ConsumerRunner],
+    events: Callable[[str], list[StoredEvent]],
+    usage_meter: list[Runner],
 ) -> None:
     """Given the worker metered a request, metering its event again changes nothing."""
     sent = await _send(client, tenant, "hello")
@@ -196,9 +226,7 @@ async def test_an_event_already_metered_by_the_worker_is_not_counted_again(
         return (await _usage(client, tenant, today, today))[0]["messages"] == 1
 
     await _eventually(metered)
-    [message] = await pigeon.bus.read(TOPIC_SMS_REQUESTED)
-    event = decode(message.value)
-    assert isinstance(event, SmsRequested)
+    event = await _request_event(pigeon, events, str(sent["id"]))
 
     assert await pigeon.store.meter_usage(USAGE_GROUP, [event]) == 0
     assert await _usage(client, tenant, today, today) == [
