@@ -105,13 +105,16 @@ async def record(conn: AsyncConnection, messages: Sequence[Message]) -> int:
     for row in rows:
         row["last_error"] = last_errors.get(str(row["notification_id"]))
     upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    result = await conn.execute(
-        upsert(dead_letters).on_conflict_do_nothing(
-            index_elements=["dead_topic", "dead_partition", "dead_offset"]
-        ),
-        rows,
-    )
-    return max(result.rowcount, 0)
+    added = 0
+    for row in rows:  # a batch of dead letters is small; psycopg reports no rowcount here
+        result = await conn.execute(
+            upsert(dead_letters)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["dead_topic", "dead_partition", "dead_offset"])
+            .returning(dead_letters.c.id)
+        )
+        added += len(result.all())
+    return added
 
 
 def _view(r: Row[Any]) -> DeadLetterView:
