@@ -49,6 +49,9 @@ class SqliteConsumer:
         #: partition -> committed position (last settled log id)
         self._owned: dict[int, int] = {}
         self._in_flight: set[int] = set()
+        #: this member's share at the last rebalance; owned partitions outside it
+        #: are being handed over: no new batches, released once settled
+        self._assigned: set[int] = set()
         #: partition -> global max id at which the partition was read to its end
         self._caught_up: dict[int, int] = {}
         #: partition -> earliest not_before of its pending retries
@@ -98,7 +101,9 @@ class SqliteConsumer:
     async def _heartbeat_loop(self) -> None:
         interval = self._bus.lease_seconds / 3
         while True:
-            await asyncio.sleep(0.05 if self._waiting_for_partitions else interval)
+            handing_over = any(p not in self._assigned for p in self._owned)
+            busy = self._waiting_for_partitions or handing_over
+            await asyncio.sleep(0.05 if busy else interval)
             try:
                 await self._db.run(self._heartbeat_sync)
             except BusError as exc:  # a busy database must not end the member
@@ -131,6 +136,7 @@ class SqliteConsumer:
         ]
         me = members.index(self.member)
         assigned = {p for p in range(self._partitions) if p % len(members) == me}
+        self._assigned = assigned
         leases = {
             int(p): (m, float(e))
             for p, m, e in conn.execute(
@@ -211,7 +217,9 @@ class SqliteConsumer:
                 await asyncio.wait_for(self._wake.wait(), min(self._bus.poll_interval, remaining))
 
     def _poll_sync(self, max_messages: int) -> list[Batch]:
-        idle = [p for p in self._owned if p not in self._in_flight]
+        # A partition being handed over gets no new batch: under a steady backlog
+        # it would otherwise always be in flight and never reach its new member.
+        idle = [p for p in self._owned if p not in self._in_flight and p in self._assigned]
         if not idle:
             return []
         conn = self._db.conn
