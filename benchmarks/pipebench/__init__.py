@@ -1,7 +1,8 @@
 """Helpers of ``benchmarks/bench_pipeline.py``; see ``benchmarks/README.md``.
 
-cluster.py    Pigeon as real processes on 127.0.0.1: start, wait, measure CPU, stop by PID
+cluster.py    Pigeon as real processes on 127.0.0.1 on either stack: start, wait, measure CPU,
+              stop by PID (the stacks themselves are in pigeon.bench.stacks)
 load.py       the load generators (closed loop, open loop) and exact percentiles
-scenarios.py  the measurements: accept throughput, accept latency, end to end
-report.py     environment, targets and the table
+scenarios.py  the measurements: accept throughput, accept latency, end to end, scale-out
+report.py     environment, targets, the stack comparison and the tables
 """

@@ -1,9 +1,14 @@
-"""The measurements. Each runs on a fresh data folder and fresh processes.
+"""The measurements. Each runs on fresh processes and a fresh store and bus.
 
-Topologies: ``split`` runs the sandbox, the API and each worker as separate
-processes; ``single`` runs everything in one ``pigeon run`` process.
-``api-only`` (diagnostic) is the split topology without workers, so the API
-has both cores to itself (minus the load generator).
+Stacks: ``sqlite`` (a fresh data folder) or ``kafka-postgres`` (a Tansu broker
+of its own and a fresh PostgreSQL schema, dropped afterwards; the outbox relay
+runs as one more process). Topologies: ``split`` runs the sandbox, the API and
+each worker as separate processes; ``single`` runs everything in one ``pigeon
+run`` process. ``api-only`` (diagnostic) is the split topology without workers
+(and without the relay), so the API has both cores to itself (minus the load
+generator). ``scale_out`` runs only in ``split``: 1, 2 and 4 ``pigeon worker
+sms-sender`` processes, each in a fresh cluster, draining the same backlog
+with the provider slowed down.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
-from pigeon.bench.sandbox_client import arrivals, wait_for_inbox
+from pigeon.bench.sandbox_client import arrivals, set_faults, wait_for_inbox
 from pipebench.cluster import Cluster, cpu_percent
 from pipebench.load import Requests, closed_loop, open_loop, preload, summarize_ms
 
@@ -36,6 +42,16 @@ class Options:
     steady_rate: float
     steady_seconds: float
     drain_timeout: float
+    #: scale-out: sender processes per run, sandbox latency, backlog, concurrency per sender
+    scale_senders: tuple[int, ...] = (1, 2, 4)
+    scale_latency_ms: float = 100.0
+    scale_count: int = 4000
+    sender_concurrency: int = 8
+    #: ``backlog``: preload with no sender, then start them (the clock starts once they hold
+    #: their partitions); ``joined``: start the senders first, then preload
+    scale_start: str = "backlog"
+    #: how long the senders may take to share the partitions (Kafka: group joins)
+    join_timeout: float = 60.0
 
 
 async def start(cluster: Cluster, topology: str) -> None:
@@ -43,7 +59,7 @@ async def start(cluster: Cluster, topology: str) -> None:
     if topology == "single":
         await cluster.start_single()
     elif topology == "api-only":
-        await cluster.start_split(workers=())
+        await cluster.start_split(workers=(), relay=False)
     else:
         await cluster.start_split()
 
@@ -160,7 +176,7 @@ async def wait_settled(
 
 async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
     """Preload with the sender stopped, then start it and time the inbox filling up."""
-    if topology == "single":
+    if topology == "single":  # Kafka: the API's outbox fills; 'pigeon run' relays it
         cluster.spawn("api", "api")
         await cluster.wait_http(f"{cluster.api_url}/healthz")
     else:
@@ -234,20 +250,127 @@ async def steady(cluster: Cluster, topology: str, opts: Options) -> Result:
     return result | await outcome(cluster)
 
 
+async def scale_out_run(
+    cluster: Cluster, senders: int, opts: Options, tag: str = "scale"
+) -> Result:
+    """One point of the scale-out curve: ``senders`` processes drain a preloaded backlog.
+
+    The sandbox adds ``scale_latency_ms`` per send; each sender has
+    ``sender_concurrency`` provider calls in flight at most (set for every
+    process of the cluster). The clock starts when every sender holds its share
+    of the partitions (SQLite: leases; Kafka: each one's latest assignment in
+    its log, together covering every partition once): SMS/s is the messages
+    that reached the sandbox from then on divided by the time from then to the
+    last one. With ``scale_start="joined"`` the senders hold their partitions
+    before the backlog is posted, so the clock starts at the first request and
+    the hand-over of partitions is not in the figure.
+    """
+    await cluster.start_split(workers=("usage-meter", "status-projector"))
+    await set_faults(cluster.sandbox_url, latency_ms=opts.scale_latency_ms)
+    requests = Requests(cluster.api_url, cluster.api_key, tag)
+    names = [f"sms-sender-{i + 1}" for i in range(senders)]
+
+    async def start_senders() -> tuple[float, float]:
+        spawned = time.time()
+        for name in names:
+            cluster.spawn(name, "worker", "sms-sender")
+        await cluster.wait_members("sms-sender", names, within=opts.join_timeout)
+        return spawned, time.time()
+
+    cpu0 = cluster.cpu()
+    if opts.scale_start == "joined":  # every sender has its partitions before the first request
+        spawned, ready = await start_senders()
+        loaded = await preload(requests, opts.scale_count, connections=opts.connections)
+    else:  # the issue's method: the backlog first, then the senders
+        loaded = await preload(requests, opts.scale_count, connections=opts.connections)
+        await wait_settled(cluster, opts.drain_timeout, ignore="sms-sender")
+        cpu0 = cluster.cpu()
+        spawned, ready = await start_senders()
+    count = int(loaded["accepted"])
+    arrived, done = await wait_inbox(cluster, count, opts.drain_timeout)
+    cpu = cpu_percent(cpu0, cluster.cpu(), done - spawned)
+    found = await arrivals(cluster.sandbox_url, tag)
+    times = sorted(found.times.values())
+    after_ready = [t for t in times if t >= ready]
+    first, last = (times[0], times[-1]) if times else (ready, ready)
+    return {
+        "senders": senders,
+        "start": opts.scale_start,
+        "sender_concurrency": opts.sender_concurrency,
+        "provider_latency_ms": opts.scale_latency_ms,
+        "preload": loaded,
+        "count": count,
+        "arrived": arrived,
+        "complete": arrived >= count,
+        "duplicates": found.duplicates,
+        "ready_after_spawn_seconds": ready - spawned,
+        "delivered_before_ready": len(times) - len(after_ready),
+        "ready_to_last_seconds": last - ready,
+        "sms_per_s": len(after_ready) / (last - ready) if last > ready else 0.0,
+        "first_to_last_seconds": last - first,
+        "sms_per_s_first_to_last": (len(times) - 1) / (last - first) if last > first else 0.0,
+        "sms_per_s_from_spawn": len(times) / (last - spawned) if last > spawned else 0.0,
+        "cpu_percent_of_one_core": cpu,
+        "processes": {name: proc.pid for name, proc in cluster.procs.items()},
+    }
+
+
+async def scale_out(stack: str, opts: Options, root: Path) -> Result:
+    """The scale-out curve: a fresh cluster for each sender count, the same backlog each time."""
+    runs: list[Result] = []
+    for senders in opts.scale_senders:
+        print(f"    {senders} sender(s) ...", flush=True)
+        cluster = Cluster(
+            root / f"{stack}-scale_out-{senders}",
+            stack=stack,
+            settings={"PIGEON_SENDER_CONCURRENCY": str(opts.sender_concurrency)},
+        )
+        try:
+            await cluster.prepare()
+            run = await scale_out_run(cluster, senders, opts)
+        except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+            run = {"senders": senders, "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            await asyncio.to_thread(cluster.stop)
+        runs.append(run)
+        print(f"    {orjson_line(run)}", flush=True)
+    base = next((r for r in runs if r.get("senders") == 1 and "error" not in r), None)
+    for run in runs:
+        if base and base["sms_per_s"] and "error" not in run:
+            run["speedup_vs_1"] = run["sms_per_s"] / base["sms_per_s"]
+    return {
+        "provider_latency_ms": opts.scale_latency_ms,
+        "sender_concurrency": opts.sender_concurrency,
+        "count": opts.scale_count,
+        "start": opts.scale_start,
+        "runs": runs,
+    }
+
+
+def orjson_line(result: Result, limit: int = 300) -> str:
+    """A short one-line view of a result, for the progress output."""
+    shown = {k: v for k, v in result.items() if k not in {"processes", "preload"}}
+    return orjson.dumps(shown).decode()[:limit]
+
+
 SCENARIOS: dict[str, Callable[[Cluster, str, Options], Awaitable[Result]]] = {
     "accept_max": accept_throughput,
     "accept_latency": accept_latency,
     "drain": drain,
     "steady": steady,
 }
+#: scenarios that make their own clusters
+OWN_CLUSTERS = ("scale_out",)
+ALL_SCENARIOS = (*SCENARIOS, *OWN_CLUSTERS)
 
 
-async def run_scenario(name: str, topology: str, opts: Options, root: Path) -> Result:
-    """Run one scenario on fresh processes and a fresh data folder; always stop them."""
-    cluster = Cluster(root / f"{topology}-{name}")
-    cluster.root.mkdir(parents=True)
+async def run_scenario(name: str, stack: str, topology: str, opts: Options, root: Path) -> Result:
+    """Run one scenario on fresh processes and a fresh store and bus; always stop them."""
+    if name == "scale_out":
+        return await scale_out(stack, opts, root)
+    cluster = Cluster(root / f"{stack}-{topology}-{name}", stack=stack)
     try:
-        await asyncio.to_thread(cluster.create_key)
+        await cluster.prepare()
         result = await SCENARIOS[name](cluster, topology, opts)
         result["processes"] = {name: proc.pid for name, proc in cluster.procs.items()}
         return result

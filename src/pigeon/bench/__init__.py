@@ -6,6 +6,7 @@ stats.py       HDR histograms and exact nearest-rank percentiles
 client.py      the requests both designs answer, tagged to match deliveries
 processes.py   processes started and stopped by PID; CPU per process
 cluster.py     Pigeon as processes (also used by ``benchmarks/bench_pipeline.py``)
+stacks.py      SQLite, or Kafka (a Tansu broker) + a fresh PostgreSQL schema
 designs.py     the two designs as deployments; finding the direct baseline
 sandbox_client.py  faults, counters and the inbox of the sandbox provider
 scenarios/     latency, outage and throughput

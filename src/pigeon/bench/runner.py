@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import aiohttp
 
 from pigeon.bench.designs import find_baseline
-from pigeon.bench.machine import environment
-from pigeon.bench.options import BenchOptions
+from pigeon.bench.machine import KAFKA_PACKAGES, PACKAGES, environment
+from pigeon.bench.options import PIGEON, BenchOptions, is_pigeon
 from pigeon.bench.processes import stop_everything
 from pigeon.bench.progress import Progress
 from pigeon.bench.report import write_report
@@ -25,6 +25,14 @@ from pigeon.bench.scenarios.common import Context, Result
 from pigeon.bench.scenarios.latency import run_latency
 from pigeon.bench.scenarios.outage import run_outage
 from pigeon.bench.scenarios.throughput import run_throughput
+from pigeon.bench.stacks import (
+    KAFKA_POSTGRES,
+    check_kafka_postgres,
+    database_url,
+    drop_live_schemas,
+    server_version,
+    tansu_version,
+)
 from pigeon.bench.targets import evaluate
 
 T = TypeVar("T")
@@ -47,7 +55,7 @@ SCENARIO_FAILURES = (
 async def run_scenarios(ctx: Context) -> dict[str, Any]:
     """Every chosen scenario, in order, into one report (figures, environment, targets)."""
     started = time.monotonic()
-    env = environment()
+    env = stack_environment(ctx.options)
     scenarios: dict[str, Result] = {}
     for name in ctx.options.scenarios:
         try:
@@ -60,8 +68,29 @@ async def run_scenarios(ctx: Context) -> dict[str, Any]:
         "options": ctx.options.to_json(),
         "elapsed_s": time.monotonic() - started,
         "scenarios": scenarios,
-        "targets": [t.to_json() for t in evaluate(scenarios)],
+        "targets": [t.to_json() for t in evaluate(scenarios, pigeon_runs(ctx.options))],
     }
+
+
+def pigeon_runs(options: BenchOptions) -> list[str]:
+    """The Pigeon runs the targets judge (one per stack)."""
+    return [run for run in options.runs if is_pigeon(run)]
+
+
+def uses_kafka_postgres(options: BenchOptions) -> bool:
+    """True when Pigeon is measured on Kafka + PostgreSQL."""
+    return PIGEON in options.designs and KAFKA_POSTGRES in options.stacks
+
+
+def stack_environment(options: BenchOptions) -> dict[str, Any]:
+    """The machine and versions; with Kafka + PostgreSQL also the broker's and the server's."""
+    if not uses_kafka_postgres(options):
+        return environment()
+    env = environment((*PACKAGES, *KAFKA_PACKAGES))
+    base = database_url()
+    env["postgresql"] = server_version(base)
+    env["tansu"] = tansu_version()
+    return env
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -88,10 +117,13 @@ def bench(
     """Run ``options`` and write the report into ``out``; every started process is stopped.
 
     Raises :class:`~pigeon.errors.ConfigurationError` when the direct baseline
-    cannot be found.
+    cannot be found, or when Kafka + PostgreSQL is asked for and cannot be set
+    up here (no Tansu, no aiokafka or psycopg, no PostgreSQL server answering).
     """
     progress = progress or Progress()
     baseline = find_baseline(baseline_dir) if "direct" in options.designs else Path()
+    if uses_kafka_postgres(options):
+        check_kafka_postgres(database_url())
     work = Path(tempfile.mkdtemp(prefix="pigeon-bench-"))
     # SIGTERM unwinds like Ctrl-C, so that the processes started so far are stopped
     in_main = threading.current_thread() is threading.main_thread()
@@ -102,6 +134,7 @@ def bench(
         if in_main:
             signal.signal(signal.SIGTERM, previous)
         stop_everything()
+        drop_live_schemas()  # normally dropped as each deployment stops; this is the net
         progress.done()
         if keep_dir:
             progress.note(f"process logs and data kept in {work}")

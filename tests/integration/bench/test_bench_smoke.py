@@ -51,14 +51,15 @@ def test_a_tiny_latency_run_measures_both_designs_and_writes_the_report(tmp_path
     report = orjson.loads((out / "results.json").read_bytes())
     assert report["environment"]["cpu_count"] >= 1
     steps = report["scenarios"]["latency"]["steps"]
-    assert sorted(s["design"] for s in steps) == ["direct", "pigeon"]
+    assert sorted(s["design"] for s in steps) == ["direct", "pigeon-sqlite"]
+    assert [s["stack"] for s in steps if s["design"] == "pigeon-sqlite"] == ["sqlite"]
     for step in steps:
         assert step["sent"] == 20  # 20/s for 1 s after the warm-up
         assert step["ok"] + step["errors"] + step["timeouts"] == step["sent"]
         assert step["latency_ms"]["count"] == step["ok"]
     summary = (out / "summary.md").read_text()
     assert "| +0 ms | direct |" in summary
-    assert "| +0 ms | pigeon |" in summary
+    assert "| +0 ms | pigeon (SQLite) |" in summary
     assert "accept latency p99" in done.stdout
 
 
@@ -86,7 +87,7 @@ def test_a_tiny_outage_run_accounts_for_every_request(tmp_path: Path) -> None:
     report, files = bench(options, tmp_path / "report", progress=Progress(live=False))
     assert {p.name for p in files} == {"summary.md", "results.json", "outage.png"}
     designs = report["scenarios"]["outage"]["designs"]
-    assert sorted(designs) == ["direct", "pigeon"]
+    assert sorted(designs) == ["direct", "pigeon-sqlite"]
     for result in designs.values():
         assert result["sent"] == 70  # 20/s for 0.5 s + 3 s
         assert result["accepted"] + result["failed"] + result["timeouts"] == result["sent"]
@@ -94,3 +95,4 @@ def test_a_tiny_outage_run_accounts_for_every_request(tmp_path: Path) -> None:
         assert result["sender_start_s"] > 0
         assert sum(result["timeline"]["ok"]) == result["accepted"]
     assert report["targets"][1]["name"] == "outage: lost"
+    assert report["targets"][1]["stack"] == "sqlite"

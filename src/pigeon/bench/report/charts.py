@@ -10,7 +10,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-COLOURS = {"direct": "tab:red", "pigeon": "tab:blue"}
+from pigeon.bench.options import ordered_runs, run_label
+
+COLOURS = {
+    "direct": "tab:red",
+    "pigeon": "tab:blue",
+    "pigeon-sqlite": "tab:blue",
+    "pigeon-kafka-postgres": "tab:green",
+}
 DPI = 110
 
 
@@ -30,7 +37,7 @@ def latency_chart(scenario: dict[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(7.5, 4.5), layout="constrained")
     ax = fig.subplots()
     latencies = sorted({s["provider_latency_ms"] for s in scenario["steps"]})
-    for design in sorted({s["design"] for s in scenario["steps"]}):
+    for design in ordered_runs(s["design"] for s in scenario["steps"]):
         steps = {s["provider_latency_ms"]: s for s in scenario["steps"] if s["design"] == design}
         xs = [i for i, lat in enumerate(latencies) if lat in steps]
         for key, style in (("p50_ms", ":"), ("p95_ms", "--"), ("p99_ms", "-")):
@@ -41,7 +48,7 @@ def latency_chart(scenario: dict[str, Any], path: Path) -> Path:
                 style,
                 marker="o",
                 color=COLOURS.get(design),
-                label=f"{design} {key.removesuffix('_ms')}",
+                label=f"{run_label(design)} {key.removesuffix('_ms')}",
             )
     ax.set_xticks(range(len(latencies)), [f"+{lat:g} ms" for lat in latencies])
     ax.set_yscale("log")
@@ -69,7 +76,8 @@ def _outage_panel(ax: Axes, design: str, result: dict[str, Any]) -> None:
     if drain is not None and result["backlog_at_restart"]:
         ax.axvline(events["restarted_at"] + drain, color="tab:blue", linestyle=":", linewidth=1)
     ax.set_title(
-        f"{design}: lost {result['lost']} of {result['sent']}, failed {result['failed']}",
+        f"{run_label(design)}: lost {result['lost']} of {result['sent']}, "
+        f"failed {result['failed']}",
         fontsize="medium",
     )
     ax.set_ylabel("per second")
@@ -78,7 +86,7 @@ def _outage_panel(ax: Axes, design: str, result: dict[str, Any]) -> None:
 
 def outage_chart(scenario: dict[str, Any], path: Path) -> Path:
     """Per design: answered, failed and delivered per second; the outage shaded."""
-    designs = sorted(scenario["designs"])
+    designs = ordered_runs(scenario["designs"])
     fig = Figure(figsize=(8, 2.6 * len(designs) + 0.6), layout="constrained")
     axes = fig.subplots(len(designs), 1, sharex=True, squeeze=False)[:, 0]
     for ax, design in zip(axes, designs, strict=True):
@@ -106,14 +114,19 @@ def throughput_chart(scenario: dict[str, Any], path: Path) -> Path:
     latency_ax, delivered_ax = fig.subplots(1, 2)
     rates = [s["rate_per_s"] for r in scenario["designs"].values() for s in r["steps"]]
     low, top = min(rates, default=1.0), max(rates, default=1.0)
-    for design, result in sorted(scenario["designs"].items()):
+    for design in ordered_runs(scenario["designs"]):
+        result = scenario["designs"][design]
         steps = result["steps"]
         offered = [s["rate_per_s"] for s in steps]
         colour = COLOURS.get(design)
         p99 = [s["latency_ms"].get("p99_ms", float("nan")) for s in steps]
-        latency_ax.plot(offered, p99, "-o", color=colour, label=f"{design} p99")
+        latency_ax.plot(offered, p99, "-o", color=colour, label=f"{run_label(design)} p99")
         delivered_ax.plot(
-            offered, [s["delivered_per_s"] for s in steps], "-s", color=colour, label=design
+            offered,
+            [s["delivered_per_s"] for s in steps],
+            "-s",
+            color=colour,
+            label=run_label(design),
         )
         bad = [(s["rate_per_s"], p) for s, p in zip(steps, p99, strict=True) if not s["sustained"]]
         latency_ax.scatter(

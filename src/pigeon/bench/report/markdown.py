@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 from pigeon.bench.machine import describe
+from pigeon.bench.options import is_pigeon, ordered_runs, run_label, run_stack
+from pigeon.bench.stacks import DESCRIPTIONS, SHORT_NAMES
 
 CHART_TITLES = {
     "latency.png": "Accept latency versus provider latency",
@@ -81,21 +83,43 @@ def _verdict(met: bool | None) -> str:
     return "not measured" if met is None else ("**MET**" if met else "**MISSED**")
 
 
+def _stack_name(stack: str | None) -> str:
+    return SHORT_NAMES.get(stack or "", "SQLite" if stack is None else stack)
+
+
 def targets_section(report: dict[str, Any]) -> list[str]:
-    """The issue's targets and whether this run met them."""
+    """The issue's targets and whether this run met them, per stack Pigeon ran on."""
     rows = [
-        [t["name"], t["goal"], t["measured"], _verdict(t["met"])] for t in report.get("targets", [])
+        [
+            t["name"],
+            _stack_name(t.get("stack")),
+            t["goal"],
+            t["measured"],
+            _verdict(t["met"]),
+        ]
+        for t in report.get("targets", [])
     ]
-    return ["## Targets", "", *_table(["target", "goal", "measured", "verdict"], rows)]
+    head = ["target", "Pigeon on", "goal", "measured", "verdict"]
+    return ["## Targets", "", *_table(head, rows)]
+
+
+def stacks_line(report: dict[str, Any]) -> list[str]:
+    """Which stack the Pigeon figures come from."""
+    stacks = list(report.get("options", {}).get("stacks") or ["sqlite"])
+    described = "; ".join(
+        f"`{run_label('pigeon-' + s)}` = {DESCRIPTIONS.get(s, s)}" for s in stacks
+    )
+    return [f"Pigeon figures by stack: {described}.", ""]
 
 
 def latency_section(scenario: dict[str, Any]) -> list[str]:
     """Response time versus provider latency, with Pigeon/direct ratios."""
     by_key = {(s["design"], s["provider_latency_ms"]): s for s in scenario["steps"]}
     latencies = sorted({s["provider_latency_ms"] for s in scenario["steps"]})
+    runs = ordered_runs(s["design"] for s in scenario["steps"])
     rows = []
     for latency in latencies:
-        for design in ("direct", "pigeon"):
+        for design in runs:
             step = by_key.get((design, latency))
             if step is None:
                 continue
@@ -103,7 +127,7 @@ def latency_section(scenario: dict[str, Any]) -> list[str]:
             rows.append(
                 [
                     f"+{latency:g} ms",
-                    design,
+                    run_label(design),
                     ms(lat.get("p50_ms")),
                     ms(lat.get("p95_ms")),
                     ms(lat.get("p99_ms")),
@@ -112,13 +136,16 @@ def latency_section(scenario: dict[str, Any]) -> list[str]:
                     str(step["late_dispatches_over_5ms"]),
                 ]
             )
-        pigeon, direct = by_key.get(("pigeon", latency)), by_key.get(("direct", latency))
-        if pigeon and direct:
+        direct = by_key.get(("direct", latency))
+        for run in (r for r in runs if is_pigeon(r)):
+            pigeon = by_key.get((run, latency))
+            if not pigeon or not direct:
+                continue
             p, d = pigeon["latency_ms"], direct["latency_ms"]
             rows.append(
                 [
                     f"+{latency:g} ms",
-                    "*pigeon / direct*",
+                    f"*{run_label(run)} / direct*",
                     *(f"*{ratio(p.get(k), d.get(k))}*" for k in ("p50_ms", "p95_ms", "p99_ms")),
                     f"*{ratio(p.get('max_ms'), d.get('max_ms'))}*",
                     "",
@@ -140,7 +167,8 @@ def latency_section(scenario: dict[str, Any]) -> list[str]:
 def outage_section(scenario: dict[str, Any]) -> list[str]:
     """What each design did with the requests sent around the outage."""
     rows = []
-    for design, r in sorted(scenario["designs"].items()):
+    for design in ordered_runs(scenario["designs"]):
+        r = scenario["designs"][design]
         waiting = r["backlog_at_restart"]
         drain = r["time_to_drain_s"]
         from_ready = r["time_to_drain_from_ready_s"]
@@ -149,7 +177,7 @@ def outage_section(scenario: dict[str, Any]) -> list[str]:
             drain_text += f" ({from_ready:.1f} s after ready)"
         rows.append(
             [
-                design,
+                run_label(design),
                 str(r["sent"]),
                 str(r["accepted"]),
                 f"{r['failed']} / {r['timeouts']}",
@@ -191,16 +219,17 @@ def outage_section(scenario: dict[str, Any]) -> list[str]:
 def throughput_section(scenario: dict[str, Any]) -> list[str]:
     """Sustainable accepted/s and delivered/s, their ratio, and every step."""
     designs = scenario["designs"]
+    runs = ordered_runs(designs)
     rows = [
         [
-            design,
+            run_label(design),
             per_s(r["sustainable_accepted_per_s"]),
             ms(r["p99_at_sustainable_ms"]),
             per_s(r["first_failed_rate_per_s"]),
             per_s(r["sustainable_delivered_per_s"]),
             per_s(r["peak_delivered_per_s"]),
         ]
-        for design, r in sorted(designs.items())
+        for design, r in ((name, designs[name]) for name in runs)
     ]
     lines = [
         "## Throughput",
@@ -225,14 +254,17 @@ def throughput_section(scenario: dict[str, Any]) -> list[str]:
             rows,
         ),
     ]
-    if "pigeon" in designs and "direct" in designs:
-        p, d = designs["pigeon"], designs["direct"]
+    for run in (r for r in runs if is_pigeon(r)):
+        if "direct" not in designs:
+            break
+        p, d = designs[run], designs["direct"]
         accepted = ratio(p["sustainable_accepted_per_s"], d["sustainable_accepted_per_s"])
         delivered = ratio(p["sustainable_delivered_per_s"], d["sustainable_delivered_per_s"])
-        lines += ["", f"Pigeon / direct: accepted {accepted}, delivered {delivered}."]
+        who = "Pigeon" if run_stack(run) is None else run_label(run)
+        lines += ["", f"{who} / direct: accepted {accepted}, delivered {delivered}."]
     steps = [
         [
-            design,
+            run_label(design),
             per_s(s["rate_per_s"]),
             per_s(s["accepted_per_s"]),
             f"{s['ok_fraction']:.1%}",
@@ -241,7 +273,7 @@ def throughput_section(scenario: dict[str, Any]) -> list[str]:
             "yes" if s["sustained"] else "no",
             "yes" if s["delivery_keeps_up"] else "no",
         ]
-        for design, r in sorted(designs.items())
+        for design, r in ((name, designs[name]) for name in runs)
         for s in r["steps"]
     ]
     head = ["design", "offered", "accepted", "2xx", "p99", "delivered", "sustained", "keeps up"]
@@ -263,6 +295,7 @@ def render_summary(report: dict[str, Any], charts: list[str]) -> str:
         "",
         f"Run on {env.get('date', '?')}. Machine: {describe(env)}.",
         "",
+        *stacks_line(report),
         *targets_section(report),
     ]
     for name, scenario in report.get("scenarios", {}).items():

@@ -8,18 +8,23 @@ and then the measured window.
 from __future__ import annotations
 
 from pigeon.bench.loadgen import Schedule
+from pigeon.bench.options import run_label, run_stack
 from pigeon.bench.scenarios.common import Context, Result, load
 
 
 async def run_latency(ctx: Context) -> Result:
-    """Every (provider latency, design) pair; p50/p95/p99/max and error counts of each."""
+    """Every (provider latency, run) pair; p50/p95/p99/max and error counts of each.
+
+    A run is the direct design or Pigeon on one stack (its ``stack`` is recorded).
+    """
     opts = ctx.options
     schedule = Schedule(rate=opts.rate, duration=opts.duration, warmup=opts.warmup)
     steps: list[Result] = []
     for latency_ms in opts.latencies_ms:
-        for design in opts.designs:
+        for design in opts.runs:
             ctx.progress.phase(
-                f"latency: {design}, provider +{latency_ms:g} ms, {opts.rate:g} requests/s"
+                f"latency: {run_label(design)}, provider +{latency_ms:g} ms, "
+                f"{opts.rate:g} requests/s"
             )
             async with ctx.deployed(design, latency_ms) as target:
                 measured = await load(ctx, target, schedule, "lat")
@@ -27,6 +32,7 @@ async def run_latency(ctx: Context) -> Result:
             steps.append(
                 {
                     "design": design,
+                    "stack": run_stack(design),
                     "provider_latency_ms": latency_ms,
                     **summary,
                     "cpu_percent_of_one_core": measured.cpu_percent_of_one_core,

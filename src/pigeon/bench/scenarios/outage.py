@@ -16,6 +16,7 @@ from collections import Counter
 
 from pigeon.bench.designs import Deployment
 from pigeon.bench.loadgen import TIMED_OUT, RunResult, Schedule, is_success
+from pigeon.bench.options import run_label, run_stack
 from pigeon.bench.sandbox_client import Arrivals
 from pigeon.bench.scenarios.common import Context, Result, load, wait_delivered
 from pigeon.bench.stats import summarize_ms
@@ -24,14 +25,14 @@ TAG = "outage"
 
 
 async def run_outage(ctx: Context) -> Result:
-    """The outage run for each design."""
+    """The outage run for each run (the direct design, Pigeon on each stack)."""
     opts = ctx.options
     schedule = Schedule(rate=opts.rate, duration=opts.outage_run, warmup=opts.warmup)
     designs: dict[str, Result] = {}
-    for design in opts.designs:
+    for design in opts.runs:
         ctx.progress.phase(
-            f"outage: {design}, {opts.rate:g} requests/s for {opts.outage_run:g} s, sender down "
-            f"from {opts.outage_at:g} s for {opts.outage_length:g} s"
+            f"outage: {run_label(design)}, {opts.rate:g} requests/s for {opts.outage_run:g} s, "
+            f"sender down from {opts.outage_at:g} s for {opts.outage_length:g} s"
         )
         async with ctx.deployed(design, opts.provider_latency_ms) as target:
 
@@ -46,6 +47,7 @@ async def run_outage(ctx: Context) -> Result:
         ctx.progress.done()
         result = summarize_outage(measured.run, found, measured.alongside)
         result["cpu_percent_of_one_core"] = measured.cpu_percent_of_one_core
+        result["stack"] = run_stack(design)
         designs[design] = result
         drain = result["time_to_drain_s"]
         drained = (

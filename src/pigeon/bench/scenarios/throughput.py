@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from pigeon.bench.loadgen import RunResult, Schedule, is_success
-from pigeon.bench.options import BenchOptions
+from pigeon.bench.options import BenchOptions, run_label, run_stack
 from pigeon.bench.sandbox_client import Arrivals, arrivals
 from pigeon.bench.scenarios.common import Context, Result, load
 from pigeon.bench.stats import summarize_ms
@@ -88,7 +88,8 @@ async def _step(ctx: Context, design: str, rate: float) -> Result:
     opts = ctx.options
     schedule = Schedule(rate=rate, duration=opts.step_seconds, warmup=opts.step_warmup)
     ctx.progress.phase(
-        f"throughput: {design} at {rate:g} requests/s, provider +{opts.provider_latency_ms:g} ms"
+        f"throughput: {run_label(design)} at {rate:g} requests/s, "
+        f"provider +{opts.provider_latency_ms:g} ms"
     )
     async with ctx.deployed(design, opts.provider_latency_ms) as target:
         measured = await load(ctx, target, schedule, TAG)
@@ -133,9 +134,11 @@ async def search(ctx: Context, design: str) -> Result:
 
 
 async def run_throughput(ctx: Context) -> Result:
-    """The search for each design."""
+    """The search for each run (the direct design, Pigeon on each stack)."""
     opts = ctx.options
-    designs = {design: await search(ctx, design) for design in opts.designs}
+    designs = {design: await search(ctx, design) for design in opts.runs}
+    for design, result in designs.items():
+        result["stack"] = run_stack(design)
     return {
         "provider_latency_ms": opts.provider_latency_ms,
         "slo_ms": opts.slo_ms,
