@@ -200,16 +200,27 @@ class SqliteTokenBucket:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            # Losing the last reservations in a power cut costs one burst, never correctness.
-            db.execute("PRAGMA synchronous=OFF")
-            db.execute(_SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
+        # Switching a new file to WAL needs an exclusive lock and SQLite does not
+        # wait for it (no busy handler): processes starting together retry here.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                # Losing the last reservations in a power cut costs one burst, never correctness.
+                db.execute("PRAGMA synchronous=OFF")
+                db.execute(_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+            return
 
     def _close(self) -> None:
         db, self._db = self._db, None
