@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -32,9 +32,11 @@ from pigeon.logs import configure_logging
 from pigeon.sandbox.faults import FaultConfig, parse_fault_config
 from pigeon.sandbox.server import SandboxServer
 from pigeon.store import migrate
+from pigeon.store.engine import DatabaseUrl
 from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger("pigeon")
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Pigeon: event-driven SMS notifications. 'pigeon run' starts everything.",
@@ -493,19 +495,23 @@ def dlq_replay(
     _with_store(work)
 
 
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Bring the database (PIGEON_DATABASE_URL) to this Pigeon's newest schema revision."""
-    settings = _settings()
-    database = settings.database
+def _on_database(action: Callable[[DatabaseUrl], T]) -> tuple[DatabaseUrl, T]:
+    """Run a schema command; a database that does not answer names its setting."""
+    database = _settings().database
     try:
-        before, after = migrate.upgrade(database)
+        return database, action(database)
     except StoreUnavailable as exc:  # the URL is the first thing to check
         typer.echo(f"pigeon: error: PIGEON_DATABASE_URL: {exc}", err=True)
         raise typer.Exit(2) from None
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database (PIGEON_DATABASE_URL) to this Pigeon's newest schema revision."""
+    database, (before, after) = _on_database(migrate.upgrade)
     if before == after:
         typer.echo(f"{database}: already at revision {after}")
     else:
@@ -515,16 +521,7 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's schema revision and whether it is up to date."""
-    settings = _settings()
-    database = settings.database
-    try:
-        current = migrate.current_revision(database)
-    except StoreUnavailable as exc:  # the URL is the first thing to check
-        typer.echo(f"pigeon: error: PIGEON_DATABASE_URL: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except PigeonError as exc:
-        typer.echo(f"pigeon: error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    database, current = _on_database(migrate.current_revision)
     head = migrate.head_revision()
     state = "up to date" if current == head else f"behind; run 'pigeon db upgrade' to reach {head}"
     typer.echo(f"{database}: revision {current or 'none'} ({state})")

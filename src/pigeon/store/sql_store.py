@@ -409,14 +409,8 @@ class SqlStore:
     async def message_owner(self, provider_message_id: str) -> str | None:
         """The notification an attempt recorded ``provider_message_id`` for, if any."""
         async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(send_attempts.c.notification_id).where(
-                        send_attempts.c.provider_message_id == provider_message_id
-                    )
-                )
-            ).first()
-        return row.notification_id if row is not None else None
+            found = await _notification_for_message(conn, provider_message_id)
+        return found[1] if found is not None else None
 
     async def stale_sent(
         self, *, older_than: datetime, newer_than: datetime, limit: int = 200
