@@ -40,7 +40,7 @@ from pipebench.report import comparisons, cpu_lines, environment, scale_out_line
 from pipebench.scenarios import ALL_SCENARIOS, Options, run_scenario
 
 T = TypeVar("T")
-TOPOLOGIES = ("split", "single", "api-only")
+TOPOLOGIES = ("echo", "split", "single", "api-only")
 #: api-only has no workers: only the accept measurements make sense there
 API_ONLY_SCENARIOS = ("accept_max", "accept_latency")
 #: the scale-out makes its own split clusters (1, 2, 4 senders): it runs once per stack
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--topology",
-        default="split,single,api-only",
+        default="echo,split,single,api-only",
         help=f"comma-separated, from {', '.join(TOPOLOGIES)}",
     )
     parser.add_argument(
@@ -141,7 +141,7 @@ def runs_in(topology: str, scenario: str) -> bool:
     """Whether ``scenario`` is measured in ``topology``."""
     if scenario in SPLIT_ONLY_SCENARIOS:
         return topology == "split"
-    return topology != "api-only" or scenario in API_ONLY_SCENARIOS
+    return topology not in ("api-only", "echo") or scenario in API_ONLY_SCENARIOS
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
@@ -159,7 +159,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         for stack in args.stacks
         for t in topologies
         for s in scenarios
-        if runs_in(t, s)
+        # the bare echo stores nothing: it is measured once, with the first stack
+        if runs_in(t, s) and (t != "echo" or stack == args.stacks[0])
     ]
 
 

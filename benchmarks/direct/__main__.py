@@ -1,4 +1,4 @@
-"""``python -m direct sms-service|notification-service ...`` (``benchmarks/`` on the path)."""
+"""``python -m direct sms-service|notification-service|echo ...`` (``benchmarks/`` on the path)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     notify.add_argument("--port", type=int, required=True)
     notify.add_argument("--sms-url", required=True, help="base URL of the SMS service")
     notify.add_argument("--api-key", required=True, help="the one API key it accepts")
+    echo = commands.add_parser("echo", help="validates and answers 202, stores nothing (E)")
+    echo.add_argument("--host", default="127.0.0.1")
+    echo.add_argument("--port", type=int, required=True)
+    echo.add_argument("--api-key", required=True, help="the one API key it accepts")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -30,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from direct.serve import serve
 
-    if args.service == "sms-service":
+    if args.service == "echo":
+        from direct.echo import create_app as echo_app
+
+        serve(echo_app(settings, api_key=args.api_key), args.host, args.port)
+    elif args.service == "sms-service":
         from direct.sms_service import create_app as sms_app
 
         serve(sms_app(settings), args.host, args.port)

@@ -18,11 +18,11 @@ from starlette.responses import Response
 
 from direct.serve import service_app
 from pigeon.api import problems
+from pigeon.api.accepting import new_notification
 from pigeon.api.limits import BodySizeLimit
 from pigeon.api.schemas import SendNotification
 from pigeon.config import Settings
 from pigeon.domain.events import format_time
-from pigeon.domain.notification import Notification
 from pigeon.errors import AuthenticationError
 
 ACCOUNT = "direct"
@@ -74,13 +74,7 @@ def create_app(settings: Settings, *, sms_url: str, api_key: str) -> FastAPI:
         request: SendNotification, authorization: Annotated[str | None, Header()] = None
     ) -> Response:
         _authenticate(authorization, api_key)
-        notification = Notification.new_sms(
-            account_id=ACCOUNT,
-            to=request.to,
-            body=request.body,
-            from_number=request.from_,
-            metadata=request.metadata,
-        )
+        notification = new_notification(request, ACCOUNT)
         payload = {"to": notification.to, "body": notification.body}
         if notification.from_number:
             payload["from"] = notification.from_number

@@ -282,7 +282,9 @@ def comparisons(results: Results) -> tuple[list[dict[str, Any]], str]:
     head = ["topology", "measurement", SQLITE, KAFKA_POSTGRES, "kafka-postgres / sqlite"]
     rows = [head]
     topologies = [
-        t for t in ("split", "single", "api-only") if any(t in by for by in results.values())
+        t
+        for t in ("echo", "split", "single", "api-only")
+        if any(t in by for by in results.values())
     ]
     for topology in topologies:
         for name, label, key in (

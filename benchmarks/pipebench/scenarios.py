@@ -14,6 +14,7 @@ with the provider slowed down.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,9 +55,18 @@ class Options:
     join_timeout: float = 60.0
 
 
+#: where ``python -m direct`` (the baselines) lives
+BASELINES = Path(__file__).resolve().parent.parent
+
+
 async def start(cluster: Cluster, topology: str) -> None:
     """Start ``topology`` on ``cluster``."""
-    if topology == "single":
+    if topology == "echo":
+        argv = [sys.executable, "-m", "direct", "echo", "--port", str(cluster.api_port)]
+        argv += ["--api-key", cluster.api_key]
+        cluster.spawn_command("echo", argv, {"PYTHONPATH": str(BASELINES)})
+        await cluster.wait_http(f"{cluster.api_url}/healthz")
+    elif topology == "single":
         await cluster.start_single()
     elif topology == "api-only":
         await cluster.start_split(workers=(), relay=False)

@@ -99,6 +99,9 @@ class Pigeon:
                 await self.store.start()
             except StoreUnavailable as exc:
                 raise ConfigurationError("PIGEON_DATABASE_URL", str(exc)) from exc
+            if isinstance(self.bus, SqliteEventBus):
+                # one writer per process: the bus's writes join the store's group commits
+                self.bus.attach_writer(self.store.submit_sqlite)
         except BaseException:
             await self.bus.stop()
             raise

@@ -70,8 +70,16 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
+#: how long a thread may hold the GIL while another waits (Python's default: 5 ms)
+GIL_SWITCH_SECONDS = 0.0005
+
+
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run ``main`` on uvloop when available; our errors become one line and exit 2."""
+    # The store's writer thread holds the database's write lock while it runs; with
+    # the default 5 ms GIL switch interval it would wait for the event loop that
+    # long, with every other process queued behind the lock.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
         try:
             import uvloop

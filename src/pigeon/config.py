@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     auto_migrate: bool = False
     #: seconds a worker keeps a partition without renewing it (kill -9 recovery time)
     bus_lease_seconds: float = Field(default=5.0, gt=0)
-    #: how often an idle consumer looks for events written by other processes
-    bus_poll_interval_ms: float = Field(default=5.0, gt=0)
+    #: fallback: how often an idle consumer looks for new events if no wake-up came
+    #: (commits wake consumers at once, in this process and, by a doorbell, in others)
+    bus_poll_interval_ms: float = Field(default=2000.0, gt=0)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     api_host: str = "127.0.0.1"

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from pigeon import __version__
 from pigeon.api import problems
+from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.admin import admin_router
 from pigeon.api.deps import AccountDep, json_response
 from pigeon.api.idempotency import check_idempotency_key, request_hash
@@ -23,7 +24,6 @@ from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNot
 from pigeon.domain.events import (
     format_time,
 )
-from pigeon.domain.notification import Notification
 from pigeon.errors import ConflictError, NotFoundError, PigeonError
 from pigeon.providers.signature import is_valid_signature
 from pigeon.store.idempotency import IdempotentRequest
@@ -81,21 +81,8 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
             ),
         ] = None,
     ) -> Response:
-        notification = Notification.new_sms(
-            account_id=account.id,
-            to=request.to,
-            body=request.body,
-            from_number=request.from_,
-            metadata=request.metadata,
-        )
-        answer = {
-            "id": notification.id,
-            "status": notification.status.value,
-            "channel": notification.channel,
-            "to": notification.to,
-            "segments": notification.segments,
-            "created_at": format_time(notification.created_at),
-        }
+        notification = new_notification(request, account.id)
+        answer = accepted_answer(notification)
         if idempotency_key is None:
             await store.accept(notification)
             return _json(answer, 202, {"Location": f"/v1/notifications/{notification.id}"})

@@ -15,7 +15,7 @@ def bus_from_url(
     *,
     partitions: int = 8,
     lease_seconds: float = 5.0,
-    poll_interval: float = 0.005,
+    poll_interval: float = 1.0,
     synchronous: str = "NORMAL",
     replication_factor: int = 1,
     idempotence: bool = True,

@@ -38,6 +38,9 @@ from pigeon.bus.kafka_wire import bus_error, describe, retry_topic_for
 from pigeon.bus.port import Batch, Outcome
 from pigeon.errors import BusError, BusUnavailable
 
+#: a long fetch waits in slices this long, so that a stopping runner is heard
+FETCH_SLICE_SECONDS = 0.5
+
 if TYPE_CHECKING:
     from pigeon.bus.kafka import KafkaConsumerSettings, KafkaEventBus
 
@@ -94,6 +97,7 @@ class KafkaConsumer:
         self._assigned = asyncio.Event()
         self._settled = asyncio.Event()
         self._stopping = False
+        self._interrupted = False
 
     def _joined(self) -> _Joined:
         if isinstance(self._link, _Joined):
@@ -186,6 +190,10 @@ class KafkaConsumer:
         )
 
     # -- fetching ----------------------------------------------------------
+    def interrupt(self) -> None:
+        """End a waiting :meth:`fetch` within one slice of its long fetch."""
+        self._interrupted = True
+
     async def fetch(self, max_messages: int, wait_seconds: float) -> list[Batch]:
         """Wait up to ``wait_seconds`` for messages on this member's idle slots."""
         link = self._joined()
@@ -201,7 +209,10 @@ class KafkaConsumer:
                 continue
             now = time.time()
             self._sync_pauses(link, now)
-            wait = max(0.0, remaining)
+            if self._interrupted:
+                return []
+            # a long fetch in slices, so that a stopping runner is heard within one
+            wait = min(max(0.0, remaining), FETCH_SLICE_SECONDS)
             if self._retry_wait:  # wake up when the next retry is due
                 wait = min(wait, max(0.0, min(self._retry_wait.values()) - now) + 0.001)
             try:

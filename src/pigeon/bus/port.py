@@ -98,6 +98,9 @@ class Consumer(Protocol):
     async def settle(self, batch: Batch, outcomes: Sequence[Outcome]) -> None:
         """Record the outcome of every message of ``batch`` (same order) and commit."""
 
+    def interrupt(self) -> None:
+        """End a waiting :meth:`fetch` early (it returns what it has, maybe nothing)."""
+
 
 class EventBus(Protocol):
     """Publishes messages and creates consumers."""

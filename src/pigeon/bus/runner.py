@@ -85,7 +85,7 @@ class ConsumerRunner:
         *,
         name: str,
         max_batch: int = 256,
-        fetch_timeout: float = 0.5,
+        fetch_timeout: float = 5.0,
         policy: RetryPolicy | None = None,
     ) -> None:
         self.consumer = consumer
@@ -101,6 +101,7 @@ class ConsumerRunner:
     def request_stop(self) -> None:
         """Finish the batches in hand, then leave the group."""
         self._stopping.set()
+        self.consumer.interrupt()
 
     async def run(self) -> None:
         """Join the group and process batches until :meth:`request_stop` or cancel."""

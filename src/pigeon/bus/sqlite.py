@@ -8,9 +8,16 @@ its lease expired (``kill -9`` recovery takes at most one lease period).
 A settle commits only while the member still holds the partition's lease,
 so a member that lost its partition cannot move the group's position.
 
-Wake-ups: a consumer is woken at once by a publish in its own process and
-otherwise polls a single ``max(id)`` every few milliseconds - far below the
-50 ms pickup target, and cheap enough to idle.
+Writes and reads: every write of the bus (publishing, heartbeats, settling)
+goes through the process's one writer - the store's group committer once
+:meth:`SqliteEventBus.attach_writer` is called, so a worker's settle shares
+commits with its effects and a process never contends with itself for the
+write lock - and every read through one reader thread per process.
+
+Wake-ups: a consumer is woken at once by a commit in its own process and by
+a ring of the :class:`~pigeon.bus.doorbell.Doorbell` from any other process;
+a slow fallback poll (``poll_interval``) covers a lost ring. Nothing spins
+while there is no work.
 """
 
 from __future__ import annotations
@@ -21,15 +28,22 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 
+from pigeon.bus.doorbell import Doorbell
 from pigeon.bus.port import Batch, Message
 from pigeon.bus.sqlite_consumer import SqliteConsumer
 from pigeon.bus.sqlite_schema import INSERT_LOG, create_schema, log_row
 from pigeon.bus.sqlite_thread import SqliteThread
+from pigeon.errors import BusUnavailable, PigeonError
+
+T = TypeVar("T")
+#: runs a function on a sqlite3 connection inside a write transaction
+Writer = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +59,7 @@ class SqliteEventBus:
         *,
         default_partitions: int = 8,
         lease_seconds: float = 5.0,
-        poll_interval: float = 0.005,
+        poll_interval: float = 1.0,
         synchronous: str = "NORMAL",
     ) -> None:
         self.path = path
@@ -53,18 +67,44 @@ class SqliteEventBus:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.synchronous = synchronous
+        #: reads of every consumer of this process, and writes until a writer is attached
         self._db = SqliteThread(path, synchronous)
+        self._writer: Writer[object] | None = None
         self._partitions: dict[str, int] = {}
         self._consumers: set[SqliteConsumer] = set()
+        self._doorbell = Doorbell(path.with_name(path.name + "-wake"), self._wake_local)
 
     async def start(self) -> None:
-        """Create the log tables if needed and open the publishing connection."""
+        """Create the log tables if needed, open the connection and start listening."""
         await asyncio.to_thread(create_schema, self.path)
         await self._db.open()
+        await self._doorbell.start()
 
     async def stop(self) -> None:
-        """Close the publishing connection (consumers are stopped by their owners)."""
+        """Close the connection (consumers are stopped by their owners)."""
+        await self._doorbell.stop()
         await self._db.close()
+
+    def attach_writer(self, writer: Writer[object]) -> None:
+        """Write through ``writer`` (the store's group committer) from now on."""
+        self._writer = writer
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction of this process's writer."""
+        if self._writer is None:
+            return await self._db.run(self._db.transaction, fn)
+        try:
+            return await self._writer(fn)  # type: ignore[return-value]  # fn's own T
+        except sqlite3.Error as exc:
+            raise BusUnavailable(f"SQLite event log {self.path}: {exc}") from exc
+        except PigeonError as exc:
+            if isinstance(exc, BusUnavailable):
+                raise
+            raise BusUnavailable(f"SQLite event log {self.path}: {exc}") from exc
+
+    async def run_read(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(conn, *args)`` in this process's reader thread."""
+        return await self._db.run(lambda: fn(self._db.conn, *args))
 
     async def ensure_topic(self, topic: str, partitions: int | None = None) -> None:
         """Register ``topic``; an existing topic keeps its partition count."""
@@ -87,7 +127,7 @@ class SqliteEventBus:
             ).fetchone()
             return int(row[0])
 
-        count = await self._db.run(self._db.transaction, _ensure)
+        count = await self.write(_ensure)
         self._partitions[topic] = count
         return count
 
@@ -97,11 +137,15 @@ class SqliteEventBus:
         """Append one message and commit it."""
         partitions = await self.partitions(topic)
         row = log_row(topic, partitions, key, value, headers)
-        await self._db.run(self._db.transaction, lambda conn: conn.execute(INSERT_LOG, row))
+        await self.write(lambda conn: conn.execute(INSERT_LOG, row))
         self.wake()
 
     def wake(self) -> None:
-        """Tell this process's consumers that new entries were committed."""
+        """New entries were committed: wake this process's consumers and ring the others."""
+        self._wake_local()
+        self._doorbell.ring()
+
+    def _wake_local(self) -> None:
         for consumer in self._consumers:
             consumer.wake()
 

@@ -23,7 +23,6 @@ from pigeon.bus.port import (
     dead_letter_headers,
 )
 from pigeon.bus.sqlite_schema import INSERT_LOG, log_row
-from pigeon.bus.sqlite_thread import SqliteThread
 from pigeon.errors import BusError
 
 if TYPE_CHECKING:
@@ -33,7 +32,12 @@ log = logging.getLogger(__name__)
 
 
 class SqliteConsumer:
-    """One member of a consumer group; fetches per-partition batches and settles them."""
+    """One member of a consumer group; fetches per-partition batches and settles them.
+
+    Its writes go through the bus's writer and its reads through the bus's reader
+    thread; ``_lock`` keeps its own state changes (made in those threads) one at a
+    time, as the single thread per consumer used to.
+    """
 
     def __init__(
         self, bus: SqliteEventBus, topic: str, group: str, dead_letter_topic: str, member: str
@@ -43,7 +47,7 @@ class SqliteConsumer:
         self.member = member
         self._bus = bus
         self._dead_letter_topic = dead_letter_topic
-        self._db = SqliteThread(bus.path, bus.synchronous)
+        self._lock = asyncio.Lock()
         self._partitions = 0
         self._dlq_partitions = 0
         #: partition -> committed position (last settled log id)
@@ -57,6 +61,9 @@ class SqliteConsumer:
         #: partition -> earliest not_before of its pending retries
         self._retry_due: dict[int, float] = {}
         self._wake = asyncio.Event()
+        self._wake.set()  # look once at start
+        self._last_poll = -math.inf
+        self._interrupted = False
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._waiting_for_partitions = False
 
@@ -65,8 +72,7 @@ class SqliteConsumer:
         """Join the group and claim this member's share of the partitions."""
         self._partitions = await self._bus.partitions(self.topic)
         self._dlq_partitions = await self._bus.partitions(self._dead_letter_topic)
-        await self._db.open()
-        await self._db.run(self._heartbeat_sync)
+        await self._heartbeat()
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
 
     async def stop(self) -> None:
@@ -87,11 +93,16 @@ class SqliteConsumer:
                 (self.group, self.topic, self.member),
             )
 
-        with contextlib.suppress(BusError):
-            await self._db.run(self._db.transaction, _leave)
-        await self._db.close()
-        self._owned.clear()
+        async with self._lock:
+            with contextlib.suppress(BusError):
+                await self._bus.write(_leave)
+            self._owned.clear()
         self._bus.forget(self)
+
+    def interrupt(self) -> None:
+        """End a waiting :meth:`fetch` now (the runner is stopping)."""
+        self._interrupted = True
+        self._wake.set()
 
     def wake(self) -> None:
         """New entries or a freed partition: fetch without waiting for the poll."""
@@ -105,14 +116,15 @@ class SqliteConsumer:
             busy = self._waiting_for_partitions or handing_over
             await asyncio.sleep(0.05 if busy else interval)
             try:
-                await self._db.run(self._heartbeat_sync)
+                await self._heartbeat()
             except BusError as exc:  # a busy database must not end the member
                 log.warning("bus heartbeat failed for %s/%s: %s", self.group, self.topic, exc)
 
-    def _heartbeat_sync(self) -> None:
-        gained = self._db.transaction(self._rebalance)
-        for partition in gained:
-            self._load_partition(partition)
+    async def _heartbeat(self) -> None:
+        async with self._lock:
+            gained = await self._bus.write(self._rebalance)
+            if gained:
+                await self._bus.run_read(self._load_partitions, gained)
         if gained:
             self._wake.set()
 
@@ -184,18 +196,18 @@ class SqliteConsumer:
         self._waiting_for_partitions = waiting
         return gained
 
-    def _load_partition(self, partition: int) -> None:
-        conn = self._db.conn
-        row = conn.execute(
-            "SELECT position FROM bus_offsets WHERE grp = ? AND topic = ? AND partition = ?",
-            (self.group, self.topic, partition),
-        ).fetchone()
-        self._owned[partition] = int(row[0]) if row else 0
-        self._caught_up.pop(partition, None)
-        self._refresh_retry_due(partition)
+    def _load_partitions(self, conn: sqlite3.Connection, partitions: list[int]) -> None:
+        for partition in partitions:
+            row = conn.execute(
+                "SELECT position FROM bus_offsets WHERE grp = ? AND topic = ? AND partition = ?",
+                (self.group, self.topic, partition),
+            ).fetchone()
+            self._owned[partition] = int(row[0]) if row else 0
+            self._caught_up.pop(partition, None)
+            self._refresh_retry_due(conn, partition)
 
-    def _refresh_retry_due(self, partition: int) -> None:
-        row = self._db.conn.execute(
+    def _refresh_retry_due(self, conn: sqlite3.Connection, partition: int) -> None:
+        row = conn.execute(
             "SELECT min(not_before) FROM bus_retries WHERE grp = ? AND topic = ? AND partition = ?",
             (self.group, self.topic, partition),
         ).fetchone()
@@ -205,31 +217,52 @@ class SqliteConsumer:
     async def fetch(self, max_messages: int, wait_seconds: float) -> list[Batch]:
         """Wait up to ``wait_seconds`` for messages on this member's idle partitions."""
         deadline = time.monotonic() + wait_seconds
+        interval = self._bus.poll_interval
         while True:
-            self._wake.clear()
-            batches = await self._db.run(self._poll_sync, max_messages)
-            if batches:
-                return batches
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            # poll only when woken (a commit here, a ring from elsewhere), when a retry
+            # falls due, or on the slow fallback timer: an idle member costs nothing
+            if self._wake.is_set() or time.monotonic() - self._last_poll >= interval:
+                self._wake.clear()
+                self._last_poll = time.monotonic()
+                async with self._lock:
+                    batches = await self._bus.run_read(self._poll_sync, max_messages)
+                if batches:
+                    return batches
+            now = time.monotonic()
+            remaining = deadline - now
+            if remaining <= 0 or self._interrupted:
                 return []
+            due = (
+                min(
+                    (
+                        d
+                        for p, d in self._retry_due.items()
+                        if p in self._owned and p in self._assigned and p not in self._in_flight
+                    ),
+                    default=math.inf,
+                )
+                - time.time()
+            )
+            if due <= 0:
+                self._wake.set()  # the retry store has work now
+                continue
+            wait = min(self._last_poll + interval - now, remaining, due)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(self._bus.poll_interval, remaining))
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
 
-    def _poll_sync(self, max_messages: int) -> list[Batch]:
+    def _poll_sync(self, conn: sqlite3.Connection, max_messages: int) -> list[Batch]:
         # A partition being handed over gets no new batch: under a steady backlog
         # it would otherwise always be in flight and never reach its new member.
         idle = [p for p in self._owned if p not in self._in_flight and p in self._assigned]
         if not idle:
             return []
-        conn = self._db.conn
         head = int(conn.execute("SELECT COALESCE(max(id), 0) FROM bus_log").fetchone()[0])
         now = time.time()
         batches = []
         for partition in idle:
             messages: list[Message] = []
             if self._retry_due.get(partition, math.inf) <= now:
-                messages.extend(self._due_retries(partition, now, max_messages))
+                messages.extend(self._due_retries(conn, partition, now, max_messages))
                 self._retry_due[partition] = math.inf  # recomputed when settled
             room = max_messages - len(messages)
             if room > 0 and head > self._caught_up.get(partition, -1):
@@ -249,8 +282,10 @@ class SqliteConsumer:
                 batches.append(Batch(partition, messages))
         return batches
 
-    def _due_retries(self, partition: int, now: float, limit: int) -> list[Message]:
-        rows = self._db.conn.execute(
+    def _due_retries(
+        self, conn: sqlite3.Connection, partition: int, now: float, limit: int
+    ) -> list[Message]:
+        rows = conn.execute(
             "SELECT id, log_id, key, value, headers, attempt FROM bus_retries "
             "WHERE grp = ? AND topic = ? AND partition = ? AND not_before <= ? "
             "ORDER BY not_before, id LIMIT ?",
@@ -275,11 +310,12 @@ class SqliteConsumer:
         """Apply every outcome and move the group's position, in one transaction."""
         if len(outcomes) != len(batch.messages):
             raise ValueError(f"{len(outcomes)} outcomes for {len(batch.messages)} messages")
-        try:
-            kept, dead = await self._db.run(self._settle_sync, batch, outcomes)
-        finally:
-            self._in_flight.discard(batch.partition)
-            self._wake.set()
+        async with self._lock:
+            try:
+                kept, dead = await self._settle(batch, outcomes)
+            finally:
+                self._in_flight.discard(batch.partition)
+                self._wake.set()
         if not kept:
             log.warning(
                 "partition %s/%s[%d] moved to another member before its batch was settled; "
@@ -291,7 +327,7 @@ class SqliteConsumer:
         if dead:
             self._bus.wake()
 
-    def _settle_sync(self, batch: Batch, outcomes: Sequence[Outcome]) -> tuple[bool, bool]:
+    async def _settle(self, batch: Batch, outcomes: Sequence[Outcome]) -> tuple[bool, bool]:
         partition = batch.partition
         if partition not in self._owned:
             return False, False
@@ -316,14 +352,18 @@ class SqliteConsumer:
                 )
             return True, dead
 
-        kept, dead = self._db.transaction(_apply)
+        kept, dead = await self._bus.write(_apply)
         if not kept:
             self._owned.pop(partition, None)
             return False, False
         positions = [m.offset for m in batch.messages if m.retry_id is None]
-        if positions:
+        if positions and partition in self._owned:
             self._owned[partition] = max(self._owned[partition], *positions)
-        self._refresh_retry_due(partition)
+        if any(
+            not isinstance(o, Ack) or m.retry_id is not None
+            for m, o in zip(batch.messages, outcomes, strict=True)
+        ):  # the partition's retries changed
+            await self._bus.run_read(self._refresh_retry_due, partition)
         return True, dead
 
     def _apply_outcome(self, conn: sqlite3.Connection, message: Message, outcome: Outcome) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from pigeon.bus.sqlite_schema import configure
+from pigeon.bus.sqlite_write_lock import FileWriteLock
 from pigeon.errors import BusUnavailable
 
 P = ParamSpec("P")
@@ -31,6 +32,7 @@ class SqliteThread:
         self._synchronous = synchronous
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._write_lock = FileWriteLock(path)
 
     async def open(self) -> None:
         """Open the connection in its thread."""
@@ -53,6 +55,7 @@ class SqliteThread:
             self._conn = None
         self._executor.shutdown(wait=True)
         self._executor = None
+        self._write_lock.close()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -73,6 +76,10 @@ class SqliteThread:
 
     def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (thread side)."""
+        with self._write_lock.held():
+            return self._transaction(fn)
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self.conn
         deadline = time.monotonic() + 10.0
         while True:  # short own steps: SQLite's busy handler sleeps up to 100 ms

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from pigeon.domain.events import utcnow
 from pigeon.domain.status import NotificationStatus
@@ -60,9 +60,7 @@ class AttemptResult:
     error: str | None = None
 
 
-async def begin_attempts(
-    conn: AsyncConnection, requests: Sequence[tuple[str, str]]
-) -> list[AttemptStart]:
+def begin_attempts(conn: Connection, requests: Sequence[tuple[str, str]]) -> list[AttemptStart]:
     """Open an attempt for each ``(notification_id, provider)``, unless already done.
 
     A notification may appear twice in one batch (a redelivered duplicate): only
@@ -71,7 +69,7 @@ async def begin_attempts(
     ids = list({nid for nid, _ in requests})
     statuses: dict[str, str] = dict(
         (
-            await conn.execute(
+            conn.execute(
                 select(notifications.c.id, notifications.c.status).where(
                     notifications.c.id.in_(ids)
                 )
@@ -81,7 +79,7 @@ async def begin_attempts(
     journal: dict[str, list[tuple[int, str]]] = {}
     unfinished: dict[str, datetime] = {}
     for nid, attempt, outcome, started_at in (
-        await conn.execute(
+        conn.execute(
             select(
                 send_attempts.c.notification_id,
                 send_attempts.c.attempt,
@@ -128,16 +126,16 @@ async def begin_attempts(
                 )
             )
     if rows:
-        await conn.execute(insert(send_attempts), rows)
+        conn.execute(insert(send_attempts), rows)
     return starts
 
 
-async def finish_attempts(conn: AsyncConnection, results: Sequence[AttemptResult]) -> None:
+def finish_attempts(conn: Connection, results: Sequence[AttemptResult]) -> None:
     """Record each attempt's outcome."""
     if not results:
         return
     now = utcnow()
-    await conn.execute(
+    conn.execute(
         update(send_attempts).where(
             and_(
                 send_attempts.c.notification_id == bindparam("nid"),

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Row, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from pigeon.bus.port import HEADER_DEAD_REASON, HEADER_GROUP, HEADER_ORIGINAL_TOPIC, Message
 from pigeon.domain.events import SmsRequested, decode, utcnow
@@ -87,7 +87,7 @@ def _describe(message: Message) -> dict[str, object]:
     }
 
 
-async def record(conn: AsyncConnection, messages: Sequence[Message]) -> int:
+def record(conn: Connection, messages: Sequence[Message]) -> int:
     """Copy dead-letter messages into the table; a message seen before is skipped."""
     rows = [_describe(m) for m in messages]
     ids = [r["notification_id"] for r in rows if r["notification_id"]]
@@ -95,7 +95,7 @@ async def record(conn: AsyncConnection, messages: Sequence[Message]) -> int:
     if ids:
         last_errors = dict(
             (
-                await conn.execute(
+                conn.execute(
                     select(notifications.c.id, notifications.c.last_error).where(
                         notifications.c.id.in_(ids)
                     )
@@ -107,7 +107,7 @@ async def record(conn: AsyncConnection, messages: Sequence[Message]) -> int:
     upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
     added = 0
     for row in rows:  # a batch of dead letters is small; psycopg reports no rowcount here
-        result = await conn.execute(
+        result = conn.execute(
             upsert(dead_letters)
             .values(**row)
             .on_conflict_do_nothing(index_elements=["dead_topic", "dead_partition", "dead_offset"])
@@ -134,8 +134,8 @@ def _view(r: Row[Any]) -> DeadLetterView:
     )
 
 
-async def listing(
-    conn: AsyncConnection,
+def listing(
+    conn: Connection,
     *,
     since: datetime | None = None,
     include_replayed: bool = True,
@@ -147,24 +147,22 @@ async def listing(
         query = query.where(dead_letters.c.dead_at >= since)
     if not include_replayed:
         query = query.where(dead_letters.c.replayed_at.is_(None))
-    return [_view(r) for r in (await conn.execute(query.limit(limit))).all()]
+    return [_view(r) for r in (conn.execute(query.limit(limit))).all()]
 
 
-async def get(conn: AsyncConnection, dead_letter_id: str) -> DeadLetterView | None:
+def get(conn: Connection, dead_letter_id: str) -> DeadLetterView | None:
     """One dead letter by id."""
-    row = (
-        await conn.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id))
-    ).first()
+    row = (conn.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id))).first()
     return _view(row) if row is not None else None
 
 
-async def replay(conn: AsyncConnection, dead_letter_id: str) -> SmsRequested:
+def replay(conn: Connection, dead_letter_id: str) -> SmsRequested:
     """Mark the dead letter replayed and re-queue its notification; returns the event to publish.
 
     Raises NotFoundError, or ConflictError when it was replayed already or is
     not an SMS request (nothing is changed then).
     """
-    letter = await get(conn, dead_letter_id)
+    letter = get(conn, dead_letter_id)
     if letter is None:
         raise NotFoundError(f"no dead letter {dead_letter_id!r}")
     if letter.replayed_at is not None:
@@ -179,14 +177,14 @@ async def replay(conn: AsyncConnection, dead_letter_id: str) -> SmsRequested:
     event = decode(letter.payload)
     assert isinstance(event, SmsRequested)
     now = utcnow()
-    marked = await conn.execute(
+    marked = conn.execute(
         update(dead_letters)
         .where(and_(dead_letters.c.id == letter.id, dead_letters.c.replayed_at.is_(None)))
         .values(replayed_at=now)
     )
     if marked.rowcount != 1:  # a concurrent replay won
         raise ConflictError(f"dead letter {letter.id} was already replayed")
-    await conn.execute(
+    conn.execute(
         update(send_attempts)
         .where(
             and_(
@@ -196,7 +194,7 @@ async def replay(conn: AsyncConnection, dead_letter_id: str) -> SmsRequested:
         )
         .values(outcome="superseded")
     )
-    await conn.execute(
+    conn.execute(
         update(notifications)
         .where(
             and_(
@@ -206,7 +204,7 @@ async def replay(conn: AsyncConnection, dead_letter_id: str) -> SmsRequested:
         )
         .values(status=NotificationStatus.QUEUED.value, updated_at=now)
     )
-    await conn.execute(
+    conn.execute(
         timeline.insert().values(
             notification_id=event.notification_id,
             status=NotificationStatus.QUEUED.value,

@@ -1,13 +1,17 @@
-"""SQLAlchemy async engines for the store: a SQLite file or a PostgreSQL database.
+"""SQLAlchemy engines for the store: a SQLite file or a PostgreSQL database.
 
-SQLite: two engines on one file. Writers start with ``BEGIN IMMEDIATE`` so that
-two processes never deadlock upgrading a read lock (SQLite would fail one of
-them at once instead of waiting out the busy timeout); readers use plain
-deferred transactions and never block writers under WAL.
+Every process writes through one synchronous connection driven by one thread
+(:func:`writer_engine`, used by the group committer): a whole group commit is
+one call into that thread. Reads go through a pooled async engine
+(:func:`reader_engine`).
 
-PostgreSQL (psycopg 3): one pooled engine serves both roles; concurrent
-writers are the server's business, and the group committer only retries
-serialization failures and deadlocks.
+SQLite: writers start with ``BEGIN IMMEDIATE`` so that two processes never
+deadlock upgrading a read lock (SQLite would fail one of them at once instead
+of waiting out the busy timeout); readers use plain deferred transactions and
+never block writers under WAL.
+
+PostgreSQL (psycopg 3): concurrent writers are the server's business, and the
+group committer only retries serialization failures and deadlocks.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -103,11 +107,10 @@ def is_busy(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in _PG_RETRYABLE
 
 
-def sqlite_engine(path: Path, *, immediate: bool, synchronous: str = "NORMAL") -> AsyncEngine:
-    """An async engine on ``path`` with Pigeon's pragmas."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=4, max_overflow=4)
+def _sqlite_pragmas(engine: Engine, *, immediate: bool, synchronous: str) -> None:
+    """Pigeon's pragmas on every connection of ``engine``, and its own ``BEGIN``."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
@@ -118,11 +121,41 @@ def sqlite_engine(path: Path, *, immediate: bool, synchronous: str = "NORMAL") -
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+
+def sqlite_engine(path: Path, *, immediate: bool, synchronous: str = "NORMAL") -> AsyncEngine:
+    """An async engine on ``path`` with Pigeon's pragmas (readers)."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=4, max_overflow=4)
+    _sqlite_pragmas(engine.sync_engine, immediate=immediate, synchronous=synchronous)
     return engine
+
+
+def writer_engine(url: DatabaseUrl, *, synchronous: str = "NORMAL") -> Engine:
+    """The synchronous engine of a process's one writer thread (see the group committer).
+
+    A whole group commit runs as one function in that thread: the write lock
+    (SQLite) or the transaction (PostgreSQL) is never held across event-loop
+    turns, and no statement pays a thread hop of its own.
+    """
+    if url.dialect == "sqlite":
+        engine = create_engine(
+            url.sqlalchemy_url(asynchronous=False),
+            pool_size=1,
+            max_overflow=0,
+            connect_args={"check_same_thread": False},
+        )
+        _sqlite_pragmas(engine, immediate=True, synchronous=synchronous)
+        return engine
+    return create_engine(
+        url.sqlalchemy_url(asynchronous=False),
+        pool_size=1,
+        max_overflow=1,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 def postgres_engine(url: DatabaseUrl, *, pool_size: int = 10) -> AsyncEngine:
@@ -138,14 +171,8 @@ def postgres_engine(url: DatabaseUrl, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-def store_engines(
-    url: DatabaseUrl, *, synchronous: str = "NORMAL"
-) -> tuple[AsyncEngine, AsyncEngine]:
-    """``(writer, reader)`` engines for ``url``."""
+def reader_engine(url: DatabaseUrl, *, synchronous: str = "NORMAL") -> AsyncEngine:
+    """The async engine reads go through (they never block the writer under WAL)."""
     if url.dialect == "sqlite":
-        return (
-            sqlite_engine(url.path, immediate=True, synchronous=synchronous),
-            sqlite_engine(url.path, immediate=False, synchronous=synchronous),
-        )
-    engine = postgres_engine(url)
-    return engine, engine
+        return sqlite_engine(url.path, immediate=False, synchronous=synchronous)
+    return postgres_engine(url)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.base import Executable
 
 from pigeon.bus.port import HEADER_EVENT_TYPE
@@ -135,13 +135,13 @@ class OutboxEventLog:
         ]
 
 
-async def append(
+def append(
     log: EventLog,
-    conn: AsyncConnection,
+    conn: Connection,
     events: Sequence[Event],
     raw: Sequence[RawRecord] = (),
 ) -> None:
     """Insert ``events`` (and ``raw`` messages) in ``conn``'s open transaction."""
     rows = log.rows(events) + log.raw_rows(raw)
     if rows:
-        await conn.execute(log.statement, rows)
+        conn.execute(log.statement, rows)

@@ -1,11 +1,17 @@
-"""Group commit: many callers' writes share one transaction.
+"""Group commit: many callers' writes share one transaction, run in one thread.
 
 SQLite commits one transaction at a time, and each commit is an fsync of the
-WAL. Concurrent requests put their unit of work on a queue; one writer task
-runs everything that has gathered in a single transaction and commits once,
-then answers every caller. Nobody's write is acknowledged before its commit.
+WAL. Concurrent callers put their unit of work on a queue; one writer task
+hands everything that has gathered to the process's writer thread, which runs
+it in a single transaction on a synchronous connection and commits once; then
+every caller is answered. Nobody's write is acknowledged before its commit.
 If a shared transaction fails, each unit is retried alone, so one bad unit
 cannot fail the others.
+
+The whole transaction is one call into the writer thread: no statement pays a
+thread hop of its own, and the SQLite write lock is never held while the
+event loop serves requests (with per-statement awaits it was, and every other
+process waited for this one's event loop).
 
 Plain writes (:meth:`GroupCommitter.write`) are merged across callers: every
 caller's rows for one statement go into a single ``executemany``, so a group
@@ -18,14 +24,17 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 
+from pigeon.bus.sqlite_write_lock import FileWriteLock, no_lock
 from pigeon.errors import PigeonError, StoreUnavailable
 from pigeon.store.engine import is_busy
 
@@ -37,58 +46,84 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: a statement and the rows to run it with (every row with the same keys)
 Write = tuple[Executable, list[dict[str, Any]]]
-Work = Callable[[AsyncConnection], Awaitable[Any]] | list[Write]
+Work = Callable[[Connection], Any] | list[Write]
 
 
 class GroupCommitter:
-    """Runs submitted units of work in shared transactions on one engine."""
+    """Runs submitted units of work in shared transactions on one connection."""
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        engine: Engine,
         *,
         max_batch: int = 512,
         on_commit: Callable[[], None] | None = None,
-        before_commit: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        before_commit: Callable[[Connection], None] | None = None,
+        write_lock: FileWriteLock | None = None,
     ) -> None:
         self._engine = engine
+        self._write_lock = write_lock
         self._before_commit = before_commit
         self._max_batch = max_batch
         self._on_commit = on_commit or (lambda: None)
         # None is the stop sentinel: everything queued before it is still written
-        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any], bool] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        """Start the writer task."""
+        """Start the writer thread and task."""
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pigeon-writer")
         self._task = asyncio.create_task(self._run(), name="pigeon-group-commit")
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the writer."""
+        """Finish what is queued, then stop the writer and close its connection."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        self._queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), 30)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None:
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 30)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(thread, self._engine.dispose)
+            thread.shutdown(wait=True)
+        if self._write_lock is not None:
+            self._write_lock.close()
 
-    async def submit(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run ``work(conn)`` in a transaction; returns after the commit."""
-        return await self._enqueue(work)  # type: ignore[no-any-return]  # work's own T
+    async def submit(self, work: Callable[[Connection], T], *, quiet: bool = False) -> T:
+        """Run ``work(conn)`` in a transaction (in the writer thread); returns after the commit.
+
+        ``quiet``: the work publishes nothing, so its commit need not wake consumers.
+        """
+        return await self._enqueue(work, quiet)  # type: ignore[no-any-return]  # work's own T
+
+    async def submit_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the raw sqlite3 connection, in a shared transaction (SQLite only).
+
+        Quiet: the caller (the embedded bus) wakes consumers itself when it publishes.
+        """
+
+        def on_driver(conn: Connection) -> T:
+            raw = conn.connection.driver_connection
+            if not isinstance(raw, sqlite3.Connection):
+                raise TypeError("submit_sqlite needs a SQLite store")
+            return work(raw)
+
+        return await self.submit(on_driver, quiet=True)
 
     async def write(self, writes: list[Write]) -> None:
         """Run plain writes, merged with other callers'; returns after the commit."""
-        await self._enqueue([(stmt, rows) for stmt, rows in writes if rows])
+        await self._enqueue([(stmt, rows) for stmt, rows in writes if rows], False)
 
-    async def _enqueue(self, work: Work) -> Any:
+    async def _enqueue(self, work: Work, quiet: bool) -> Any:
         if self._task is None or self._task.done():
             raise StoreUnavailable("the store is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((work, future))
+        self._queue.put_nowait((work, future, quiet))
         return await future
 
     async def _run(self) -> None:
@@ -105,36 +140,54 @@ class GroupCommitter:
                     break
                 items.append(item)
             try:
-                results = await self._commit([work for work, _ in items])
+                results = await self._commit([work for work, _, _ in items])
             except Exception as exc:
                 if len(items) == 1:
                     self._fail(items[0][1], exc)
-                    continue
-                for work, future in items:  # isolate the unit that failed
-                    try:
-                        (result,) = await self._commit([work])
-                    except Exception as single_exc:
-                        self._fail(future, single_exc)
-                    else:
-                        if not future.done():
-                            future.set_result(result)
+                else:
+                    await self._one_by_one(items)
                 continue
-            for (_, future), result in zip(items, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            self._committed(items, results)
+
+    async def _one_by_one(self, items: list[tuple[Work, asyncio.Future[Any], bool]]) -> None:
+        """After a shared transaction failed: each unit alone, so only the bad one fails."""
+        for item in items:
+            try:
+                (result,) = await self._commit([item[0]])
+            except Exception as exc:
+                self._fail(item[1], exc)
+            else:
+                self._committed([item], [result])
+
+    def _committed(
+        self, items: list[tuple[Work, asyncio.Future[Any], bool]], results: list[Any]
+    ) -> None:
+        if not all(quiet for _, _, quiet in items):
+            self._on_commit()
+        for (_, future, _), result in zip(items, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def _commit(self, works: list[Work]) -> list[Any]:
+        if self._thread is None:
+            raise StoreUnavailable("the store is not running")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._commit_sync, works
+        )
+
+    def _commit_sync(self, works: list[Work]) -> list[Any]:
         deadline = time.monotonic() + BUSY_WAIT_SECONDS
         while True:
             try:
-                return await self._commit_once(works)
+                return self._commit_once(works)
             except OperationalError as exc:
                 if not is_busy(exc) or time.monotonic() > deadline:
                     raise
-                await asyncio.sleep(random.uniform(0.0005, 0.002))
+                time.sleep(random.uniform(0.0005, 0.002))
 
-    async def _commit_once(self, works: list[Work]) -> list[Any]:
-        async with self._engine.begin() as conn:
+    def _commit_once(self, works: list[Work]) -> list[Any]:
+        lock = self._write_lock.held() if self._write_lock is not None else no_lock()
+        with lock, self._engine.begin() as conn:
             results: list[Any] = []
             merged: dict[Executable, list[dict[str, Any]]] = {}
             for work in works:
@@ -143,12 +196,11 @@ class GroupCommitter:
                         merged.setdefault(stmt, []).extend(rows)
                     results.append(None)
                     continue
-                await _flush(conn, merged)  # earlier writes first: order is kept
-                results.append(await work(conn))
-            await _flush(conn, merged)
+                _flush(conn, merged)  # earlier writes first: order is kept
+                results.append(work(conn))
+            _flush(conn, merged)
             if self._before_commit is not None:
-                await self._before_commit(conn)
-        self._on_commit()
+                self._before_commit(conn)
         return results
 
     @staticmethod
@@ -157,7 +209,7 @@ class GroupCommitter:
             return
         if isinstance(exc, PigeonError):
             future.set_exception(exc)
-        elif isinstance(exc, SQLAlchemyError):
+        elif isinstance(exc, SQLAlchemyError | sqlite3.Error):
             error = StoreUnavailable(f"database write failed: {exc.__class__.__name__}: {exc}")
             error.__cause__ = exc
             future.set_exception(error)
@@ -166,7 +218,7 @@ class GroupCommitter:
             future.set_exception(exc)
 
 
-async def _flush(conn: AsyncConnection, merged: dict[Executable, list[dict[str, Any]]]) -> None:
+def _flush(conn: Connection, merged: dict[Executable, list[dict[str, Any]]]) -> None:
     for stmt, rows in merged.items():
-        await conn.execute(stmt, rows)
+        conn.execute(stmt, rows)
     merged.clear()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from pigeon.domain.events import utcnow
 from pigeon.errors import PigeonError
@@ -48,12 +48,12 @@ class KeyAlreadyUsed(PigeonError):
     """Another request claimed this idempotency key first (it may still be committing)."""
 
 
-async def claim(
-    conn: AsyncConnection, request: IdempotentRequest, notification_id: str, ttl: timedelta
+def claim(
+    conn: Connection, request: IdempotentRequest, notification_id: str, ttl: timedelta
 ) -> None:
     """Claim ``request.key`` in ``conn``'s transaction, or raise :class:`KeyAlreadyUsed`."""
     now = utcnow()
-    await conn.execute(
+    conn.execute(
         delete(idempotency_keys).where(
             and_(
                 idempotency_keys.c.account_id == request.account_id,
@@ -63,7 +63,7 @@ async def claim(
         )
     )
     upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    result = await conn.execute(
+    result = conn.execute(
         upsert(idempotency_keys)
         .values(
             account_id=request.account_id,
@@ -81,12 +81,10 @@ async def claim(
         raise KeyAlreadyUsed(f"idempotency key {request.key!r} is already in use")
 
 
-async def find(
-    conn: AsyncConnection, account_id: str, key: str, ttl: timedelta
-) -> IdempotentRecord | None:
+def find(conn: Connection, account_id: str, key: str, ttl: timedelta) -> IdempotentRecord | None:
     """The live record of ``key`` in ``account_id``, if any."""
     row = (
-        await conn.execute(
+        conn.execute(
             select(
                 idempotency_keys.c.request_hash,
                 idempotency_keys.c.notification_id,

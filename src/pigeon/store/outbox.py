@@ -24,7 +24,8 @@ from typing import IO, Any, Protocol
 
 import orjson
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pigeon.errors import StoreUnavailable
 from pigeon.store.engine import DatabaseUrl
@@ -65,8 +66,8 @@ async def delete_rows(commits: GroupCommitter, ids: list[int]) -> None:
     """Delete published rows by id (not ``id <= max``: on PostgreSQL a lower id
     can commit after a higher one, and must not be deleted unpublished)."""
 
-    async def work(conn: AsyncConnection) -> None:
-        await conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+    def work(conn: Connection) -> None:
+        conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
 
     await commits.submit(work)
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from pigeon.domain.events import (
     Event,
@@ -32,14 +32,14 @@ from pigeon.store.schema import notifications, processed_events, timeline, usage
 E = TypeVar("E", bound=Event)
 
 
-async def first_time(conn: AsyncConnection, consumer: str, events: Sequence[E]) -> list[E]:
+def first_time(conn: Connection, consumer: str, events: Sequence[E]) -> list[E]:
     """The events ``consumer`` has not processed before, now recorded as processed."""
     unique = list({e.event_id: e for e in events}.values())
     if not unique:
         return []
     seen = set(
         (
-            await conn.execute(
+            conn.execute(
                 select(processed_events.c.event_id).where(
                     processed_events.c.consumer == consumer,
                     processed_events.c.event_id.in_([e.event_id for e in unique]),
@@ -49,7 +49,7 @@ async def first_time(conn: AsyncConnection, consumer: str, events: Sequence[E]) 
     )
     fresh = [e for e in unique if e.event_id not in seen]
     if fresh:
-        await conn.execute(
+        conn.execute(
             insert(processed_events),
             [{"consumer": consumer, "event_id": e.event_id} for e in fresh],
         )
@@ -72,9 +72,9 @@ def _changes(event: Event, row: dict[str, Any]) -> None:
         row["status"] = event.status.value
 
 
-async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[Event]) -> int:
+def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> int:
     """Apply status events forward-only; returns how many notifications changed."""
-    fresh = await first_time(conn, consumer, events)
+    fresh = first_time(conn, consumer, events)
     ids = list({e.notification_id for e in fresh})
     if not ids:
         return 0
@@ -92,11 +92,11 @@ async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[
     # status read before the other's commit and move the notification backwards
     locked = select(*columns).where(notifications.c.id.in_(ids))
     locked = locked.order_by(notifications.c.id).with_for_update()
-    rows = {r.id: dict(r._mapping) for r in (await conn.execute(locked))}
+    rows = {r.id: dict(r._mapping) for r in (conn.execute(locked))}
     before = {nid: dict(row) for nid, row in rows.items()}
     recorded: dict[str, set[tuple[str, str]]] = {}
     for nid, status, detail in (
-        await conn.execute(
+        conn.execute(
             select(timeline.c.notification_id, timeline.c.status, timeline.c.detail).where(
                 timeline.c.notification_id.in_(ids)
             )
@@ -128,11 +128,11 @@ async def project_status(conn: AsyncConnection, consumer: str, events: Sequence[
             )
         row["updated_at"] = event.occurred_at
     if entries:
-        await conn.execute(insert(timeline), entries)
+        conn.execute(insert(timeline), entries)
     # sorted: concurrent projectors on PostgreSQL lock rows in one order, never deadlock
     changed = [row for nid, row in sorted(rows.items()) if _differs(row, before[nid])]
     if changed:
-        await conn.execute(
+        conn.execute(
             update(notifications).where(notifications.c.id == bindparam("nid")),
             [{**{k: v for k, v in row.items() if k != "id"}, "nid": row["id"]} for row in changed],
         )
@@ -143,9 +143,9 @@ def _differs(row: dict[str, Any], before: dict[str, Any]) -> bool:
     return any(row.get(k) != before.get(k) for k in row if k != "updated_at")
 
 
-async def meter_usage(conn: AsyncConnection, consumer: str, events: Sequence[SmsRequested]) -> int:
+def meter_usage(conn: Connection, consumer: str, events: Sequence[SmsRequested]) -> int:
     """Count messages and segments per account and UTC day, once per event."""
-    fresh = await first_time(conn, consumer, events)
+    fresh = first_time(conn, consumer, events)
     totals: dict[tuple[str, date], list[int]] = {}
     for event in fresh:
         day_total = totals.setdefault((event.account_id, event.occurred_at.date()), [0, 0])
@@ -156,7 +156,7 @@ async def meter_usage(conn: AsyncConnection, consumer: str, events: Sequence[Sms
         stmt = upsert(usage_daily).values(
             account_id=account_id, day=day, messages=messages, segments=segments
         )
-        await conn.execute(
+        conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[usage_daily.c.account_id, usage_daily.c.day],
                 set_={

@@ -13,17 +13,20 @@ import contextlib
 import hashlib
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 import orjson
 from sqlalchemy import delete, insert, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.bus.port import Message
 from pigeon.bus.sqlite_schema import create_schema
+from pigeon.bus.sqlite_write_lock import FileWriteLock
 from pigeon.domain.callbacks import event_from_twilio_status
 from pigeon.domain.events import Event, SmsRequested, SmsSent, utcnow
 from pigeon.domain.ids import ulid
@@ -38,7 +41,7 @@ from pigeon.errors import ConflictError, NotFoundError, StoreUnavailable, Valida
 from pigeon.store import attempts, idempotency, migrate, projection
 from pigeon.store import dead_letters as dlq
 from pigeon.store import outbox as outbox_sql
-from pigeon.store.engine import DatabaseUrl, store_engines
+from pigeon.store.engine import DatabaseUrl, reader_engine, writer_engine
 from pigeon.store.event_log import (
     EventLog,
     OutboxEventLog,
@@ -58,6 +61,7 @@ from pigeon.store.schema import (
     usage_daily,
 )
 
+T = TypeVar("T")
 KEY_PREFIX = "pgn_"
 _INSERT_NOTIFICATION = insert(notifications)
 _INSERT_TIMELINE = insert(timeline)
@@ -108,19 +112,23 @@ class SqlStore:
         self.outbox = outbox
         self._auto_migrate = auto_migrate
         self._idempotency_ttl = idempotency_ttl
-        self._writer, self._reader = store_engines(url, synchronous=synchronous)
+        self._writer = writer_engine(url, synchronous=synchronous)
+        self._reader = reader_engine(url, synchronous=synchronous)
         self._log: EventLog = (
             OutboxEventLog() if outbox else SqliteEventLog(partitions or {}, default_partitions)
         )
-        before_commit: Callable[[AsyncConnection], Awaitable[None]] | None = None
+        before_commit: Callable[[Connection], None] | None = None
         if outbox and url.dialect == "postgresql":
 
-            async def notify_relay(conn: AsyncConnection) -> None:
-                await conn.execute(_NOTIFY_OUTBOX)  # delivered at commit, once per transaction
+            def notify_relay(conn: Connection) -> None:
+                conn.execute(_NOTIFY_OUTBOX)  # delivered at commit, once per transaction
 
             before_commit = notify_relay
         self._commits = GroupCommitter(
-            self._writer, on_commit=on_commit, before_commit=before_commit
+            self._writer,
+            on_commit=on_commit,
+            before_commit=before_commit,
+            write_lock=FileWriteLock(url.path) if url.dialect == "sqlite" else None,
         )
         self._key_cache: dict[str, Account] = {}
 
@@ -142,16 +150,18 @@ class SqlStore:
                 raise StoreUnavailable(f"cannot open the database {self.url}: {exc}") from exc
         await self._commits.start()
 
-    @property
-    def writer(self) -> AsyncEngine:
-        """The engine writes go through (the outbox relay shares it)."""
-        return self._writer
-
     async def stop(self) -> None:
         """Flush pending writes and close connections."""
         await self._commits.stop()
-        await self._writer.dispose()
         await self._reader.dispose()
+
+    async def submit_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the writer's sqlite3 connection in a shared transaction.
+
+        The embedded bus writes through this (see ``SqliteEventBus.attach_writer``),
+        so a process has one writer and a worker's settle shares its commits.
+        """
+        return await self._commits.submit_sqlite(work)
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -195,14 +205,12 @@ class SqlStore:
         if not name or len(name) > 200:
             raise ValidationError("account", "must be 1 to 200 characters")
 
-        async def work(conn: AsyncConnection) -> Account:
-            row = (await conn.execute(select(accounts).where(accounts.c.name == name))).first()
+        def work(conn: Connection) -> Account:
+            row = (conn.execute(select(accounts).where(accounts.c.name == name))).first()
             if row is not None:
                 return Account(row.id, row.name)
             account = Account("acc_" + ulid(), name)
-            await conn.execute(
-                insert(accounts).values(id=account.id, name=name, created_at=utcnow())
-            )
+            conn.execute(insert(accounts).values(id=account.id, name=name, created_at=utcnow()))
             return account
 
         return await self._commits.submit(work)
@@ -218,8 +226,8 @@ class SqlStore:
         account = await self.ensure_account(account_name)
         key = KEY_PREFIX + secrets.token_urlsafe(24)
 
-        async def work(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def work(conn: Connection) -> None:
+            conn.execute(
                 insert(api_keys).values(
                     id="key_" + ulid(),
                     account_id=account.id,
@@ -278,11 +286,11 @@ class SqlStore:
         if found is not None:
             return found
 
-        async def work(conn: AsyncConnection) -> None:
-            await idempotency.claim(conn, request, notification.id, ttl)
-            await conn.execute(_INSERT_NOTIFICATION, [notification_values(notification)])
-            await conn.execute(_INSERT_TIMELINE, [_accepted_entry(notification)])
-            await append(self._log, conn, [notification.requested_event()])
+        def work(conn: Connection) -> None:
+            idempotency.claim(conn, request, notification.id, ttl)
+            conn.execute(_INSERT_NOTIFICATION, [notification_values(notification)])
+            conn.execute(_INSERT_TIMELINE, [_accepted_entry(notification)])
+            append(self._log, conn, [notification.requested_event()])
 
         try:
             await self._commits.submit(work)
@@ -301,7 +309,7 @@ class SqlStore:
     ) -> idempotency.IdempotentRecord | None:
         """The live record of an idempotency key, if any."""
         async with self._read() as conn:
-            return await idempotency.find(conn, account_id, key, self._idempotency_ttl)
+            return await conn.run_sync(idempotency.find, account_id, key, self._idempotency_ttl)
 
     async def append_events(self, events: Sequence[Event]) -> None:
         """Publish events through the log, durably."""
@@ -347,11 +355,11 @@ class SqlStore:
         """
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
 
-        async def work(conn: AsyncConnection) -> bool:
-            await _lock_message_ids(conn, [sid])
-            found = await _notification_for_message(conn, sid)
+        def work(conn: Connection) -> bool:
+            _lock_message_ids(conn, [sid])
+            found = _notification_for_message(conn, sid)
             if found is None:
-                await conn.execute(
+                conn.execute(
                     insert(pending_callbacks).values(
                         provider_message_id=sid,
                         params=orjson.dumps(dict(params)).decode(),
@@ -361,7 +369,7 @@ class SqlStore:
                 return False
             event = event_from_twilio_status(found[0], found[1], params)
             if event is not None:
-                await append(self._log, conn, [event])
+                append(self._log, conn, [event])
             return True
 
         return await self._commits.submit(work)
@@ -374,9 +382,9 @@ class SqlStore:
     ) -> list[attempts.AttemptStart]:
         """Open attempts and publish the events ``events(starts)`` returns, atomically."""
 
-        async def work(conn: AsyncConnection) -> list[attempts.AttemptStart]:
-            starts = await attempts.begin_attempts(conn, requests)
-            await append(self._log, conn, events(starts))
+        def work(conn: Connection) -> list[attempts.AttemptStart]:
+            starts = attempts.begin_attempts(conn, requests)
+            append(self._log, conn, events(starts))
             return starts
 
         return await self._commits.submit(work)
@@ -394,22 +402,22 @@ class SqlStore:
         the failure journaled and neither fails nor dead-letters it again.
         """
 
-        async def work(conn: AsyncConnection) -> None:
-            await _lock_message_ids(
+        def work(conn: Connection) -> None:
+            _lock_message_ids(
                 conn,
                 [r.provider_message_id for r in results if r.provider_message_id]
                 + [e.provider_message_id for e in events if isinstance(e, SmsSent)],
             )
-            await attempts.finish_attempts(conn, results)
-            await append(self._log, conn, events, dead_letters)
-            await append(self._log, conn, await _claim_pending_callbacks(conn, events))
+            attempts.finish_attempts(conn, results)
+            append(self._log, conn, events, dead_letters)
+            append(self._log, conn, _claim_pending_callbacks(conn, events))
 
         await self._commits.submit(work)
 
     async def message_owner(self, provider_message_id: str) -> str | None:
         """The notification an attempt recorded ``provider_message_id`` for, if any."""
         async with self._read() as conn:
-            found = await _notification_for_message(conn, provider_message_id)
+            found = await conn.run_sync(_notification_for_message, provider_message_id)
         return found[1] if found is not None else None
 
     async def stale_sent(
@@ -441,8 +449,8 @@ class SqlStore:
     async def record_dead_letters(self, messages: Sequence[Message]) -> int:
         """Copy dead-letter topic messages into ``dead_letters`` (idempotent)."""
 
-        async def work(conn: AsyncConnection) -> int:
-            return await dlq.record(conn, messages)
+        def work(conn: Connection) -> int:
+            return dlq.record(conn, messages)
 
         return await self._commits.submit(work)
 
@@ -451,14 +459,16 @@ class SqlStore:
     ) -> list[dlq.DeadLetterView]:
         """Dead letters, oldest first."""
         async with self._read() as conn:
-            return await dlq.listing(
-                conn, since=since, include_replayed=include_replayed, limit=limit
+            return await conn.run_sync(
+                lambda sync: dlq.listing(
+                    sync, since=since, include_replayed=include_replayed, limit=limit
+                )
             )
 
     async def dead_letter(self, dead_letter_id: str) -> dlq.DeadLetterView | None:
         """One dead letter by id."""
         async with self._read() as conn:
-            return await dlq.get(conn, dead_letter_id)
+            return await conn.run_sync(dlq.get, dead_letter_id)
 
     async def replay_dead_letters(self, since: datetime | None = None) -> ReplayReport:
         """Replay every dead letter not replayed yet (dead since ``since``), one by one."""
@@ -476,9 +486,9 @@ class SqlStore:
         Returns the notification id; raises NotFoundError or ConflictError.
         """
 
-        async def work(conn: AsyncConnection) -> str:
-            event = await dlq.replay(conn, dead_letter_id)
-            await append(self._log, conn, [event])
+        def work(conn: Connection) -> str:
+            event = dlq.replay(conn, dead_letter_id)
+            append(self._log, conn, [event])
             return event.notification_id
 
         return await self._commits.submit(work)
@@ -487,16 +497,16 @@ class SqlStore:
     async def project_status(self, consumer: str, events: Sequence[Event]) -> int:
         """Apply status events forward-only, exactly once per event id."""
 
-        async def work(conn: AsyncConnection) -> int:
-            return await projection.project_status(conn, consumer, events)
+        def work(conn: Connection) -> int:
+            return projection.project_status(conn, consumer, events)
 
         return await self._commits.submit(work)
 
     async def meter_usage(self, consumer: str, events: Sequence[SmsRequested]) -> int:
         """Count usage exactly once per event id."""
 
-        async def work(conn: AsyncConnection) -> int:
-            return await projection.meter_usage(conn, consumer, events)
+        def work(conn: Connection) -> int:
+            return projection.meter_usage(conn, consumer, events)
 
         return await self._commits.submit(work)
 
@@ -539,7 +549,7 @@ _MESSAGE_LOCK_CLASS = 0x5049_474D
 _LOCK_MESSAGE_ID = text("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:message_id))")
 
 
-async def _lock_message_ids(conn: AsyncConnection, message_ids: Sequence[str]) -> None:
+def _lock_message_ids(conn: Connection, message_ids: Sequence[str]) -> None:
     """Order, per provider message id, recording the id and keeping an early callback.
 
     On PostgreSQL the callback's transaction and the sender's transaction that
@@ -552,19 +562,17 @@ async def _lock_message_ids(conn: AsyncConnection, message_ids: Sequence[str]) -
     if conn.dialect.name != "postgresql":
         return
     for message_id in sorted(set(message_ids)):  # one order everywhere: no deadlocks
-        await conn.execute(
+        conn.execute(
             _LOCK_MESSAGE_ID, {"lock_class": _MESSAGE_LOCK_CLASS, "message_id": message_id}
         )
 
 
-async def _notification_for_message(
-    conn: AsyncConnection, message_id: str
-) -> tuple[str, str] | None:
+def _notification_for_message(conn: Connection, message_id: str) -> tuple[str, str] | None:
     """``(account_id, notification_id)`` the provider calls ``message_id``, if known."""
     if not message_id:
         return None
     row = (
-        await conn.execute(
+        conn.execute(
             select(notifications.c.account_id, notifications.c.id)
             .join(send_attempts, send_attempts.c.notification_id == notifications.c.id)
             .where(send_attempts.c.provider_message_id == message_id)
@@ -573,13 +581,13 @@ async def _notification_for_message(
     return (row.account_id, row.id) if row is not None else None
 
 
-async def _claim_pending_callbacks(conn: AsyncConnection, events: Sequence[Event]) -> list[Event]:
+def _claim_pending_callbacks(conn: Connection, events: Sequence[Event]) -> list[Event]:
     """Events of callbacks that arrived before their message id was recorded."""
     sent = {e.provider_message_id: e for e in events if isinstance(e, SmsSent)}
     if not sent:
         return []
     rows = (
-        await conn.execute(
+        conn.execute(
             select(
                 pending_callbacks.c.id,
                 pending_callbacks.c.provider_message_id,
@@ -598,7 +606,7 @@ async def _claim_pending_callbacks(conn: AsyncConnection, events: Sequence[Event
         if event is not None:
             claimed.append(event)
     if rows:
-        await conn.execute(
+        conn.execute(
             delete(pending_callbacks).where(pending_callbacks.c.id.in_([r.id for r in rows]))
         )
     return claimed

@@ -162,8 +162,10 @@ async def test_the_usage_meter_counts_messages_and_segments_per_account(
     today = str(first["created_at"])[:10]
 
     async def metered() -> bool:
-        days = await _usage(client, tenant, today, today)
-        return days[0]["messages"] == 3
+        # the two accounts' requests may sit in different partitions: wait for both
+        ours = await _usage(client, tenant, today, today)
+        theirs = await _usage(client, other_tenant, today, today)
+        return ours[0]["messages"] == 3 and theirs[0]["messages"] == 1
 
     await _eventually(metered)
     assert await _usage(client, tenant, today, today) == [

@@ -1,0 +1,36 @@
+"""A send request as a new notification, and the answer a ``202`` carries.
+
+Written once: the API, and the benchmark's baselines that must validate and
+answer exactly like it, build both here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pigeon.api.schemas import SendNotification
+from pigeon.domain.events import format_time
+from pigeon.domain.notification import Notification
+
+
+def new_notification(request: SendNotification, account_id: str) -> Notification:
+    """The notification a validated send request asks for."""
+    return Notification.new_sms(
+        account_id=account_id,
+        to=request.to,
+        body=request.body,
+        from_number=request.from_,
+        metadata=request.metadata,
+    )
+
+
+def accepted_answer(notification: Notification) -> dict[str, Any]:
+    """The body of the ``202`` for ``notification``."""
+    return {
+        "id": notification.id,
+        "status": notification.status.value,
+        "channel": notification.channel,
+        "to": notification.to,
+        "segments": notification.segments,
+        "created_at": format_time(notification.created_at),
+    }
