@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
 
 from pigeon.domain.events import utcnow
 from pigeon.domain.status import NotificationStatus
@@ -26,6 +27,23 @@ _DONE = ("sent", "permanent", "exhausted")
 #: journal outcomes that did not spend the retry budget: replayed away, or never
 #: tried because every provider's circuit breaker was open
 _NOT_TRIES = ("superseded", "skipped")
+
+# built once: a statement made per call costs more than running it, inside the write lock
+_IDS: BindParameter[str] = bindparam("ids", expanding=True)
+_STATUSES = select(notifications.c.id, notifications.c.status).where(notifications.c.id.in_(_IDS))
+_JOURNAL = select(
+    send_attempts.c.notification_id,
+    send_attempts.c.attempt,
+    send_attempts.c.outcome,
+    send_attempts.c.started_at,
+).where(send_attempts.c.notification_id.in_(_IDS))
+_INSERT_ATTEMPTS = insert(send_attempts)
+_FINISH = update(send_attempts).where(
+    and_(
+        send_attempts.c.notification_id == bindparam("nid"),
+        send_attempts.c.attempt == bindparam("number"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -67,27 +85,10 @@ def begin_attempts(conn: Connection, requests: Sequence[tuple[str, str]]) -> lis
     its first occurrence gets an attempt.
     """
     ids = list({nid for nid, _ in requests})
-    statuses: dict[str, str] = dict(
-        (
-            conn.execute(
-                select(notifications.c.id, notifications.c.status).where(
-                    notifications.c.id.in_(ids)
-                )
-            )
-        ).all()
-    )
+    statuses: dict[str, str] = dict(conn.execute(_STATUSES, {"ids": ids}).all())
     journal: dict[str, list[tuple[int, str]]] = {}
     unfinished: dict[str, datetime] = {}
-    for nid, attempt, outcome, started_at in (
-        conn.execute(
-            select(
-                send_attempts.c.notification_id,
-                send_attempts.c.attempt,
-                send_attempts.c.outcome,
-                send_attempts.c.started_at,
-            ).where(send_attempts.c.notification_id.in_(ids))
-        )
-    ).all():
+    for nid, attempt, outcome, started_at in (conn.execute(_JOURNAL, {"ids": ids})).all():
         journal.setdefault(nid, []).append((attempt, outcome))
         if outcome in ("started", "unknown"):  # the provider may have it: ask first
             since = utc(started_at)
@@ -126,7 +127,7 @@ def begin_attempts(conn: Connection, requests: Sequence[tuple[str, str]]) -> lis
                 )
             )
     if rows:
-        conn.execute(insert(send_attempts), rows)
+        conn.execute(_INSERT_ATTEMPTS, rows)
     return starts
 
 
@@ -136,12 +137,7 @@ def finish_attempts(conn: Connection, results: Sequence[AttemptResult]) -> None:
         return
     now = utcnow()
     conn.execute(
-        update(send_attempts).where(
-            and_(
-                send_attempts.c.notification_id == bindparam("nid"),
-                send_attempts.c.attempt == bindparam("number"),
-            )
-        ),
+        _FINISH,
         [
             {
                 "nid": r.notification_id,

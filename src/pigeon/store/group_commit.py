@@ -28,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
@@ -46,7 +47,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: a statement and the rows to run it with (every row with the same keys)
 Write = tuple[Executable, list[dict[str, Any]]]
-Work = Callable[[Connection], Any] | list[Write]
+#: a set-based function over many callers' items; one result per item, in order
+MergedFn = Callable[[Connection, list[Any]], list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """One caller's item for a set-based function that runs once per transaction."""
+
+    fn: MergedFn
+    item: Any
+
+
+Work = Callable[[Connection], Any] | list[Write] | Merged
 
 
 class GroupCommitter:
@@ -114,6 +127,14 @@ class GroupCommitter:
             return work(raw)
 
         return await self.submit(on_driver, quiet=True)
+
+    async def merged(self, fn: MergedFn, item: Any) -> Any:
+        """Run ``fn(conn, items)`` once for every caller's item in a transaction.
+
+        For work whose cost is per statement, not per row (journal updates,
+        callbacks): N concurrent callers cost one set-based call, not N.
+        """
+        return await self._enqueue(Merged(fn, item), False)
 
     async def write(self, writes: list[Write]) -> None:
         """Run plain writes, merged with other callers'; returns after the commit."""
@@ -187,17 +208,28 @@ class GroupCommitter:
 
     def _commit_once(self, works: list[Work]) -> list[Any]:
         lock = self._write_lock.held() if self._write_lock is not None else no_lock()
+        sets: dict[MergedFn, list[int]] = {}
+        for index, work in enumerate(works):
+            if isinstance(work, Merged):
+                sets.setdefault(work.fn, []).append(index)
         with lock, self._engine.begin() as conn:
-            results: list[Any] = []
+            results: list[Any] = [None] * len(works)
             merged: dict[Executable, list[dict[str, Any]]] = {}
-            for work in works:
+            for index, work in enumerate(works):
                 if isinstance(work, list):
                     for stmt, rows in work:
                         merged.setdefault(stmt, []).extend(rows)
-                    results.append(None)
                     continue
                 _flush(conn, merged)  # earlier writes first: order is kept
-                results.append(work(conn))
+                if isinstance(work, Merged):
+                    # every caller's item at the first one's place, in one call
+                    indices = sets.pop(work.fn, None)
+                    if indices is not None:
+                        items = [works[i].item for i in indices]  # type: ignore[union-attr]
+                        for i, result in zip(indices, work.fn(conn, items), strict=True):
+                            results[i] = result
+                    continue
+                results[index] = work(conn)
             _flush(conn, merged)
             if self._before_commit is not None:
                 self._before_commit(conn)

@@ -8,6 +8,7 @@ with a handful of set-based statements, not a few statements per event.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date
 from typing import Any, TypeVar
@@ -16,6 +17,8 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import BindParameter
 
 from pigeon.domain.events import (
     Event,
@@ -31,6 +34,35 @@ from pigeon.store.schema import notifications, processed_events, timeline, usage
 
 E = TypeVar("E", bound=Event)
 
+# built once: a statement made per call costs more than running it, inside the write lock
+_IDS: BindParameter[str] = bindparam("ids", expanding=True)
+_SEEN = select(processed_events.c.event_id).where(
+    processed_events.c.consumer == bindparam("consumer"), processed_events.c.event_id.in_(_IDS)
+)
+_INSERT_PROCESSED = insert(processed_events)
+# FOR UPDATE (PostgreSQL; SQLite's writers never overlap): two projector processes
+# may fold events of one notification at once (its request and its status events
+# travel on different topics); unlocked, the later commit would write back a
+# status read before the other's commit and move the notification backwards
+_LOCKED = (
+    select(
+        notifications.c.id,
+        notifications.c.status,
+        notifications.c.attempts,
+        notifications.c.provider,
+        notifications.c.provider_message_id,
+        notifications.c.last_error,
+    )
+    .where(notifications.c.id.in_(_IDS))
+    .order_by(notifications.c.id)
+    .with_for_update()
+)
+_STEPS = select(timeline.c.notification_id, timeline.c.status, timeline.c.detail).where(
+    timeline.c.notification_id.in_(_IDS)
+)
+_INSERT_TIMELINE = insert(timeline)
+_UPDATE_NOTIFICATION = update(notifications).where(notifications.c.id == bindparam("nid"))
+
 
 def first_time(conn: Connection, consumer: str, events: Sequence[E]) -> list[E]:
     """The events ``consumer`` has not processed before, now recorded as processed."""
@@ -38,22 +70,28 @@ def first_time(conn: Connection, consumer: str, events: Sequence[E]) -> list[E]:
     if not unique:
         return []
     seen = set(
-        (
-            conn.execute(
-                select(processed_events.c.event_id).where(
-                    processed_events.c.consumer == consumer,
-                    processed_events.c.event_id.in_([e.event_id for e in unique]),
-                )
-            )
-        ).scalars()
+        conn.execute(_SEEN, {"consumer": consumer, "ids": [e.event_id for e in unique]}).scalars()
     )
     fresh = [e for e in unique if e.event_id not in seen]
     if fresh:
         conn.execute(
-            insert(processed_events),
+            _INSERT_PROCESSED,
             [{"consumer": consumer, "event_id": e.event_id} for e in fresh],
         )
     return fresh
+
+
+@functools.cache
+def _usage_upsert(dialect: str) -> Executable:
+    """Add to a day's usage, creating the row: built once per dialect, run with many rows."""
+    stmt = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(usage_daily)
+    return stmt.on_conflict_do_update(
+        index_elements=[usage_daily.c.account_id, usage_daily.c.day],
+        set_={
+            "messages": usage_daily.c.messages + stmt.excluded.messages,
+            "segments": usage_daily.c.segments + stmt.excluded.segments,
+        },
+    )
 
 
 def _changes(event: Event, row: dict[str, Any]) -> None:
@@ -78,30 +116,10 @@ def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> 
     ids = list({e.notification_id for e in fresh})
     if not ids:
         return 0
-    columns = (
-        notifications.c.id,
-        notifications.c.status,
-        notifications.c.attempts,
-        notifications.c.provider,
-        notifications.c.provider_message_id,
-        notifications.c.last_error,
-    )
-    # FOR UPDATE (PostgreSQL; SQLite's writers never overlap): two projector processes
-    # may fold events of one notification at once (its request and its status events
-    # travel on different topics); unlocked, the later commit would write back a
-    # status read before the other's commit and move the notification backwards
-    locked = select(*columns).where(notifications.c.id.in_(ids))
-    locked = locked.order_by(notifications.c.id).with_for_update()
-    rows = {r.id: dict(r._mapping) for r in (conn.execute(locked))}
+    rows = {r.id: dict(r._mapping) for r in (conn.execute(_LOCKED, {"ids": ids}))}
     before = {nid: dict(row) for nid, row in rows.items()}
     recorded: dict[str, set[tuple[str, str]]] = {}
-    for nid, status, detail in (
-        conn.execute(
-            select(timeline.c.notification_id, timeline.c.status, timeline.c.detail).where(
-                timeline.c.notification_id.in_(ids)
-            )
-        )
-    ).all():
+    for nid, status, detail in (conn.execute(_STEPS, {"ids": ids})).all():
         recorded.setdefault(nid, set()).add((status, detail))
     entries = []
     for event in sorted(fresh, key=lambda e: e.occurred_at):
@@ -128,12 +146,12 @@ def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> 
             )
         row["updated_at"] = event.occurred_at
     if entries:
-        conn.execute(insert(timeline), entries)
+        conn.execute(_INSERT_TIMELINE, entries)
     # sorted: concurrent projectors on PostgreSQL lock rows in one order, never deadlock
     changed = [row for nid, row in sorted(rows.items()) if _differs(row, before[nid])]
     if changed:
         conn.execute(
-            update(notifications).where(notifications.c.id == bindparam("nid")),
+            _UPDATE_NOTIFICATION,
             [{**{k: v for k, v in row.items() if k != "id"}, "nid": row["id"]} for row in changed],
         )
     return len(changed)
@@ -145,24 +163,25 @@ def _differs(row: dict[str, Any], before: dict[str, Any]) -> bool:
 
 def meter_usage(conn: Connection, consumer: str, events: Sequence[SmsRequested]) -> int:
     """Count messages and segments per account and UTC day, once per event."""
+    return len(meter_fresh(conn, consumer, events))
+
+
+def meter_fresh(
+    conn: Connection, consumer: str, events: Sequence[SmsRequested]
+) -> list[SmsRequested]:
+    """Like :func:`meter_usage`; returns the events counted now (the others were before)."""
     fresh = first_time(conn, consumer, events)
     totals: dict[tuple[str, date], list[int]] = {}
     for event in fresh:
         day_total = totals.setdefault((event.account_id, event.occurred_at.date()), [0, 0])
         day_total[0] += 1
         day_total[1] += event.segments
-    upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    for (account_id, day), (messages, segments) in sorted(totals.items()):
-        stmt = upsert(usage_daily).values(
-            account_id=account_id, day=day, messages=messages, segments=segments
-        )
+    if totals:
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[usage_daily.c.account_id, usage_daily.c.day],
-                set_={
-                    "messages": usage_daily.c.messages + stmt.excluded.messages,
-                    "segments": usage_daily.c.segments + stmt.excluded.segments,
-                },
-            )
+            _usage_upsert(conn.dialect.name),
+            [
+                {"account_id": a, "day": d, "messages": m, "segments": n}
+                for (a, d), (m, n) in sorted(totals.items())
+            ],
         )
-    return len(fresh)
+    return fresh

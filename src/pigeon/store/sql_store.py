@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 import orjson
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -65,6 +65,7 @@ T = TypeVar("T")
 KEY_PREFIX = "pgn_"
 _INSERT_NOTIFICATION = insert(notifications)
 _INSERT_TIMELINE = insert(timeline)
+_INSERT_PENDING = insert(pending_callbacks)
 MAX_USAGE_DAYS = 366
 
 
@@ -353,26 +354,36 @@ class SqlStore:
         (see :meth:`finish_attempts`), since providers may call back before
         our own write of that id commits.
         """
-        sid = params.get("MessageSid") or params.get("SmsSid") or ""
+        return bool(await self._commits.merged(self._record_callbacks, dict(params)))
 
-        def work(conn: Connection) -> bool:
-            _lock_message_ids(conn, [sid])
-            found = _notification_for_message(conn, sid)
-            if found is None:
-                conn.execute(
-                    insert(pending_callbacks).values(
-                        provider_message_id=sid,
-                        params=orjson.dumps(dict(params)).decode(),
-                        received_at=utcnow(),
-                    )
+    def _record_callbacks(self, conn: Connection, callbacks: list[dict[str, str]]) -> list[bool]:
+        """Every callback of a group commit, set-based: one look-up, one insert each way."""
+        sids = [p.get("MessageSid") or p.get("SmsSid") or "" for p in callbacks]
+        _lock_message_ids(conn, [sid for sid in sids if sid])
+        owners = _notifications_for_messages(conn, sids)
+        events: list[Event] = []
+        pending: list[dict[str, object]] = []
+        found: list[bool] = []
+        now = utcnow()
+        for sid, params in zip(sids, callbacks, strict=True):
+            owner = owners.get(sid)
+            found.append(owner is not None)
+            if owner is None:
+                pending.append(
+                    {
+                        "provider_message_id": sid,
+                        "params": orjson.dumps(params).decode(),
+                        "received_at": now,
+                    }
                 )
-                return False
-            event = event_from_twilio_status(found[0], found[1], params)
+                continue
+            event = event_from_twilio_status(owner[0], owner[1], params)
             if event is not None:
-                append(self._log, conn, [event])
-            return True
-
-        return await self._commits.submit(work)
+                events.append(event)
+        if pending:
+            conn.execute(_INSERT_PENDING, pending)
+        append(self._log, conn, events)
+        return found
 
     # -- the sender's journal ----------------------------------------------------
     async def begin_attempts(
@@ -382,12 +393,31 @@ class SqlStore:
     ) -> list[attempts.AttemptStart]:
         """Open attempts and publish the events ``events(starts)`` returns, atomically."""
 
-        def work(conn: Connection) -> list[attempts.AttemptStart]:
-            starts = attempts.begin_attempts(conn, requests)
-            append(self._log, conn, events(starts))
-            return starts
+        starts: list[attempts.AttemptStart] = await self._commits.merged(
+            self._begin_attempts, (list(requests), events)
+        )
+        return starts
 
-        return await self._commits.submit(work)
+    def _begin_attempts(
+        self,
+        conn: Connection,
+        items: list[
+            tuple[
+                list[tuple[str, str]],
+                Callable[[list[attempts.AttemptStart]], Sequence[Event]],
+            ]
+        ],
+    ) -> list[list[attempts.AttemptStart]]:
+        """Every sender batch of a group commit, set-based."""
+        starts = attempts.begin_attempts(conn, [r for requests, _ in items for r in requests])
+        per_item: list[list[attempts.AttemptStart]] = []
+        published: list[Event] = []
+        for requests, events in items:
+            mine, starts = starts[: len(requests)], starts[len(requests) :]
+            per_item.append(mine)
+            published.extend(events(mine))
+        append(self._log, conn, published)
+        return per_item
 
     async def finish_attempts(
         self,
@@ -402,17 +432,28 @@ class SqlStore:
         the failure journaled and neither fails nor dead-letters it again.
         """
 
-        def work(conn: Connection) -> None:
-            _lock_message_ids(
-                conn,
-                [r.provider_message_id for r in results if r.provider_message_id]
-                + [e.provider_message_id for e in events if isinstance(e, SmsSent)],
-            )
-            attempts.finish_attempts(conn, results)
-            append(self._log, conn, events, dead_letters)
-            append(self._log, conn, _claim_pending_callbacks(conn, events))
+        await self._commits.merged(
+            self._finish_attempts, (list(results), list(events), list(dead_letters))
+        )
 
-        await self._commits.submit(work)
+    def _finish_attempts(
+        self,
+        conn: Connection,
+        items: list[tuple[list[attempts.AttemptResult], list[Event], list[RawRecord]]],
+    ) -> list[None]:
+        """Every sender's outcomes of a group commit, set-based."""
+        results = [r for item in items for r in item[0]]
+        events = [e for item in items for e in item[1]]
+        dead_letters = [d for item in items for d in item[2]]
+        _lock_message_ids(
+            conn,
+            [r.provider_message_id for r in results if r.provider_message_id]
+            + [e.provider_message_id for e in events if isinstance(e, SmsSent)],
+        )
+        attempts.finish_attempts(conn, results)
+        append(self._log, conn, events, dead_letters)
+        append(self._log, conn, _claim_pending_callbacks(conn, events))
+        return [None] * len(items)
 
     async def message_owner(self, provider_message_id: str) -> str | None:
         """The notification an attempt recorded ``provider_message_id`` for, if any."""
@@ -497,18 +538,40 @@ class SqlStore:
     async def project_status(self, consumer: str, events: Sequence[Event]) -> int:
         """Apply status events forward-only, exactly once per event id."""
 
-        def work(conn: Connection) -> int:
-            return projection.project_status(conn, consumer, events)
+        return int(await self._commits.merged(self._project, (consumer, list(events))))
 
-        return await self._commits.submit(work)
+    @staticmethod
+    def _project(conn: Connection, items: list[tuple[str, list[Event]]]) -> list[int]:
+        """Every projector batch of a group commit, set-based; each caller learns how many
+        notifications the shared commit changed for its consumer."""
+        by_consumer: dict[str, list[Event]] = {}
+        for consumer, events in items:
+            by_consumer.setdefault(consumer, []).extend(events)
+        changed = {c: projection.project_status(conn, c, e) for c, e in by_consumer.items()}
+        return [changed[consumer] for consumer, _ in items]
 
     async def meter_usage(self, consumer: str, events: Sequence[SmsRequested]) -> int:
         """Count usage exactly once per event id."""
 
-        def work(conn: Connection) -> int:
-            return projection.meter_usage(conn, consumer, events)
+        return int(await self._commits.merged(self._meter, (consumer, list(events))))
 
-        return await self._commits.submit(work)
+    @staticmethod
+    def _meter(conn: Connection, items: list[tuple[str, list[SmsRequested]]]) -> list[int]:
+        """Every meter batch of a group commit, set-based; each caller learns how many of
+        its events were counted now (an event in two batches counts for the first)."""
+        by_consumer: dict[str, list[SmsRequested]] = {}
+        for consumer, events in items:
+            by_consumer.setdefault(consumer, []).extend(events)
+        fresh = {
+            c: {e.event_id for e in projection.meter_fresh(conn, c, e)}
+            for c, e in by_consumer.items()
+        }
+        counts = []
+        for consumer, events in items:
+            mine = {e.event_id for e in events} & fresh[consumer]
+            fresh[consumer] -= mine
+            counts.append(len(mine))
+        return counts
 
     async def usage(self, account_id: str, start: date, end: date) -> list[UsageDay]:
         """Usage per day from ``start`` to ``end`` inclusive, days without usage as zero."""
@@ -579,6 +642,24 @@ def _notification_for_message(conn: Connection, message_id: str) -> tuple[str, s
         )
     ).first()
     return (row.account_id, row.id) if row is not None else None
+
+
+_OWNERS = (
+    select(send_attempts.c.provider_message_id, notifications.c.account_id, notifications.c.id)
+    .join(send_attempts, send_attempts.c.notification_id == notifications.c.id)
+    .where(send_attempts.c.provider_message_id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def _notifications_for_messages(
+    conn: Connection, message_ids: Sequence[str]
+) -> dict[str, tuple[str, str]]:
+    """``message id -> (account_id, notification_id)`` for the ids recorded so far."""
+    wanted = list({m for m in message_ids if m})
+    if not wanted:
+        return {}
+    rows = conn.execute(_OWNERS, {"ids": wanted}).all()
+    return {r.provider_message_id: (r.account_id, r.id) for r in rows}
 
 
 def _claim_pending_callbacks(conn: Connection, events: Sequence[Event]) -> list[Event]:
