@@ -18,6 +18,7 @@ from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.admin import admin_router
 from pigeon.api.deps import AccountDep, json_response
+from pigeon.api.fast_path import FastPath, SignatureCheck
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.limits import BodySizeLimit
 from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
@@ -51,6 +52,18 @@ class ApiConfig:
 _json = json_response
 
 
+def callback_signature_check(config: ApiConfig) -> SignatureCheck:
+    """Whether a status callback is signed by one of our providers' tokens."""
+    tokens = (config.twilio_auth_token, *config.other_auth_tokens)
+
+    def signature_ok(query: str, params: dict[str, str], signature: str) -> bool:
+        # the provider signs the exact URL it was given, per-notification query included
+        url = config.status_callback_url + (f"?{query}" if query else "")
+        return any(is_valid_signature(token, url, params, signature) for token in tokens)
+
+    return signature_ok
+
+
 def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
     """The FastAPI application; the store is started and stopped by the caller."""
     app = FastAPI(
@@ -61,6 +74,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
     )
     app.state.store = store
     problems.install(app)
+    signature_ok = callback_signature_check(config)
 
     @app.post(
         "/v1/notifications",
@@ -171,11 +185,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         raw = await request.body()
         params = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         signature = request.headers.get("x-twilio-signature", "")
-        # the provider signs the exact URL it was given, per-notification query included
-        query = request.url.query
-        url = config.status_callback_url + (f"?{query}" if query else "")
-        tokens = (config.twilio_auth_token, *config.other_auth_tokens)
-        if not any(is_valid_signature(token, url, params, signature) for token in tokens):
+        if not signature_ok(request.url.query, params, signature):
             log.warning("rejected a status callback with a bad X-Twilio-Signature")
             return problems.problem(403, "invalid X-Twilio-Signature")
         if not await store.record_status_callback(params):
@@ -198,4 +208,11 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
 
     app.include_router(admin_router())
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
+    app.add_middleware(
+        FastPath,
+        store=store,
+        status_path=TWILIO_STATUS_PATH,
+        signature_ok=signature_ok,
+        max_bytes=config.max_request_bytes,
+    )
     return app

@@ -61,6 +61,15 @@ def problem(
     )
 
 
+def store_unavailable() -> Response:
+    """The ``503`` of a write the store could not take."""
+    return problem(
+        503,
+        "the notification store is unavailable; nothing was stored, retry later",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _field_name(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -116,11 +125,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(_request: Request, exc: StoreUnavailable) -> Response:
         log.error("store unavailable: %s", exc)
-        return problem(
-            503,
-            "the notification store is unavailable; nothing was stored, retry later",
-            headers={"Retry-After": "1"},
-        )
+        return store_unavailable()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
