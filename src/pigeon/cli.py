@@ -20,6 +20,7 @@ import uvicorn
 from pigeon.api.admin import dead_letter_json
 from pigeon.bench.command import register as register_bench
 from pigeon.bootstrap import WORKERS, Pigeon, Runner, build
+from pigeon.children import WorkerProcesses, stop_with_parent
 from pigeon.config import Settings, load_settings
 from pigeon.domain.events import format_time
 from pigeon.errors import (
@@ -210,7 +211,11 @@ def run(
         ),
     ] = True,
 ) -> None:
-    """Run everything in one process: API, workers and the sandbox SMS provider."""
+    """Run everything with one command: API, workers and the sandbox SMS provider.
+
+    The workers run as child processes (PIGEON_RUN_WORKER_PROCESSES=false: all in
+    this one process); Ctrl-C stops them all.
+    """
     settings = _settings(
         api_port=port, sandbox_port=sandbox_port, data_dir=data_dir, auto_migrate=migrate or None
     )
@@ -232,7 +237,11 @@ def run(
         try:
             await _start_sandbox(sandbox, settings.sandbox_host, settings.sandbox_port)
             key = await _dev_key(pigeon)
-            runners = [r for name in pigeon.all_workers() for r in await pigeon.workers(name)]
+            runners: list[Runner] = (
+                [WorkerProcesses(pigeon.all_workers(), settings)]
+                if settings.run_worker_processes
+                else [r for name in pigeon.all_workers() for r in await pigeon.workers(name)]
+            )
             server = _api_server(pigeon, settings.api_host, settings.api_port)
             api_url = f"http://{settings.api_host}:{settings.api_port}"
             typer.echo(
@@ -293,6 +302,7 @@ def worker(
         )
         raise typer.Exit(2)
     settings = _settings(auto_migrate=migrate)
+    stop_with_parent(settings.run_parent_pid)  # a child of 'pigeon run' ends with it
 
     async def main() -> None:
         pigeon = build(settings)

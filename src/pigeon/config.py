@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
+    #: 'pigeon run' runs each worker as a child process (its own interpreter and GIL:
+    #: on a machine with more than one core, more SMS per second); false: one process
+    run_worker_processes: bool = True
+    #: set by 'pigeon run' in the environment of its children: they stop with it
+    run_parent_pid: int = Field(default=0, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -77,6 +77,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of every process below it (``pigeon run``'s workers)."""
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return found
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds every core of the machine spent busy (not idle or I/O wait) since boot."""
     first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -165,7 +184,7 @@ class ProcessGroup:
         ``machine`` counts every process, so ``machine`` minus the others is the
         load that something else (another benchmark, a test run) put on the cores.
         """
-        usage = {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
+        usage = {name: tree_cpu_seconds(p.pid) for name, p in self.procs.items()}
         usage["loadgen"] = cpu_seconds(os.getpid())
         usage["machine"] = machine_busy_seconds()
         return usage

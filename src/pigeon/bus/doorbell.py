@@ -1,12 +1,12 @@
 """Cross-process wake-ups for the embedded bus: a doorbell instead of a poll loop.
 
-Every process that uses one SQLite file registers in a folder beside it
-(``<database>-wake/``) and listens on a Unix datagram socket. A process that
-commits rings every registered peer: one tiny datagram each, coalesced to at
-most one ring per event-loop turn. A ring only says "look again"; what is new
-is always read from the log, so a lost or extra ring costs nothing but a poll
-(and consumers still poll on a slow fallback timer, see
-``PIGEON_BUS_POLL_INTERVAL_MS``).
+Every process with consumers on one SQLite file registers in a folder beside
+it (``<database>-wake/``) and listens on a Unix datagram socket. A process
+that commits (consumers or not: the API only publishes) rings every
+registered peer: one tiny datagram each, coalesced to at most one ring per
+event-loop turn. A ring only says "look again"; what is new is always read
+from the log, so a lost or extra ring costs nothing but a poll (and consumers
+still poll on a slow fallback timer, see ``PIGEON_BUS_POLL_INTERVAL_MS``).
 
 The sockets live in Linux's abstract namespace (no path-length limit, nothing
 left on disk by ``kill -9``); the folder holds one empty file per listener,
@@ -43,6 +43,7 @@ class Doorbell:
         self._on_ring = on_ring
         self._name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._sock: socket.socket | None = None
+        self._ringer: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = False
         self._peers: list[str] = []
@@ -70,6 +71,9 @@ class Doorbell:
 
     async def stop(self) -> None:
         """Stop listening and unregister."""
+        ringer, self._ringer = self._ringer, None
+        if ringer is not None:
+            ringer.close()
         sock, self._sock = self._sock, None
         if sock is None:
             return
@@ -80,15 +84,23 @@ class Doorbell:
             (self._folder / self._name).unlink()
 
     def ring(self) -> None:
-        """Wake every other process on this file, once per event-loop turn at most."""
-        if self._sock is None or self._pending or self._loop is None:
+        """Wake every process listening on this file, once per event-loop turn at most.
+
+        A process that only publishes (the API) rings without listening.
+        """
+        if self._pending:
             return
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
         self._pending = True
         self._loop.call_soon(self._send)
 
     def _send(self) -> None:
         self._pending = False
-        sock = self._sock
+        sock = self._sock or self._sender()
         if sock is None:
             return
         for peer in self._current_peers():
@@ -101,6 +113,16 @@ class Doorbell:
                     with contextlib.suppress(OSError):
                         (self._folder / peer).unlink()
                     self._peers_read_at = -PEERS_TTL_SECONDS
+
+    def _sender(self) -> socket.socket | None:
+        """An unbound socket to ring from, for a process that does not listen."""
+        if self._ringer is None:
+            try:
+                self._ringer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._ringer.setblocking(False)
+            except OSError:
+                return None
+        return self._ringer
 
     def _current_peers(self) -> list[str]:
         now = time.monotonic()

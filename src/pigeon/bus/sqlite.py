@@ -78,7 +78,6 @@ class SqliteEventBus:
         """Create the log tables if needed, open the connection and start listening."""
         await asyncio.to_thread(create_schema, self.path)
         await self._db.open()
-        await self._doorbell.start()
 
     async def stop(self) -> None:
         """Close the connection (consumers are stopped by their owners)."""
@@ -155,6 +154,11 @@ class SqliteEventBus:
         consumer = SqliteConsumer(self, topic, group, dead_letter_topic, member)
         self._consumers.add(consumer)
         return consumer
+
+    async def listen(self) -> None:
+        """Hear other processes' commits (a process with consumers; see the doorbell)."""
+        if not self._doorbell.listening:
+            await self._doorbell.start()
 
     def forget(self, consumer: SqliteConsumer) -> None:
         """Drop a stopped consumer from the wake-up list."""

@@ -70,6 +70,7 @@ class SqliteConsumer:
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
         """Join the group and claim this member's share of the partitions."""
+        await self._bus.listen()
         self._partitions = await self._bus.partitions(self.topic)
         self._dlq_partitions = await self._bus.partitions(self._dead_letter_topic)
         await self._heartbeat()

@@ -1,0 +1,113 @@
+"""``pigeon run``'s workers as child processes: one command, one Ctrl-C, more cores.
+
+One Python process runs on one core at a time (the GIL). ``pigeon run`` keeps
+the API and the sandbox in its own process and starts each worker as
+``python -m pigeon worker NAME`` with the same settings, so that on a machine
+with several cores the parts run in parallel, as they would on separate
+machines. Each child stops with its parent, however the parent ends (a Linux
+parent-death signal covers ``kill -9``), and a child that dies on its own is
+started again after a second: what it held is redelivered from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+from pigeon.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: a child that stops by itself is started again after this long
+RESTART_DELAY_SECONDS = 1.0
+#: how long stopping children may take before they are killed
+STOP_GRACE_SECONDS = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child exactly ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name == "data_dir":
+            value = value.resolve()
+        env[f"PIGEON_{name.upper()}"] = str(value)
+    env["PIGEON_RUN_PARENT_PID"] = str(os.getpid())
+    env["PIGEON_RUN_WORKER_PROCESSES"] = "false"
+    env["PIGEON_AUTO_MIGRATE"] = "false"  # the parent brought the schema up to date
+    return env
+
+
+def stop_with_parent(parent_pid: int) -> None:
+    """In a child of ``pigeon run``: end (SIGTERM) when the parent ends, even by ``kill -9``."""
+    if not parent_pid:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent was gone before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class WorkerProcesses:
+    """Runs, watches and stops ``pigeon worker NAME`` children (a :class:`Runner`)."""
+
+    def __init__(self, names: list[str], settings: Settings) -> None:
+        self._names = names
+        self._env = child_environment(settings)
+        self._children: dict[str, asyncio.subprocess.Process] = {}
+        self._stopping = asyncio.Event()
+
+    async def _spawn(self, name: str) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pigeon", "worker", name, env=self._env
+        )
+        self._children[name] = process
+        return process
+
+    async def run(self) -> None:
+        """Start every worker; restart one that dies; on stop, stop them all."""
+        try:
+            await asyncio.gather(*(self._keep(name) for name in self._names))
+        finally:
+            await self._stop_children()
+
+    async def _keep(self, name: str) -> None:
+        while not self._stopping.is_set():
+            process = await self._spawn(name)
+            code = await process.wait()
+            if self._stopping.is_set():
+                return
+            log.warning("worker %s ended (exit %s); starting it again", name, code)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RESTART_DELAY_SECONDS)
+
+    def request_stop(self) -> None:
+        """Ask every child to finish what it holds and stop (SIGTERM)."""
+        self._stopping.set()
+        for process in self._children.values():
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+
+    async def _stop_children(self) -> None:
+        self.request_stop()
+        waiting = [p for p in self._children.values() if p.returncode is None]
+        if not waiting:
+            return
+        _, late = await asyncio.wait(
+            [asyncio.ensure_future(p.wait()) for p in waiting], timeout=STOP_GRACE_SECONDS
+        )
+        for process in waiting:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        for task in late:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
