@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from pigeon.api.deps import AdminDep, json_response
+from pigeon.api.problems import AUTHENTICATED, documented
 from pigeon.domain.events import format_time
 from pigeon.errors import NotFoundError
 from pigeon.store.dead_letters import DeadLetterView
@@ -50,7 +51,7 @@ def admin_router() -> APIRouter:
         store: SqlStore = request.app.state.store
         return store
 
-    @router.get("", summary="List dead letters", responses={401: {}, 403: {}, 422: {}})
+    @router.get("", summary="List dead letters", responses=documented(*AUTHENTICATED, 403))
     async def list_dead_letters(
         request: Request,
         _admin: AdminDep,
@@ -65,7 +66,11 @@ def admin_router() -> APIRouter:
         )
         return json_response([dead_letter_json(letter) for letter in letters])
 
-    @router.get("/{dead_letter_id}", summary="One dead letter", responses={403: {}, 404: {}})
+    @router.get(
+        "/{dead_letter_id}",
+        summary="One dead letter",
+        responses=documented(*AUTHENTICATED, 403, 404),
+    )
     async def show_dead_letter(request: Request, dead_letter_id: str, _admin: AdminDep) -> Response:
         letter = await store_of(request).dead_letter(dead_letter_id)
         if letter is None:
@@ -76,7 +81,7 @@ def admin_router() -> APIRouter:
         "/{dead_letter_id}/replay",
         status_code=202,
         summary="Replay one dead letter",
-        responses={403: {}, 404: {}, 409: {}},
+        responses=documented(*AUTHENTICATED, 403, 404, 409),
     )
     async def replay_dead_letter(
         request: Request, dead_letter_id: str, _admin: AdminDep
@@ -87,7 +92,10 @@ def admin_router() -> APIRouter:
         )
 
     @router.post(
-        "/replay", status_code=202, summary="Replay every dead letter", responses={403: {}}
+        "/replay",
+        status_code=202,
+        summary="Replay every dead letter",
+        responses=documented(*AUTHENTICATED, 403),
     )
     async def replay_all(
         request: Request,

@@ -67,7 +67,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         status_code=202,
         response_model=NotificationAccepted,
         summary="Send a notification",
-        responses={401: {}, 413: {}, 422: {}, 503: {}},
+        responses=problems.documented(*problems.AUTHENTICATED, 400, 409),
     )
     async def send_notification(
         request: SendNotification,
@@ -127,7 +127,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         "/v1/notifications/{notification_id}",
         response_model=NotificationDetail,
         summary="A notification's status and timeline",
-        responses={401: {}, 404: {}},
+        responses=problems.documented(*problems.AUTHENTICATED, 404),
     )
     async def get_notification(notification_id: str, account: AccountDep) -> Response:
         view = await store.get_view(account.id, notification_id)
@@ -159,7 +159,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         "/v1/usage",
         response_model=list[UsageItem],
         summary="SMS usage per day",
-        responses={401: {}, 422: {}},
+        responses=problems.documented(*problems.AUTHENTICATED),
     )
     async def get_usage(
         account: AccountDep,
@@ -178,7 +178,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         TWILIO_STATUS_PATH,
         summary="Twilio status callbacks",
         include_in_schema=True,
-        responses={403: {}},
+        responses=problems.documented(*problems.ALWAYS, 400, 403, 503),
     )
     async def twilio_status(request: Request) -> Response:
         raw = await request.body()
@@ -195,11 +195,15 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
             log.info("status callback for a message id we have not recorded yet; kept")
         return Response(status_code=200)
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get("/healthz", summary="Liveness", responses=problems.documented(*problems.ALWAYS))
     async def healthz() -> Response:
         return _json({"status": "ok", "version": __version__})
 
-    @app.get("/readyz", summary="Readiness: the store and the broker answer", responses={503: {}})
+    @app.get(
+        "/readyz",
+        summary="Readiness: the store and the broker answer",
+        responses=problems.documented(*problems.ALWAYS, 503),
+    )
     async def readyz() -> Response:
         try:
             await store.ping()
