@@ -32,6 +32,8 @@ from pigeon.store.sql_store import SqlStore
 log = logging.getLogger(__name__)
 
 TWILIO_STATUS_PATH = "/v1/providers/twilio/status"
+#: the longest provider message id the store keeps
+MAX_MESSAGE_ID_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,18 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         if not any(is_valid_signature(token, url, params, signature) for token in tokens):
             log.warning("rejected a status callback with a bad X-Twilio-Signature")
             return problems.problem(403, "invalid X-Twilio-Signature")
+        sid = params.get("MessageSid") or params.get("SmsSid") or ""
+        if len(sid) > MAX_MESSAGE_ID_CHARS:
+            # Twilio's ids have 34 characters; a longer one is none we sent, nor storable
+            return problems.problem(
+                400, f"MessageSid is longer than {MAX_MESSAGE_ID_CHARS} characters"
+            )
+        for name, value in params.items():
+            # no provider sends NUL, and PostgreSQL text cannot hold it: refuse, do not store
+            if "\x00" in name or "\x00" in value:
+                return problems.problem(
+                    400, f"status callback field {name!r} holds a NUL character (%00)"
+                )
         if not await store.record_status_callback(params):
             log.info("status callback for a message id we have not recorded yet; kept")
         return Response(status_code=200)

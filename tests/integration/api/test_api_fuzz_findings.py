@@ -7,10 +7,15 @@ event, store on PostgreSQL, or send in the provider's form.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 import httpx
 import orjson
-from api_testkit import PROBLEM_JSON, Tenant
+from api_testkit import AUTH_TOKEN, PROBLEM_JSON, Tenant
+
+from pigeon.api.app import TWILIO_STATUS_PATH
+from pigeon.bootstrap import Pigeon
+from pigeon.providers.signature import compute_signature
 
 HEAD = b'{"channel": "sms", "to": "+14155550123", '
 
@@ -122,3 +127,39 @@ async def test_metadata_at_the_edge_of_the_rules_is_accepted_and_read_back_uncha
 
         assert read.status_code == 200, case
         assert read.json()["metadata"] == metadata, case
+
+
+#: signed status callbacks whose values no PostgreSQL text column takes
+ODD_CALLBACKS = {
+    "nul-in-message-sid": {"MessageSid": "SM\x00", "MessageStatus": "delivered"},
+    "nul-in-status": {"MessageSid": "SM1", "MessageStatus": "deli\x00vered"},
+    "nul-in-error-code": {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "3\x00"},
+    "nul-in-another-field": {"MessageSid": "SM1", "MessageStatus": "sent", "X\x00": "\x00"},
+    "message-sid-past-64-characters": {"MessageSid": "SM" + "a" * 63, "MessageStatus": "sent"},
+    "huge-error-code": {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "9" * 40},
+}
+
+
+async def test_a_signed_callback_with_values_we_cannot_store_is_answered_without_a_5xx(
+    client: httpx.AsyncClient,
+    pigeon: Pigeon,
+    row_counts: Callable[[], dict[str, int]],
+) -> None:
+    """Correctly signed but odd callbacks: never a 5xx; those refused write nothing."""
+    for case, params in ODD_CALLBACKS.items():
+        before = row_counts()
+        signature = compute_signature(AUTH_TOKEN, pigeon.status_callback_url, params)
+
+        response = await client.post(
+            TWILIO_STATUS_PATH,
+            content=urlencode(params).encode(),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+
+        assert response.status_code in (200, 400), (case, response.text)
+        if response.status_code == 400:
+            assert response.headers["content-type"] == PROBLEM_JSON, case
+            assert row_counts() == before, case
