@@ -83,6 +83,12 @@ class TwilioApi:
             form = await request.post()
         except ConnectionError:
             return web.Response(status=400)
+        except ValueError:  # UnicodeDecodeError among them: the form is not UTF-8
+            return twilio_error(
+                400,
+                20001,
+                "The request body is not a UTF-8 application/x-www-form-urlencoded form.",
+            )
         latency = self._faults.latency()
         if latency:
             await asyncio.sleep(latency)
@@ -258,9 +264,16 @@ def _validate(fields: Mapping[str, str]) -> web.Response | None:
             400, 21617, "The concatenated message body exceeds the 1600 character limit."
         )
     callback = fields.get("StatusCallback")
-    if callback and urlsplit(callback).scheme not in ("http", "https"):
+    if callback and _scheme(callback) not in ("http", "https"):
         return twilio_error(400, 21609, f"The StatusCallback URL {callback} is not a valid URL.")
     return None
+
+
+def _scheme(url: str) -> str | None:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:  # "http://[" and the like
+        return None
 
 
 def _filter(messages: Iterable[StoredMessage], query: Mapping[str, str]) -> Iterable[StoredMessage]:
