@@ -48,6 +48,10 @@ PROFILE = os.environ.get("PIGEON_FUZZ", "ci")
 settings.load_profile(PROFILE)
 
 
+#: pytest-timeout for one fuzz test: generous in CI, unbounded in practice for the long pass
+TIMEOUT = 120 if PROFILE == "ci" else 6 * 3600
+
+
 def scaled(ci_examples: int) -> settings:
     """Settings of the loaded profile with ``ci_examples`` examples in CI (nightly: its own)."""
     if PROFILE == "ci":

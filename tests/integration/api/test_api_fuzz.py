@@ -20,7 +20,7 @@ from api_testkit import AUTH_TOKEN, PROBLEM_JSON, StoredEvent, Tenant
 from hypothesis import event, given
 from hypothesis import strategies as st
 from openapi_fuzz import Document, FuzzRequest, Keys, operations, requests, usually
-from tests.fuzzing import scaled
+from tests.fuzzing import TIMEOUT, scaled
 
 from pigeon.api.app import TWILIO_STATUS_PATH
 from pigeon.bootstrap import Pigeon
@@ -117,7 +117,7 @@ def surface(  # noqa: PLR0917 - pytest passes fixtures by position
     )
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @scaled(250)
 @given(data=st.data())
 async def test_no_generated_request_gets_a_5xx_or_an_undocumented_status_or_stores_on_rejection(

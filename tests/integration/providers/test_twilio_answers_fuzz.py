@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.fuzzing import json_values, nasty_text, scaled
+from tests.fuzzing import TIMEOUT, json_values, nasty_text, scaled
 
 from pigeon.errors import PermanentError, ProviderRateLimited, TransientError
 from pigeon.providers.port import ProviderReceipt, SmsMessage
@@ -161,7 +161,7 @@ def _check_receipt(receipt: ProviderReceipt) -> None:
     assert receipt.segments is None or 0 < receipt.segments <= 1000
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @scaled(150)
 @given(answer=answers)
 async def test_any_answer_to_a_send_is_a_receipt_or_an_error_that_fits_the_record(
@@ -182,7 +182,7 @@ async def test_any_answer_to_a_send_is_a_receipt_or_an_error_that_fits_the_recor
         _check_receipt(receipt)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @scaled(100)
 @given(answer=answers)
 async def test_any_answer_to_a_status_fetch_or_look_up_is_a_result_or_a_transient_error(

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from sandbox_testkit import ACCOUNT_SID, AUTH_TOKEN
-from tests.fuzzing import json_values, nasty_text, scaled
+from tests.fuzzing import TIMEOUT, json_values, nasty_text, scaled
 from tests.support import free_port
 
 from pigeon.sandbox import SandboxServer
@@ -142,7 +142,7 @@ def _create(body: bytes) -> SandboxRequest:
     return SandboxRequest("POST Messages.json", "POST", f"{TWILIO}/Messages.json", headers, body)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @scaled(200)
 @given(request=sandbox_requests())
 # found by this test: each answered 500
