@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from pigeon.api.deps import AdminDep, json_response
+from pigeon.api.deps import AdminDep, could_be_our_id, json_response
 from pigeon.api.problems import AUTHENTICATED, documented
 from pigeon.domain.events import format_time
 from pigeon.errors import NotFoundError
@@ -72,7 +72,10 @@ def admin_router() -> APIRouter:
         responses=documented(*AUTHENTICATED, 403, 404),
     )
     async def show_dead_letter(request: Request, dead_letter_id: str, _admin: AdminDep) -> Response:
-        letter = await store_of(request).dead_letter(dead_letter_id)
+        store = store_of(request)
+        letter = (
+            await store.dead_letter(dead_letter_id) if could_be_our_id(dead_letter_id) else None
+        )
         if letter is None:
             raise NotFoundError(f"no dead letter {dead_letter_id!r}")
         return json_response(dead_letter_json(letter, payload=True))
@@ -86,6 +89,8 @@ def admin_router() -> APIRouter:
     async def replay_dead_letter(
         request: Request, dead_letter_id: str, _admin: AdminDep
     ) -> Response:
+        if not could_be_our_id(dead_letter_id):
+            raise NotFoundError(f"no dead letter {dead_letter_id!r}")
         notification_id = await store_of(request).replay_dead_letter(dead_letter_id)
         return json_response(
             {"dead_letter_id": dead_letter_id, "notification_id": notification_id}, 202

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from pigeon import __version__
 from pigeon.api import problems
 from pigeon.api.admin import admin_router
-from pigeon.api.deps import AccountDep, json_response
+from pigeon.api.deps import AccountDep, could_be_our_id, json_response
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.limits import BodySizeLimit
 from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
@@ -56,6 +56,8 @@ _json = json_response
 def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
     """The FastAPI application; the store is started and stopped by the caller."""
     app = FastAPI(
+        # no 307 from /v1/notifications/%2F to a path that 404s anyway: answer the 404
+        redirect_slashes=False,
         title="Pigeon",
         version=__version__,
         description="Event-driven notifications: accepted in milliseconds, delivered at least "
@@ -132,7 +134,11 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         responses=problems.documented(*problems.AUTHENTICATED, 404),
     )
     async def get_notification(notification_id: str, account: AccountDep) -> Response:
-        view = await store.get_view(account.id, notification_id)
+        view = (
+            await store.get_view(account.id, notification_id)
+            if could_be_our_id(notification_id)
+            else None
+        )
         if view is None:
             raise NotFoundError(f"no notification {notification_id!r} in this account")
         n = view.notification

@@ -163,3 +163,26 @@ async def test_a_signed_callback_with_values_we_cannot_store_is_answered_without
         if response.status_code == 400:
             assert response.headers["content-type"] == PROBLEM_JSON, case
             assert row_counts() == before, case
+
+
+#: ids in the path that no row can have; PostgreSQL refused the NUL one (a 503), and
+#: "%2F" was redirected (307) to a path that did not exist
+IMPOSSIBLE_IDS = ("%00", "ntf_%00", "a" * 5000, "%C3%A9", "%2F")
+
+
+async def test_an_id_no_row_can_have_is_a_404_on_every_route_that_takes_one(
+    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon
+) -> None:
+    """A NUL, slash, non-ASCII or 5,000-character id: 404 problem on both stacks, never a 5xx."""
+    _, admin_key = await pigeon.store.create_api_key("ops", admin=True)
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    for raw in IMPOSSIBLE_IDS:
+        for method, path, headers in (
+            ("GET", f"/v1/notifications/{raw}", tenant.headers),
+            ("GET", f"/v1/admin/dead-letters/{raw}", admin),
+            ("POST", f"/v1/admin/dead-letters/{raw}/replay", admin),
+        ):
+            response = await client.request(method, path, headers=headers)
+
+            assert response.status_code == 404, (method, path[:40], response.text)
+            assert response.headers["content-type"] == PROBLEM_JSON
