@@ -82,6 +82,16 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # the data folder or the SQLite file could not be made (a file in the way, no access)
+        typer.echo(
+            f"pigeon: error: PIGEON_DATA_DIR / PIGEON_DATABASE_URL: cannot create "
+            f"{exc.filename}: {exc.strerror}",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
 
@@ -511,6 +521,9 @@ def _on_database(action: Callable[[DatabaseUrl], T]) -> tuple[DatabaseUrl, T]:
         raise typer.Exit(2) from None
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:  # the SQLite file's folder could not be made
+        typer.echo(f"pigeon: error: PIGEON_DATABASE_URL: {exc.strerror}: {exc.filename}", err=True)
         raise typer.Exit(2) from None
 
 

@@ -32,6 +32,17 @@ MISTAKES: dict[str, tuple[list[str], dict[str, str], str]] = {
     "sandbox-rate-not-a-number": (["sandbox", "--error-rate", "x"], {}, "'--error-rate'"),
     "sandbox-faults-not-json": (["sandbox", "--faults", "{"], {}, "--faults"),
     "dlq-since-not-a-date": (["dlq", "list", "--since", "yesterday-ish"], {}, "--since"),
+    "data-dir-is-a-file": (["api"], {"PIGEON_DATA_DIR": "/dev/null"}, "PIGEON_DATA_DIR"),
+    "database-folder-impossible": (
+        ["db", "upgrade"],
+        {"PIGEON_DATABASE_URL": "sqlite:////proc/no-such/pigeon.db"},
+        "PIGEON_DATABASE_URL",
+    ),
+    "store-folder-impossible": (
+        ["keys", "create", "--account", "x"],
+        {"PIGEON_DATA_DIR": "/proc/no-such"},
+        "PIGEON_DATA_DIR",
+    ),
 }
 
 
