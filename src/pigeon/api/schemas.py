@@ -39,27 +39,29 @@ def unsendable_reason(text: str, pattern: re.Pattern[str] = _UNSENDABLE) -> str 
     )
 
 
-def _json_problem(value: Any, path: str, depth: int) -> str | None:
-    """Why a parsed JSON value cannot round-trip through our events and store, or None."""
+def _json_problem(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+    """Where and why a parsed JSON value cannot round-trip through events and store, or None."""
     if depth > MAX_METADATA_DEPTH:
-        return f"{path}: nested deeper than {MAX_METADATA_DEPTH} levels"
+        return path, f"nested deeper than {MAX_METADATA_DEPTH} levels"
     if isinstance(value, str):
         reason = unsendable_reason(value, _UNENCODABLE)
-        return f"{path}: {reason}" if reason else None
+        return (path, reason) if reason else None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
         if not _SMALLEST_INT <= value <= _LARGEST_INT:
-            return f"{path}: integer {value} does not fit in 64 bits"
+            return path, f"integer {value} does not fit in 64 bits"
         return None
     if isinstance(value, float):
-        return None if math.isfinite(value) else f"{path}: {value} is not a JSON number"
+        return None if math.isfinite(value) else (path, f"{value} is not a JSON number")
     if isinstance(value, list | dict):
         return _container_problem(value, path, depth)
-    return f"{path}: {type(value).__name__} is not a JSON value"
+    return path, f"{type(value).__name__} is not a JSON value"
 
 
-def _container_problem(value: list[Any] | dict[str, Any], path: str, depth: int) -> str | None:
+def _container_problem(
+    value: list[Any] | dict[str, Any], path: str, depth: int
+) -> tuple[str, str] | None:
     if isinstance(value, list):
         for index, item in enumerate(value):
             problem = _json_problem(item, f"{path}[{index}]", depth + 1)
@@ -69,7 +71,7 @@ def _container_problem(value: list[Any] | dict[str, Any], path: str, depth: int)
     for key, item in value.items():
         reason = unsendable_reason(key, _UNENCODABLE)
         if reason:
-            return f"{path}: a key {reason}"
+            return path, f"a key {reason}"
         problem = _json_problem(item, f"{path}.{key}", depth + 1)
         if problem:
             return problem
@@ -121,7 +123,7 @@ class SendNotification(BaseModel):
         # checked before encoding: orjson refuses these with a TypeError
         problem = _json_problem(value, "metadata", 0)
         if problem:
-            path, _, reason = problem.partition(": ")
+            path, reason = problem
             raise ValueError(reason if path == "metadata" else f"at {path}: {reason}")
         if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")

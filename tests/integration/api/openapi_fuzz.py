@@ -217,7 +217,8 @@ def requests(
         if value is None:
             continue
         if param["in"] == "path":
-            path = path.replace("{" + param["name"] + "}", quote(str(value), safe=""))
+            encoded = quote(str(value), safe="", errors="surrogatepass")
+            path = path.replace("{" + param["name"] + "}", encoded)
         elif param["in"] == "query":
             query.append((param["name"], str(value)))
         elif param["in"] == "header":
