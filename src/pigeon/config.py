@@ -90,7 +90,11 @@ class Settings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _a_folder(cls, value: Path) -> Path:
-        if value.exists() and not value.is_dir():
+        try:
+            a_file = value.exists() and not value.is_dir()
+        except OSError as exc:  # a name too long, a loop of links
+            raise ValueError(f"cannot be used as a folder: {exc.strerror}") from None
+        if a_file:
             raise ValueError(f"{str(value)!r} is a file, not a folder")
         return value
 

@@ -72,6 +72,8 @@ def _environment(name: str, value: str, data_dir: str) -> Iterator[None]:
 @scaled(250)
 @given(name=st.sampled_from(NAMES), value=values)
 @example(name="log_level", value="LOUD")
+@example(name="data_dir", value="1" * 300)  # found: File name too long (OSError)
+@example(name="idempotency_ttl_hours", value="1e999")  # found: OverflowError in timedelta
 @example(name="log_level", value="warning")
 @example(name="sms_providers", value='[{"name": "a", "url": "http://h:99999"}]')
 def test_any_setting_value_is_usable_or_one_line_naming_the_setting(name: str, value: str) -> None:

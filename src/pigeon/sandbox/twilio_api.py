@@ -184,7 +184,7 @@ class TwilioApi:
         query = request.query
         try:
             page_size = min(_whole(query, "PageSize", DEFAULT_PAGE_SIZE, 1), MAX_PAGE_SIZE)
-            page = _whole(query, "Page", 0, 0)
+            page = _whole(query, "Page", 0, 0, maximum=MAX_PAGE)
             token = query.get("PageToken")
             if token is not None and not (token.startswith("PA") and len(token) > 2):
                 raise ValueError(f"PageToken must look like PA<message SID>, got {token!r}")
@@ -224,7 +224,13 @@ class TwilioApi:
         )
 
 
-def _whole(query: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+#: the highest Page asked for (answers echo it, and JSON integers stop at 64 bits)
+MAX_PAGE = 1_000_000
+
+
+def _whole(
+    query: Mapping[str, str], name: str, default: int, minimum: int, *, maximum: int | None = None
+) -> int:
     raw = query.get(name)
     if raw is None:
         return default
@@ -234,6 +240,8 @@ def _whole(query: Mapping[str, str], name: str, default: int, minimum: int) -> i
         value = minimum - 1
     if value < minimum:
         raise ValueError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {raw!r}")
     return value
 
 
