@@ -147,6 +147,12 @@ def _create(body: bytes) -> SandboxRequest:
 @given(request=sandbox_requests())
 # found by this test: each answered 500
 @example(request=_create(b"\x80"))  # not UTF-8
+@example(request=_create(b"Body=" + b"x" * 70_000))  # over the 64 KB limit: aiohttp's 413
+@example(  # a sid aiohttp's router does not match ("{") got its plain-text 404
+    request=SandboxRequest(
+        "GET Messages/{sid}.json", "GET", f"{TWILIO}/Messages/%7B.json", {"Authorization": AUTH}
+    )
+)
 @example(  # a Page past 64 bits was echoed into the answer: orjson refused it
     request=SandboxRequest(
         "GET Messages.json", "GET", f"{TWILIO}/Messages.json?Page={2**64}", {"Authorization": AUTH}
