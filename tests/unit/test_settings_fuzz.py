@@ -69,7 +69,7 @@ def _environment(name: str, value: str, data_dir: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
-@scaled(250)
+@scaled(200)
 @given(name=st.sampled_from(NAMES), value=values)
 @example(name="log_level", value="LOUD")
 @example(name="data_dir", value="1" * 300)  # found: File name too long (OSError)

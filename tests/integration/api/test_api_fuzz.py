@@ -118,7 +118,7 @@ def surface(  # noqa: PLR0917 - pytest passes fixtures by position
 
 
 @pytest.mark.timeout(TIMEOUT)
-@scaled(250)
+@scaled(150)
 @given(data=st.data())
 async def test_no_generated_request_gets_a_5xx_or_an_undocumented_status_or_stores_on_rejection(
     surface: Surface, data: st.DataObject

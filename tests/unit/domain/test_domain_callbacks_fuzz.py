@@ -18,7 +18,7 @@ form_values = st.one_of(
 )
 
 
-@scaled(200)
+@scaled(150)
 @given(params=st.dictionaries(st.one_of(st.sampled_from(FIELDS), form_text), form_values))
 @example(params={"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "²"})
 @example(params={"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "9" * 40})
