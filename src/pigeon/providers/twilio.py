@@ -200,8 +200,8 @@ class TwilioSmsProvider:
         payload = _decode(raw)
         if not 200 <= status < 300 or payload is None:
             raise ProviderUnavailable(
-                f"{self.name} answered HTTP {status} to fetching message {message_id}: "
-                f"{_excerpt(raw)}",
+                f"{self.name} answered HTTP {status} to fetching message {message_id}; "
+                f"answer {_excerpt(raw)}",
                 http_status=status,
             )
         state = payload.get("status")
@@ -236,7 +236,7 @@ class TwilioSmsProvider:
             if payload is None or not isinstance(payload.get("messages"), list):
                 raise ProviderUnavailable(
                     f"{self.name} answered HTTP {status} to a message look-up without a "
-                    f"'messages' list: {_excerpt(raw)}",
+                    f"'messages' list; answer {_excerpt(raw)}",
                     http_status=status,
                 )
             return payload
