@@ -91,6 +91,16 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # the data folder or the SQLite file could not be made (a file in the way, no access)
+        typer.echo(
+            f"pigeon: error: PIGEON_DATA_DIR / PIGEON_DATABASE_URL: cannot create "
+            f"{exc.filename}: {exc.strerror}",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
 
@@ -232,10 +242,12 @@ def run(
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,
         )
-        pigeon = build(settings)
-        await pigeon.start()
+        pigeon = build(settings)  # checks the settings; creates nothing yet
+        # both ports are taken before the store is opened: a start that fails on a
+        # busy port leaves no new database or data folder behind
+        await _start_sandbox(sandbox, settings.sandbox_host, settings.sandbox_port)
         try:
-            await _start_sandbox(sandbox, settings.sandbox_host, settings.sandbox_port)
+            await pigeon.start()
             key = await _dev_key(pigeon)
             runners: list[Runner] = (
                 [WorkerProcesses(pigeon.all_workers(), settings)]
@@ -337,6 +349,10 @@ def sandbox(  # noqa: PLR0917 - each CLI option is a parameter (typer)
     settings = _settings(sandbox_port=port)
     try:
         base = parse_fault_config(faults_json) if faults_json is not None else FaultConfig()
+    except PigeonError as exc:
+        typer.echo(f"pigeon: error: --faults: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
         overrides: dict[str, object] = {}
         for name, value, default in (
             ("latency_ms", latency_ms, 0.0),
@@ -524,6 +540,9 @@ def _on_database(action: Callable[[DatabaseUrl], T]) -> tuple[DatabaseUrl, T]:
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except OSError as exc:  # the SQLite file's folder could not be made
+        typer.echo(f"pigeon: error: PIGEON_DATABASE_URL: {exc.strerror}: {exc.filename}", err=True)
+        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")
@@ -550,10 +569,36 @@ def db_current() -> None:
 register_bench(app)  # pigeon bench: Pigeon against a direct-call design
 
 
+def _click_error(name: str) -> type[Exception]:
+    """Click's exception class ``name`` (typer >= 0.20 carries its own copy of click)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_UsageError = _click_error("UsageError")
+_ClickException = _click_error("ClickException")
+
+
+def _one_line(exc: Exception) -> str:
+    format_message: Callable[[], str] = getattr(exc, "format_message", lambda: str(exc))
+    return " ".join(format_message().split())
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: every mistake is one ``pigeon: error:`` line and exit 2."""
     try:
-        app()
+        # not standalone: click would print a usage block and a boxed error instead of a line
+        code = app(standalone_mode=False)
     except PigeonError as exc:  # settings errors raised before the loop starts
         typer.echo(f"pigeon: error: {exc}", err=True)
         sys.exit(2)
+    except _UsageError as exc:
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "pigeon"
+        typer.echo(f"pigeon: error: {_one_line(exc)} (see '{command} --help')", err=True)
+        sys.exit(2)
+    except _ClickException as exc:
+        typer.echo(f"pigeon: error: {_one_line(exc)}", err=True)
+        sys.exit(int(getattr(exc, "exit_code", 1)))
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -11,11 +11,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pigeon.errors import ConfigurationError, PigeonError
 from pigeon.store.engine import DatabaseUrl
 
+#: upper bounds of durations: far above any sensible value, far below a timedelta's range
+_HOUR = 3600
+_DAY = 24 * _HOUR
+#: the levels PIGEON_LOG_LEVEL takes (Python's logging levels)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class Settings(BaseSettings):
     """Everything Pigeon can be configured with; see the README's table."""
 
-    model_config = SettingsConfigDict(env_prefix="PIGEON_", extra="ignore")
+    # no NaN or infinity: every duration ends up in a timedelta or a sleep
+    model_config = SettingsConfigDict(env_prefix="PIGEON_", extra="ignore", allow_inf_nan=False)
 
     data_dir: Path = Path("pigeon-data")
     #: ``sqlite:///path/to/file.db`` or ``postgresql://user@host:5432/db``;
@@ -31,14 +38,14 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1, le=32)
     #: the idempotent producer (on for real Kafka; brokers without it need it off)
     kafka_idempotence: bool = True
-    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000, le=_HOUR * 1000)
     #: migrate the database on start instead of refusing an out-of-date schema
     auto_migrate: bool = False
     #: seconds a worker keeps a partition without renewing it (kill -9 recovery time)
-    bus_lease_seconds: float = Field(default=5.0, gt=0)
+    bus_lease_seconds: float = Field(default=5.0, gt=0, le=_HOUR)
     #: fallback: how often an idle consumer looks for new events if no wake-up came
     #: (commits wake consumers at once, in this process and, by a doorbell, in others)
-    bus_poll_interval_ms: float = Field(default=2000.0, gt=0)
+    bus_poll_interval_ms: float = Field(default=2000.0, gt=0, le=_HOUR * 1000)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     api_host: str = "127.0.0.1"
@@ -47,32 +54,32 @@ class Settings(BaseSettings):
     public_url: str = ""
     max_request_bytes: int = Field(default=64 * 1024, gt=0)
     #: how long an Idempotency-Key is remembered (Stripe-style: at least a day)
-    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 366)
 
     sms_provider_url: str = "http://127.0.0.1:8025"
     twilio_account_sid: str = "AC00000000000000000000000000000000"
     twilio_auth_token: str = "sandbox-auth-token"
     sms_from: str = "+15005550006"
-    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    provider_timeout_seconds: float = Field(default=10.0, gt=0, le=_HOUR)
     #: failover list, a JSON array of {"name","url","account_sid","auth_token","from"};
     #: empty means one provider from the four settings above, named "twilio"
     sms_providers: str = ""
     #: consecutive transient failures that open a provider's circuit breaker
     breaker_failure_threshold: int = Field(default=5, ge=1)
     #: how long an open breaker waits before a half-open probe
-    breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    breaker_reset_seconds: float = Field(default=30.0, gt=0, le=_DAY)
     #: outbound pacing per sender number, shared by this machine's workers; 0 = unpaced
     #: (about 1/s for a US long code, 100/s for a short code)
-    sms_rate_per_second: float = Field(default=0.0, ge=0)
+    sms_rate_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
     sms_rate_burst: int = Field(default=1, ge=1)
     #: a notification still 'sent' this long gets its status fetched from the provider
     #: (its final callback may have been lost while the API was down)
-    status_poll_after_seconds: float = Field(default=300.0, gt=0)
-    status_poll_interval_seconds: float = Field(default=30.0, gt=0)
+    status_poll_after_seconds: float = Field(default=300.0, gt=0, le=30 * _DAY)
+    status_poll_interval_seconds: float = Field(default=30.0, gt=0, le=_DAY)
 
     sms_max_attempts: int = Field(default=10, ge=1)
-    retry_base_seconds: float = Field(default=1.0, gt=0)
-    retry_max_seconds: float = Field(default=300.0, gt=0)
+    retry_base_seconds: float = Field(default=1.0, gt=0, le=_DAY)
+    retry_max_seconds: float = Field(default=300.0, gt=0, le=30 * _DAY)
     sender_concurrency: int = Field(default=64, ge=1)
 
     sandbox_host: str = "127.0.0.1"
@@ -86,6 +93,25 @@ class Settings(BaseSettings):
     run_worker_processes: bool = True
     #: set by 'pigeon run' in the environment of its children: they stop with it
     run_parent_pid: int = Field(default=0, ge=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        try:
+            a_file = value.exists() and not value.is_dir()
+        except OSError as exc:  # a name too long, a loop of links
+            raise ValueError(f"cannot be used as a folder: {exc.strerror}") from None
+        if a_file:
+            raise ValueError(f"{str(value)!r} is a file, not a folder")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("database_url")
     @classmethod

@@ -9,7 +9,8 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from pigeon.api.deps import AdminDep, json_response
+from pigeon.api.deps import AdminDep, could_be_our_id, json_response
+from pigeon.api.problems import AUTHENTICATED, documented
 from pigeon.domain.events import format_time
 from pigeon.errors import NotFoundError
 from pigeon.store.dead_letters import DeadLetterView
@@ -50,7 +51,7 @@ def admin_router() -> APIRouter:
         store: SqlStore = request.app.state.store
         return store
 
-    @router.get("", summary="List dead letters", responses={401: {}, 403: {}, 422: {}})
+    @router.get("", summary="List dead letters", responses=documented(*AUTHENTICATED, 403))
     async def list_dead_letters(
         request: Request,
         _admin: AdminDep,
@@ -65,9 +66,16 @@ def admin_router() -> APIRouter:
         )
         return json_response([dead_letter_json(letter) for letter in letters])
 
-    @router.get("/{dead_letter_id}", summary="One dead letter", responses={403: {}, 404: {}})
+    @router.get(
+        "/{dead_letter_id}",
+        summary="One dead letter",
+        responses=documented(*AUTHENTICATED, 403, 404),
+    )
     async def show_dead_letter(request: Request, dead_letter_id: str, _admin: AdminDep) -> Response:
-        letter = await store_of(request).dead_letter(dead_letter_id)
+        store = store_of(request)
+        letter = (
+            await store.dead_letter(dead_letter_id) if could_be_our_id(dead_letter_id) else None
+        )
         if letter is None:
             raise NotFoundError(f"no dead letter {dead_letter_id!r}")
         return json_response(dead_letter_json(letter, payload=True))
@@ -76,18 +84,23 @@ def admin_router() -> APIRouter:
         "/{dead_letter_id}/replay",
         status_code=202,
         summary="Replay one dead letter",
-        responses={403: {}, 404: {}, 409: {}},
+        responses=documented(*AUTHENTICATED, 403, 404, 409),
     )
     async def replay_dead_letter(
         request: Request, dead_letter_id: str, _admin: AdminDep
     ) -> Response:
+        if not could_be_our_id(dead_letter_id):
+            raise NotFoundError(f"no dead letter {dead_letter_id!r}")
         notification_id = await store_of(request).replay_dead_letter(dead_letter_id)
         return json_response(
             {"dead_letter_id": dead_letter_id, "notification_id": notification_id}, 202
         )
 
     @router.post(
-        "/replay", status_code=202, summary="Replay every dead letter", responses={403: {}}
+        "/replay",
+        status_code=202,
+        summary="Replay every dead letter",
+        responses=documented(*AUTHENTICATED, 403),
     )
     async def replay_all(
         request: Request,

@@ -17,8 +17,8 @@ from pigeon import __version__
 from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.admin import admin_router
-from pigeon.api.deps import AccountDep, json_response
-from pigeon.api.fast_path import FastPath, SignatureCheck
+from pigeon.api.deps import AccountDep, could_be_our_id, json_response
+from pigeon.api.fast_path import FastPath, SignatureCheck, callback_refusal
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.limits import BodySizeLimit
 from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
@@ -33,6 +33,7 @@ from pigeon.store.sql_store import SqlStore
 log = logging.getLogger(__name__)
 
 TWILIO_STATUS_PATH = "/v1/providers/twilio/status"
+#: the longest provider message id the store keeps
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def callback_signature_check(config: ApiConfig) -> SignatureCheck:
 def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
     """The FastAPI application; the store is started and stopped by the caller."""
     app = FastAPI(
+        # no 307 from /v1/notifications/%2F to a path that 404s anyway: answer the 404
+        redirect_slashes=False,
         title="Pigeon",
         version=__version__,
         description="Event-driven notifications: accepted in milliseconds, delivered at least "
@@ -81,7 +84,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         status_code=202,
         response_model=NotificationAccepted,
         summary="Send a notification",
-        responses={401: {}, 413: {}, 422: {}, 503: {}},
+        responses=problems.documented(*problems.AUTHENTICATED, 400, 409),
     )
     async def send_notification(
         request: SendNotification,
@@ -128,10 +131,14 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         "/v1/notifications/{notification_id}",
         response_model=NotificationDetail,
         summary="A notification's status and timeline",
-        responses={401: {}, 404: {}},
+        responses=problems.documented(*problems.AUTHENTICATED, 404),
     )
     async def get_notification(notification_id: str, account: AccountDep) -> Response:
-        view = await store.get_view(account.id, notification_id)
+        view = (
+            await store.get_view(account.id, notification_id)
+            if could_be_our_id(notification_id)
+            else None
+        )
         if view is None:
             raise NotFoundError(f"no notification {notification_id!r} in this account")
         n = view.notification
@@ -160,7 +167,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         "/v1/usage",
         response_model=list[UsageItem],
         summary="SMS usage per day",
-        responses={401: {}, 422: {}},
+        responses=problems.documented(*problems.AUTHENTICATED),
     )
     async def get_usage(
         account: AccountDep,
@@ -179,7 +186,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         TWILIO_STATUS_PATH,
         summary="Twilio status callbacks",
         include_in_schema=True,
-        responses={403: {}},
+        responses=problems.documented(*problems.ALWAYS, 400, 403, 503),
     )
     async def twilio_status(request: Request) -> Response:
         raw = await request.body()
@@ -188,15 +195,22 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         if not signature_ok(request.url.query, params, signature):
             log.warning("rejected a status callback with a bad X-Twilio-Signature")
             return problems.problem(403, "invalid X-Twilio-Signature")
+        refusal = callback_refusal(params)
+        if refusal is not None:
+            return problems.problem(400, refusal)
         if not await store.record_status_callback(params):
             log.info("status callback for a message id we have not recorded yet; kept")
         return Response(status_code=200)
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get("/healthz", summary="Liveness", responses=problems.documented(*problems.ALWAYS))
     async def healthz() -> Response:
         return _json({"status": "ok", "version": __version__})
 
-    @app.get("/readyz", summary="Readiness: the store and the broker answer", responses={503: {}})
+    @app.get(
+        "/readyz",
+        summary="Readiness: the store and the broker answer",
+        responses=problems.documented(*problems.ALWAYS, 503),
+    )
     async def readyz() -> Response:
         try:
             await store.ping()

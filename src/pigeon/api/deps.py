@@ -21,6 +21,18 @@ def json_response(
     )
 
 
+#: ids we issue are short visible ASCII (``ntf_…``, ``dl_…``); the store's id columns hold 40
+MAX_ID_CHARS = 64
+
+
+def could_be_our_id(value: str) -> bool:
+    """False for a path id no row can have (NUL, which PostgreSQL refuses, or too long).
+
+    Such ids are answered 404 without asking the store, which would fail on them.
+    """
+    return 0 < len(value) <= MAX_ID_CHARS and value.isascii() and value.isprintable()
+
+
 async def current_account(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Account:

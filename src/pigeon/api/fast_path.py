@@ -18,6 +18,7 @@ Validation is the same: the body is parsed and checked with the route's own
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -30,6 +31,7 @@ from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.problems import store_unavailable
 from pigeon.api.schemas import SendNotification
 from pigeon.errors import PigeonError, StoreUnavailable
+from pigeon.providers.twilio import MAX_MESSAGE_ID_CHARS
 from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -99,11 +101,13 @@ class FastPath:
             account = await self._store.authenticate(key.strip())
             if account is None:
                 return False
-            data = orjson.loads(body)
+            # the framework's own parser: orjson would read some bodies differently
+            # (an integer past 64 bits as a float), and validation must not differ
+            data = json.loads(body)
             if not isinstance(data, dict):
                 return False
             notification = new_notification(SendNotification.model_validate(data), account.id)
-        except (orjson.JSONDecodeError, pydantic.ValidationError, PigeonError):
+        except (ValueError, RecursionError, pydantic.ValidationError, PigeonError):
             return False  # the framework explains it
         answer = orjson.dumps(accepted_answer(notification))
         try:
@@ -122,7 +126,7 @@ class FastPath:
         params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         query = scope.get("query_string", b"").decode("latin-1")
         signature = headers.get(b"x-twilio-signature", b"").decode("latin-1")
-        if not self._signature_ok(query, params, signature):
+        if not self._signature_ok(query, params, signature) or callback_refusal(params):
             return False
         try:
             if not await self._store.record_status_callback(params):
@@ -133,6 +137,19 @@ class FastPath:
             return True
         await _respond(send, 200, b"", [])
         return True
+
+
+def callback_refusal(params: dict[str, str]) -> str | None:
+    """Why a signed status callback cannot be stored (a 400), or None when it can."""
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    if len(sid) > MAX_MESSAGE_ID_CHARS:
+        # Twilio's ids have 34 characters; a longer one is none we sent, nor storable
+        return f"MessageSid is longer than {MAX_MESSAGE_ID_CHARS} characters"
+    for name, value in params.items():
+        # no provider sends NUL, and PostgreSQL text cannot hold it: refuse, do not store
+        if "\x00" in name or "\x00" in value:
+            return f"status callback field {name!r} holds a NUL character (%00)"
+    return None
 
 
 async def _read(receive: Receive, limit: int) -> tuple[list[bytes], bool]:

@@ -56,9 +56,58 @@ def problem(
     }
     if errors:
         body["errors"] = errors
-    return Response(
-        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
-    )
+    try:
+        content = orjson.dumps(body)
+    except TypeError:
+        # a field name or reason quoting the caller's input may hold a lone
+        # surrogate, which no JSON encoder writes: show it escaped instead
+        content = orjson.dumps(_escaped(body))
+    return Response(content, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    return value
+
+
+#: what a problem looks like in the OpenAPI document
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+    },
+}
+#: every route may answer these: an oversized body, and (when the store is down) 503
+ALWAYS = (413,)
+#: routes behind an API key that read or write the store
+AUTHENTICATED = (*ALWAYS, 401, 422, 503)
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer, as problem+json."""
+    return {
+        status: {
+            "description": _TITLES[status],
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in sorted(set(statuses))
+    }
 
 
 def store_unavailable() -> Response:
@@ -84,6 +133,13 @@ def install(app: FastAPI) -> None:
         for error in exc.errors():
             if error.get("type") == "json_invalid":
                 return problem(400, f"request body is not valid JSON: {error.get('msg')}")
+            if tuple(error.get("loc", ())) == ("body",) and error.get("type") == "string_unicode":
+                # pydantic cannot even name the field: a key holds a lone surrogate
+                return problem(
+                    400,
+                    "request body has a field name with a lone UTF-16 surrogate (\\udXXX), "
+                    "which is not valid Unicode",
+                )
             if tuple(error.get("loc", ())) == ("body",) and error.get("type") in (
                 "model_attributes_type",
                 "dict_type",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -11,6 +13,76 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pigeon.domain.notification import CHANNELS, MAX_BODY_CHARS
 
 MAX_METADATA_BYTES = 4096
+#: deeper JSON than this is refused (orjson, which writes our events, stops at 254)
+MAX_METADATA_DEPTH = 32
+#: the integers orjson can write, so an event envelope always encodes
+_SMALLEST_INT, _LARGEST_INT = -(2**63), 2**64 - 1
+#: what no store, event or provider form can carry: NUL (PostgreSQL text refuses
+#: it) and lone surrogates (not Unicode, so not UTF-8)
+_UNSENDABLE = re.compile("[\x00\ud800-\udfff]")
+#: metadata is stored as JSON text, where NUL is written escaped: only surrogates fail
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
+
+
+def unsendable_reason(text: str, pattern: re.Pattern[str] = _UNSENDABLE) -> str | None:
+    """Why ``text`` cannot be stored and sent as it is, or None when it can."""
+    found = pattern.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    position = found.start()
+    if char == "\x00":
+        return f"contains a NUL character (\\u0000) at position {position}, which cannot be sent"
+    return (
+        f"contains a lone UTF-16 surrogate (\\u{ord(char):04x}) at position {position}, "
+        "which is not valid Unicode; send characters outside the BMP as a surrogate pair"
+    )
+
+
+def _json_problem(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+    """Where and why a parsed JSON value cannot round-trip through events and store, or None."""
+    if depth > MAX_METADATA_DEPTH:
+        return path, f"nested deeper than {MAX_METADATA_DEPTH} levels"
+    if isinstance(value, str):
+        reason = unsendable_reason(value, _UNENCODABLE)
+        return (path, reason) if reason else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        if not _SMALLEST_INT <= value <= _LARGEST_INT:
+            return path, f"integer {value} does not fit in 64 bits"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, f"{value} is not a JSON number")
+    if isinstance(value, list | dict):
+        return _container_problem(value, path, depth)
+    return path, f"{type(value).__name__} is not a JSON value"
+
+
+def _container_problem(
+    value: list[Any] | dict[str, Any], path: str, depth: int
+) -> tuple[str, str] | None:
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _json_problem(item, f"{path}[{index}]", depth + 1)
+            if problem:
+                return problem
+        return None
+    for key, item in value.items():
+        reason = unsendable_reason(key, _UNENCODABLE)
+        if reason:
+            return path, f"a key {reason}"
+        problem = _json_problem(item, f"{path}.{key}", depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def _sendable(value: str) -> str:
+    reason = unsendable_reason(value)
+    if reason:
+        raise ValueError(reason)
+    return value
 
 
 class SendNotification(BaseModel):
@@ -22,11 +94,19 @@ class SendNotification(BaseModel):
     to: str = Field(description="Recipient in E.164 format.", examples=["+14155550123"])
     body: str = Field(description=f"Message text, 1 to {MAX_BODY_CHARS} characters.")
     from_: str | None = Field(
-        default=None, alias="from", description="Sender number (E.164); default from settings."
+        default=None,
+        alias="from",
+        description="Sender number (E.164); default from settings.",
+        examples=["+15005550006"],
     )
     metadata: dict[str, Any] | None = Field(
         default=None, description="Your own JSON object (at most 4 KB), stored with it."
     )
+
+    @field_validator("channel", "to", "body", "from_")
+    @classmethod
+    def _sendable_text(cls, value: str | None) -> str | None:
+        return None if value is None else _sendable(value)
 
     @field_validator("channel")
     @classmethod
@@ -38,7 +118,14 @@ class SendNotification(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+        if value is None:
+            return None
+        # checked before encoding: orjson refuses these with a TypeError
+        problem = _json_problem(value, "metadata", 0)
+        if problem:
+            path, reason = problem
+            raise ValueError(reason if path == "metadata" else f"at {path}: {reason}")
+        if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
         return value
 

@@ -14,7 +14,9 @@ def event_from_twilio_status(
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     code = params.get("ErrorCode") or ""
-    error_code = int(code) if code.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true but int() refuses it), and short
+    # enough for the event envelope's 64-bit integers; Twilio's codes have 5 digits
+    error_code = int(code) if code.isascii() and code.isdigit() and len(code) <= 9 else None
     a, n = account_id, notification_id
     if status == "sent":
         return SmsSent(

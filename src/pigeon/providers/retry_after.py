@@ -5,20 +5,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+#: the longest wait a Retry-After header can ask for (a day)
+MAX_RETRY_AFTER_SECONDS = 86_400.0
+
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait according to a ``Retry-After`` value, or ``None`` if absent or garbled.
 
     The header is either a number of seconds or an HTTP-date; a date in the
-    past means "now" (``0.0``).
+    past means "now" (``0.0``). Waits are capped at ``MAX_RETRY_AFTER_SECONDS``:
+    a longer one is a garbled header, not a plan (and would overflow a datetime).
     """
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return float(text)
+    if text.isascii() and text.isdigit():  # "²".isdigit() is true, float() refuses it
+        return min(float(text), MAX_RETRY_AFTER_SECONDS)
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -27,4 +31,4 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         # RFC 9110 dates are always GMT; an unzoned date is read as UTC.
         when = when.replace(tzinfo=UTC)
     reference = now if now is not None else datetime.now(UTC)
-    return max(0.0, (when - reference).total_seconds())
+    return min(max(0.0, (when - reference).total_seconds()), MAX_RETRY_AFTER_SECONDS)

@@ -14,14 +14,17 @@ Twilio code means what lives in :mod:`pigeon.providers.twilio_errors`::
 
 Error messages carry the HTTP status, Twilio's code, its message and its docs
 link (they end up on the notification's timeline), never the message body,
-and phone numbers in them are masked.
+and phone numbers in them are masked. An answer we cannot read is quoted in
+the error (escaped, at most ``RAW_EXCERPT_BYTES``), and every text taken from
+an answer is cut to ``MAX_QUOTED_CHARS`` without control characters, so the
+error always fits the attempt record on either store.
 """
 
 from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 import aiohttp
@@ -33,6 +36,13 @@ from pigeon.providers import twilio_lookup as lookup
 from pigeon.providers.port import ProviderOutcomeUnknown, ProviderReceipt, SmsMessage
 from pigeon.providers.retry_after import parse_retry_after
 from pigeon.providers.twilio_errors import ErrorKind, classify, meaning_of
+
+#: how much of an unreadable answer an error quotes
+RAW_EXCERPT_BYTES = 200
+#: the longest text from an answer (Twilio's message, its docs link) an error quotes
+MAX_QUOTED_CHARS = 300
+#: the longest message id we accept (Twilio's have 34 characters; the store keeps 64)
+MAX_MESSAGE_ID_CHARS = 64
 
 _DEFAULT_SETTINGS_HINT = "PIGEON_TWILIO_ACCOUNT_SID, PIGEON_TWILIO_AUTH_TOKEN and PIGEON_SMS_FROM"
 
@@ -144,8 +154,8 @@ class TwilioSmsProvider:
             ) from exc
         payload = _decode(raw)
         if 200 <= status < 300:
-            return self._receipt(payload, status)
-        raise self._error(message, status, payload, retry_after, "the message")
+            return self._receipt(payload, status, raw)
+        raise self._error(message, status, payload, retry_after, what="the message", raw=raw)
 
     async def find_sent(
         self, message: SmsMessage, *, sent_after: datetime
@@ -168,7 +178,7 @@ class TwilioSmsProvider:
                 url, query = self._base_url + path, None
             match = lookup.best_match(found, message, from_number, cutoff)
             if match is not None:
-                return self._receipt(dict(match[0]), 200)
+                return self._receipt(dict(match[0]), 200, b"")
         return None
 
     async def fetch_status(self, message_id: str) -> dict[str, str]:
@@ -190,14 +200,21 @@ class TwilioSmsProvider:
         payload = _decode(raw)
         if not 200 <= status < 300 or payload is None:
             raise ProviderUnavailable(
-                f"{self.name} answered HTTP {status} to fetching message {message_id}",
+                f"{self.name} answered HTTP {status} to fetching message {message_id}; "
+                f"answer {_excerpt(raw)}",
                 http_status=status,
             )
-        params = {"MessageSid": message_id, "MessageStatus": str(payload.get("status") or "")}
-        if payload.get("error_code") is not None:
-            params["ErrorCode"] = str(payload["error_code"])
-        if payload.get("error_message"):
-            params["ErrorMessage"] = str(payload["error_message"])
+        state = payload.get("status")
+        params = {
+            "MessageSid": message_id,
+            "MessageStatus": _quoted(state) if isinstance(state, str) else "",
+        }
+        code = _code_or_none(payload.get("error_code"))
+        if code is not None:
+            params["ErrorCode"] = str(code)
+        error_message = payload.get("error_message")
+        if isinstance(error_message, str) and error_message:
+            params["ErrorMessage"] = _quoted(error_message)
         return params
 
     async def _get_page(
@@ -219,11 +236,11 @@ class TwilioSmsProvider:
             if payload is None or not isinstance(payload.get("messages"), list):
                 raise ProviderUnavailable(
                     f"{self.name} answered HTTP {status} to a message look-up without a "
-                    "'messages' list",
+                    f"'messages' list; answer {_excerpt(raw)}",
                     http_status=status,
                 )
             return payload
-        raise self._error(message, status, payload, retry_after, "a message look-up")
+        raise self._error(message, status, payload, retry_after, what="a message look-up", raw=raw)
 
     def _error(
         self,
@@ -231,10 +248,14 @@ class TwilioSmsProvider:
         status: int,
         payload: dict[str, Any] | None,
         retry_after: str | None,
+        *,
         what: str,
+        raw: bytes,
     ) -> Exception:
-        code = _int_or_none(payload.get("code")) if payload is not None else None
+        code = _code_or_none(payload.get("code")) if payload is not None else None
         detail = self._describe(message, status, code, payload)
+        if payload is None:
+            detail += f", answer {_excerpt(raw)}"
         kind = classify(status, code)
         if kind is ErrorKind.RATE_LIMITED:
             return ProviderRateLimited(
@@ -260,20 +281,22 @@ class TwilioSmsProvider:
             http_status=status,
         )
 
-    def _receipt(self, payload: dict[str, Any] | None, status: int) -> ProviderReceipt:
+    def _receipt(self, payload: dict[str, Any] | None, status: int, raw: bytes) -> ProviderReceipt:
         sid = payload.get("sid") if payload is not None else None
-        if payload is None or not isinstance(sid, str) or not sid:
+        if payload is None or not _is_message_id(sid):
             # The message may have been accepted: the sender must look before re-sending.
             raise ProviderOutcomeUnknown(
                 f"{self.name} answered HTTP {status} without a readable message resource "
-                "(no 'sid' in a JSON object); the provider may have accepted the message",
+                f"(no 'sid' of 1 to {MAX_MESSAGE_ID_CHARS} visible ASCII characters in a JSON "
+                f"object); the provider may have accepted the message; answer {_excerpt(raw)}",
                 http_status=status,
             )
         state = payload.get("status")
+        segments = _int_or_none(payload.get("num_segments"))
         return ProviderReceipt(
             message_id=sid,
-            status=state if isinstance(state, str) else "queued",
-            segments=_int_or_none(payload.get("num_segments")),
+            status=state if isinstance(state, str) and _is_word(state) else "queued",
+            segments=segments if segments is not None and 0 < segments <= 1000 else None,
             provider=self.name,
         )
 
@@ -289,12 +312,12 @@ class TwilioSmsProvider:
             for number in (message.to, message.from_number or self._default_from):
                 if number:
                     text = text.replace(number, mask_phone(number))
-            parts.append(repr(text))
+            parts.append(repr(_quoted(text)))
         elif (meaning := meaning_of(code)) is not None:
             parts.append(meaning)
         more_info = payload.get("more_info") if payload is not None else None
         if isinstance(more_info, str) and more_info:
-            parts.append(f"see {more_info}")
+            parts.append(f"see {_quoted(more_info)}")
         return ", ".join(parts)
 
 
@@ -310,6 +333,39 @@ def _decode(raw: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _excerpt(raw: bytes) -> str:
+    """The start of an answer, escaped (``repr``: no NUL, ASCII only), with its size."""
+    if len(raw) <= RAW_EXCERPT_BYTES:
+        return repr(raw)
+    return f"{raw[:RAW_EXCERPT_BYTES]!r}… ({len(raw)} bytes)"
+
+
+def _quoted(text: str) -> str:
+    """Text from an answer, without control characters, at most MAX_QUOTED_CHARS long."""
+    clean = "".join(ch if ch.isprintable() else " " for ch in text[: MAX_QUOTED_CHARS + 1])
+    return clean if len(clean) <= MAX_QUOTED_CHARS else clean[: MAX_QUOTED_CHARS - 1] + "…"
+
+
+def _is_message_id(value: object) -> TypeGuard[str]:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_MESSAGE_ID_CHARS
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
+
+
+def _is_word(value: str) -> bool:
+    return 0 < len(value) <= 32 and value.isascii() and value.isidentifier()
+
+
+def _code_or_none(value: object) -> int | None:
+    """A Twilio error code (they have 5 digits): a small non-negative integer, else None."""
+    code = _int_or_none(value)
+    return code if code is not None and 0 <= code < 1_000_000 else None
 
 
 def _int_or_none(value: object) -> int | None:

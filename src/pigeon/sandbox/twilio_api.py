@@ -83,6 +83,12 @@ class TwilioApi:
             form = await request.post()
         except ConnectionError:
             return web.Response(status=400)
+        except ValueError:  # UnicodeDecodeError among them: the form is not UTF-8
+            return twilio_error(
+                400,
+                20001,
+                "The request body is not a UTF-8 application/x-www-form-urlencoded form.",
+            )
         latency = self._faults.latency()
         if latency:
             await asyncio.sleep(latency)
@@ -178,7 +184,7 @@ class TwilioApi:
         query = request.query
         try:
             page_size = min(_whole(query, "PageSize", DEFAULT_PAGE_SIZE, 1), MAX_PAGE_SIZE)
-            page = _whole(query, "Page", 0, 0)
+            page = _whole(query, "Page", 0, 0, maximum=MAX_PAGE)
             token = query.get("PageToken")
             if token is not None and not (token.startswith("PA") and len(token) > 2):
                 raise ValueError(f"PageToken must look like PA<message SID>, got {token!r}")
@@ -218,7 +224,13 @@ class TwilioApi:
         )
 
 
-def _whole(query: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+#: the highest Page asked for (answers echo it, and JSON integers stop at 64 bits)
+MAX_PAGE = 1_000_000
+
+
+def _whole(
+    query: Mapping[str, str], name: str, default: int, minimum: int, *, maximum: int | None = None
+) -> int:
     raw = query.get(name)
     if raw is None:
         return default
@@ -228,6 +240,8 @@ def _whole(query: Mapping[str, str], name: str, default: int, minimum: int) -> i
         value = minimum - 1
     if value < minimum:
         raise ValueError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {raw!r}")
     return value
 
 
@@ -258,9 +272,16 @@ def _validate(fields: Mapping[str, str]) -> web.Response | None:
             400, 21617, "The concatenated message body exceeds the 1600 character limit."
         )
     callback = fields.get("StatusCallback")
-    if callback and urlsplit(callback).scheme not in ("http", "https"):
+    if callback and _scheme(callback) not in ("http", "https"):
         return twilio_error(400, 21609, f"The StatusCallback URL {callback} is not a valid URL.")
     return None
+
+
+def _scheme(url: str) -> str | None:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:  # "http://[" and the like
+        return None
 
 
 def _filter(messages: Iterable[StoredMessage], query: Mapping[str, str]) -> Iterable[StoredMessage]:
