@@ -193,7 +193,15 @@ class Pigeon:
             await provider.start()
         runners: list[Runner] = [
             ConsumerRunner(
-                self.bus.consumer(topic, group, dead_letter_topic=dead),
+                self.bus.consumer(
+                    topic,
+                    group,
+                    dead_letter_topic=dead,
+                    # the sender is on a notification's critical path; the others can wait
+                    linger_seconds=0.0
+                    if group == SENDER_GROUP
+                    else self.settings.bus_linger_ms / 1000,
+                ),
                 handler,
                 name=f"{name}:{topic}",
                 policy=self.retry_policy(),

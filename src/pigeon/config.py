@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     #: fallback: how often an idle consumer looks for new events if no wake-up came
     #: (commits wake consumers at once, in this process and, by a doorbell, in others)
     bus_poll_interval_ms: float = Field(default=2000.0, gt=0, le=_HOUR * 1000)
+    #: embedded bus: after a wake-up, how long the status projector and the usage meter
+    #: let events gather before reading them (fewer, bigger transactions; the sender
+    #: never waits)
+    bus_linger_ms: float = Field(default=50.0, ge=0, le=10_000)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     api_host: str = "127.0.0.1"

@@ -234,6 +234,11 @@ class KafkaEventBus:
             if isinstance(result, BaseException):
                 raise bus_error(result, f"publishing to {records[0].topic!r}") from result
 
-    def consumer(self, topic: str, group: str, *, dead_letter_topic: str) -> KafkaConsumer:
-        """A new member of consumer group ``group`` reading ``topic``."""
+    def consumer(
+        self, topic: str, group: str, *, dead_letter_topic: str, linger_seconds: float = 0.0
+    ) -> KafkaConsumer:
+        """A new member of consumer group ``group`` reading ``topic``.
+
+        ``linger_seconds`` is the embedded bus's; Kafka's own fetches batch already.
+        """
         return KafkaConsumer(self, topic, group, dead_letter_topic, self.consumer_settings)

@@ -119,8 +119,14 @@ class EventBus(Protocol):
     ) -> None:
         """Append one message durably; returns once it is committed."""
 
-    def consumer(self, topic: str, group: str, *, dead_letter_topic: str) -> Consumer:
-        """A new group member for ``topic``; call ``start()`` on it."""
+    def consumer(
+        self, topic: str, group: str, *, dead_letter_topic: str, linger_seconds: float = 0.0
+    ) -> Consumer:
+        """A new group member for ``topic``; call ``start()`` on it.
+
+        ``linger_seconds``: after a wake-up from idle, let events gather this long
+        before reading them (fewer, bigger batches, for groups that can wait).
+        """
 
 
 def dead_letter_headers(message: Message, reason: str, group: str) -> dict[str, str]:

@@ -36,6 +36,7 @@ import orjson
 
 from pigeon.bus.doorbell import Doorbell
 from pigeon.bus.port import Batch, Message
+from pigeon.bus.sqlite_checkpoint import Checkpointer
 from pigeon.bus.sqlite_consumer import SqliteConsumer
 from pigeon.bus.sqlite_schema import INSERT_LOG, create_schema, log_row
 from pigeon.bus.sqlite_thread import SqliteThread
@@ -73,15 +74,18 @@ class SqliteEventBus:
         self._partitions: dict[str, int] = {}
         self._consumers: set[SqliteConsumer] = set()
         self._doorbell = Doorbell(path.with_name(path.name + "-wake"), self._wake_local)
+        self._checkpointer = Checkpointer(path, synchronous)
 
     async def start(self) -> None:
         """Create the log tables if needed, open the connection and start listening."""
         await asyncio.to_thread(create_schema, self.path)
         await self._db.open()
+        await self._checkpointer.start()
 
     async def stop(self) -> None:
         """Close the connection (consumers are stopped by their owners)."""
         await self._doorbell.stop()
+        await self._checkpointer.stop()
         await self._db.close()
 
     def attach_writer(self, writer: Writer[object]) -> None:
@@ -143,15 +147,20 @@ class SqliteEventBus:
         """New entries were committed: wake this process's consumers and ring the others."""
         self._wake_local()
         self._doorbell.ring()
+        self._checkpointer.committed()
 
     def _wake_local(self) -> None:
         for consumer in self._consumers:
             consumer.wake()
 
-    def consumer(self, topic: str, group: str, *, dead_letter_topic: str) -> SqliteConsumer:
-        """A new member of ``group`` reading ``topic``."""
+    def consumer(
+        self, topic: str, group: str, *, dead_letter_topic: str, linger_seconds: float = 0.0
+    ) -> SqliteConsumer:
+        """A new member of ``group`` reading ``topic`` (see the port for ``linger_seconds``)."""
         member = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        consumer = SqliteConsumer(self, topic, group, dead_letter_topic, member)
+        consumer = SqliteConsumer(
+            self, topic, group, dead_letter_topic, member, linger_seconds=linger_seconds
+        )
         self._consumers.add(consumer)
         return consumer
 

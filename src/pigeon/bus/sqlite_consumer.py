@@ -40,9 +40,17 @@ class SqliteConsumer:
     """
 
     def __init__(
-        self, bus: SqliteEventBus, topic: str, group: str, dead_letter_topic: str, member: str
+        self,
+        bus: SqliteEventBus,
+        topic: str,
+        group: str,
+        dead_letter_topic: str,
+        member: str,
+        *,
+        linger_seconds: float = 0.0,
     ) -> None:
         self.topic = topic
+        self._linger = linger_seconds
         self.group = group
         self.member = member
         self._bus = bus
@@ -250,6 +258,8 @@ class SqliteConsumer:
             wait = min(self._last_poll + interval - now, remaining, due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
+                if self._linger and not self._interrupted:
+                    await asyncio.sleep(self._linger)  # let more events gather
 
     def _poll_sync(self, conn: sqlite3.Connection, max_messages: int) -> list[Batch]:
         # A partition being handed over gets no new batch: under a steady backlog

@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS bus_retries (
 CREATE INDEX IF NOT EXISTS bus_retries_due ON bus_retries (grp, topic, partition, not_before);
 """
 
+#: every writing connection's: checkpoints run in the background, never inside a commit
+#: (see pigeon.bus.sqlite_checkpoint)
+NO_AUTO_CHECKPOINT = "PRAGMA wal_autocheckpoint=0"
+
 INSERT_LOG = (
     "INSERT INTO bus_log (topic, partition, key, value, headers, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -79,6 +83,8 @@ INSERT_LOG = (
 def configure(conn: sqlite3.Connection, synchronous: str = "NORMAL") -> None:
     """Pragmas every connection to a Pigeon SQLite file uses (WAL, busy timeout)."""
     conn.execute("PRAGMA journal_mode=WAL")
+    # checkpoints run in the background (see sqlite_checkpoint), never inside a commit
+    conn.execute(NO_AUTO_CHECKPOINT)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=2")  # BEGIN IMMEDIATE is retried by SqliteThread
     conn.execute("PRAGMA foreign_keys=ON")

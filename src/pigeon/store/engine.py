@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from pigeon.bus.sqlite_schema import NO_AUTO_CHECKPOINT
 from pigeon.errors import ConfigurationError
 
 BUSY_TIMEOUT_MS = 2
@@ -115,6 +116,8 @@ def _sqlite_pragmas(engine: Engine, *, immediate: bool, synchronous: str) -> Non
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # checkpoints run in the background (pigeon.bus.sqlite_checkpoint), never in a commit
+        cursor.execute(NO_AUTO_CHECKPOINT)
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         # SQLite's own busy handler backs off to 100 ms sleeps and keeps losing to
         # newcomers; the group committer retries a busy BEGIN itself, in ~1 ms steps.
