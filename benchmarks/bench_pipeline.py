@@ -35,6 +35,7 @@ from pigeon.bench.stacks import (
     parse_stacks,
 )
 from pigeon.errors import ConfigurationError
+from pipebench import echo_targets
 from pipebench.cluster import stop_everything
 from pipebench.report import comparisons, cpu_lines, environment, scale_out_lines, table
 from pipebench.scenarios import ALL_SCENARIOS, Options, run_scenario
@@ -100,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="scale-out: 'backlog' preloads with no sender running, then starts them and counts "
         "from when they hold their partitions (default); 'joined' starts them first, then preloads",
     )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=30.0, help="idle: seconds measured with no traffic"
+    )
     parser.add_argument("--keep-dir", action="store_true", help="keep data folders and logs")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -134,6 +138,7 @@ def options(args: argparse.Namespace) -> Options:
         scale_count=args.scale_count,
         sender_concurrency=args.sender_concurrency,
         scale_start=args.scale_start,
+        idle_seconds=args.idle_seconds,
     )
 
 
@@ -224,11 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     report["results"] = results
     verdicts, lines = comparisons(results)
     report["targets"] = verdicts
+    echo_verdicts, echo_lines = echo_targets.evaluate(results)
+    report["targets_vs_echo"] = echo_verdicts
     args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print()
     print(table(env, results))
     print(scale_out_lines(results))
     print(lines)
+    print("\n".join(echo_lines))
     print(cpu_lines(results))
     print(f"\nraw figures: {args.out}")
     return 0

@@ -14,6 +14,7 @@ from pigeon.bench.stacks import (
     server_version,
     tansu_version,
 )
+from pipebench.echo_targets import NOT_PIGEON
 
 PACKAGES = (
     "pigeon-notify",
@@ -116,6 +117,18 @@ def _row(topology: str, name: str, result: dict[str, Any]) -> list[str]:
             f"settled +{result['settled_after_last_sms_seconds']:.1f} s",
             f">= {TARGET_SMS_PER_S:,.0f}/s "
             f"{verdict(rate >= TARGET_SMS_PER_S and result['complete'])}",
+        ]
+    if name == "idle":
+        pickup = result["pickup_after_202_ms"]
+        cpu = result["cpu_percent_of_one_core"]
+        busiest = max((v for k, v in cpu.items() if k not in NOT_PIGEON), default=0.0)
+        return [
+            topology,
+            f"idle for {result['idle_seconds']:.0f} s, then single requests",
+            f"busiest process {busiest:.2f} %",
+            f"202 -> provider p50 {pickup.get('p50_ms', 0):.1f} ms, "
+            f"max {pickup.get('max_ms', 0):.1f} ms",
+            "",
         ]
     e2e = result["end_to_end_latency"]
     tail = result["first_accept_to_last_sms_seconds"] - result["seconds"]

@@ -53,6 +53,9 @@ class Options:
     scale_start: str = "backlog"
     #: how long the senders may take to share the partitions (Kafka: group joins)
     join_timeout: float = 60.0
+    #: idle: seconds without traffic measured, then single requests timed to the provider
+    idle_seconds: float = 30.0
+    idle_probes: int = 5
 
 
 #: where ``python -m direct`` (the baselines) lives
@@ -357,6 +360,36 @@ async def scale_out(stack: str, opts: Options, root: Path) -> Result:
     }
 
 
+async def idle(cluster: Cluster, topology: str, opts: Options) -> Result:
+    """No traffic for ``idle_seconds``: CPU per process; then single requests, each timed from
+    its 202 to its arrival at the provider (the sandbox's ``date_created``)."""
+    await start(cluster, topology)
+    await asyncio.sleep(2.0)  # part of the scenario: let start-up work settle first
+    cpu0, t0 = cluster.cpu(), time.perf_counter()
+    await asyncio.sleep(opts.idle_seconds)  # the measurement itself: nothing happens
+    cpu = cpu_percent(cpu0, cluster.cpu(), time.perf_counter() - t0)
+    requests = Requests(cluster.api_url, cluster.api_key, "idle")
+    pickups = []
+    async with aiohttp.ClientSession() as session:
+        for seq in range(opts.idle_probes):
+            await asyncio.sleep(1.0)  # part of the scenario: idle again before each probe
+            async with session.post(
+                requests.url, data=requests.body(seq), headers=requests.headers
+            ) as response:
+                await response.read()
+                answered = time.time()
+            arrived = await wait_for_inbox(cluster.sandbox_url, seq + 1, 10.0)
+            if arrived < seq + 1:
+                raise TimeoutError(f"idle probe {seq} did not reach the provider within 10 s")
+            got = await arrivals(cluster.sandbox_url, "idle")
+            pickups.append((got.times[seq] - answered) * 1000)
+    return {
+        "idle_seconds": opts.idle_seconds,
+        "cpu_percent_of_one_core": cpu,
+        "pickup_after_202_ms": summarize_ms(pickups),
+    }
+
+
 def orjson_line(result: Result, limit: int = 300) -> str:
     """A short one-line view of a result, for the progress output."""
     shown = {k: v for k, v in result.items() if k not in {"processes", "preload"}}
@@ -368,6 +401,7 @@ SCENARIOS: dict[str, Callable[[Cluster, str, Options], Awaitable[Result]]] = {
     "accept_latency": accept_latency,
     "drain": drain,
     "steady": steady,
+    "idle": idle,
 }
 #: scenarios that make their own clusters
 OWN_CLUSTERS = ("scale_out",)

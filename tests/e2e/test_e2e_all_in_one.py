@@ -1,12 +1,15 @@
-"""``pigeon run``: the API, every worker and the sandbox in one process."""
+"""``pigeon run``: the API, every worker and the sandbox from one command."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.e2e_processes import STACKS, PigeonCluster, inbox, send_sms, statuses, wait_for
+from tests.support import eventually
 
 COUNT = 5
 
@@ -54,3 +57,47 @@ async def test_pigeon_run_serves_the_api_workers_and_sandbox_in_one_process(
     # And the one process stops cleanly on SIGTERM
     assert process.terminate() == 0
     assert "Traceback" not in process.stderr()
+
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _last_argument(pid: int) -> str:
+    """The last word of ``pid``'s command line (a worker's name)."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")[-1].decode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be read
+
+
+@pytest.mark.timeout(120)
+async def test_pigeon_run_workers_are_child_processes_that_end_with_it_even_on_kill_9(
+    cluster: PigeonCluster,
+) -> None:
+    """Each worker is a child of ``pigeon run``; kill -9 of the parent ends them too."""
+    # Given ``pigeon run`` with its workers started
+    process = cluster.run_all_in_one()
+    await cluster.start(process)
+    children = _children(process.pid)
+    assert {_last_argument(c) for c in children} == {
+        "sms-sender",
+        "usage-meter",
+        "status-projector",
+    }
+
+    # When the parent is killed with SIGKILL (no chance to stop them itself)
+    process.kill9()
+
+    # Then every worker ends with it (the parent-death signal), none left behind
+    await eventually(lambda: not any(_alive(c) for c in children), within=20)

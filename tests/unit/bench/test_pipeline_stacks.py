@@ -35,7 +35,7 @@ def test_every_scenario_runs_on_each_stack_and_the_scale_out_once_per_stack() ->
         assert echo == (
             [("echo", "accept_max"), ("echo", "accept_latency")] if stack == "sqlite" else []
         )
-        assert len(mine) - len(echo) == 4 + 1 + 4 + 2
+        assert len(mine) - len(echo) == 5 + 1 + 5 + 2  # split and single: 5 each, with idle
     assert planned[0][0] == "sqlite"
     assert planned[-1][0] == "kafka-postgres"
 

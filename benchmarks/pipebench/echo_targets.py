@@ -1,0 +1,126 @@
+"""Issue 9's targets, every one a ratio to E measured in the same run (DESIGN section 7).
+
+E is the bare echo's max accepted/s (topology ``echo``, closed loop); one echo
+request costs ``echo CPU / E`` seconds of CPU. The figures of the Pigeon
+topologies are judged against E, so a verdict holds on any machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: processes that are not Pigeon's: the provider, the load generator, the rest of the box
+NOT_PIGEON = {"sandbox", "loadgen", "other", "echo"}
+
+Results = dict[str, dict[str, dict[str, dict[str, Any]]]]
+
+
+def _ok(result: dict[str, Any] | None) -> bool:
+    return result is not None and "error" not in result
+
+
+def echo_unit(results: Results, stack: str) -> tuple[float, float] | None:
+    """``(E, CPU seconds of one echo request)`` of the run, if the echo was measured."""
+    echo = results.get(stack, {}).get("echo", {}).get("accept_max")
+    if not _ok(echo):
+        for by_topology in results.values():  # the echo runs once, with the first stack
+            echo = by_topology.get("echo", {}).get("accept_max")
+            if _ok(echo):
+                break
+    if not _ok(echo) or echo is None:
+        return None
+    e = float(echo["accepted_per_s"])
+    cpu = echo.get("cpu_percent_of_one_core", {}).get("echo", 0.0) / 100
+    return e, (cpu / e if e else 0.0)
+
+
+def pigeon_cpu(result: dict[str, Any]) -> float:
+    """Cores used by Pigeon's own processes during a measurement."""
+    cpu = result.get("cpu_percent_of_one_core", {})
+    return sum(v for k, v in cpu.items() if k not in NOT_PIGEON) / 100
+
+
+def evaluate(results: Results) -> tuple[list[dict[str, Any]], list[str]]:
+    """Verdicts (JSON) and printable lines for every stack and topology measured."""
+    verdicts: list[dict[str, Any]] = []
+    lines = ["", "Targets (issue 9), as ratios to E (the bare echo's max accepted/s, same run):"]
+    for stack, by_topology in results.items():
+        unit = echo_unit(results, stack)
+        if unit is None:
+            lines.append(f"  {stack}: no echo measured, no E: run with --topology echo,...")
+            continue
+        e, echo_cpu = unit
+        lines.append(f"  E = {e:,.0f}/s; one echo request = {echo_cpu * 1000:.2f} ms of CPU")
+        for topology, by_name in by_topology.items():
+            if topology in ("echo", "api-only"):
+                continue
+            for check in _checks(by_name, e, echo_cpu):
+                check.update(stack=stack, topology=topology)
+                verdicts.append(check)
+                mark = "MET" if check["met"] else "MISSED"
+                lines.append(
+                    f"  {stack:14} {topology:7} {check['target']:44} {check['measured']:34} {mark}"
+                )
+    return verdicts, lines
+
+
+def _checks(by_name: dict[str, dict[str, Any]], e: float, echo_cpu: float) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+    accept = by_name.get("accept_max")
+    if _ok(accept) and accept is not None:
+        ratio = accept["accepted_per_s"] / e
+        checks.append(_check("1. max accepted/s >= 0.4 E", f"{ratio:.3f} E", ratio >= 0.4))
+    latency = by_name.get("accept_latency")
+    if _ok(latency) and latency is not None:
+        p99 = latency["latency"].get("p99_ms", float("inf"))
+        rate = latency["rate_per_s"] / e
+        checks.append(
+            _check(
+                f"2. p99 <= 15 ms at {rate:.3f} E (0.05 E)",
+                f"p99 {p99:.1f} ms",
+                p99 <= 15 and not latency["errors"] and abs(rate - 0.05) < 0.01,
+            )
+        )
+    drain = by_name.get("drain")
+    if _ok(drain) and drain is not None:
+        ratio = drain["sms_per_s"] / e
+        checks.append(_check("4. drain >= 0.12 E SMS/s", f"{ratio:.3f} E", ratio >= 0.12))
+        if echo_cpu and drain["sms_per_s"]:
+            per_sms = pigeon_cpu(drain) / drain["sms_per_s"]
+            units = per_sms / echo_cpu
+            checks.append(
+                _check(
+                    "5. CPU per delivered SMS <= 8 echo",
+                    f"{per_sms * 1000:.2f} ms = {units:.1f} echo",
+                    units <= 8,
+                )
+            )
+    steady = by_name.get("steady")
+    if _ok(steady) and steady is not None:
+        p99 = steady["accept_latency"].get("p99_ms", float("inf"))
+        tail = steady["first_accept_to_last_sms_seconds"] - steady["seconds"]
+        rate = steady["rate_per_s"] / e
+        checks.append(
+            _check(
+                f"4. steady {rate:.2f} E: keeps up, p99 <= 25 ms",
+                f"tail {tail:.1f} s, p99 {p99:.1f} ms",
+                tail <= 2.0 and p99 <= 25,
+            )
+        )
+    idle = by_name.get("idle")
+    if _ok(idle) and idle is not None:
+        cpu = idle["cpu_percent_of_one_core"]
+        busiest = max((v for k, v in cpu.items() if k not in NOT_PIGEON), default=0.0)
+        pickup = idle["pickup_after_202_ms"].get("max_ms", float("inf"))
+        checks.append(
+            _check(
+                "6. idle: each process <= 1 %, pickup <= 20 ms",
+                f"max {busiest:.2f} %, pickup max {pickup:.1f} ms",
+                busiest <= 1.0 and pickup <= 20,
+            )
+        )
+    return checks
+
+
+def _check(target: str, measured: str, met: bool) -> dict[str, Any]:
+    return {"target": target, "measured": measured, "met": met}
