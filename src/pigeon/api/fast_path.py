@@ -74,7 +74,9 @@ class FastPath:
         if handler is None:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)  # the first of a repeated header, as Starlette reads
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self._max_bytes:
             await self.app(scope, receive, send)  # the size limit answers 413
