@@ -129,13 +129,6 @@ def _sqlite_pragmas(engine: Engine, *, immediate: bool, synchronous: str) -> Non
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def sqlite_engine(path: Path, *, immediate: bool, synchronous: str = "NORMAL") -> AsyncEngine:
-    """An async engine on ``path`` with Pigeon's pragmas (readers)."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=4, max_overflow=4)
-    _sqlite_pragmas(engine.sync_engine, immediate=immediate, synchronous=synchronous)
-    return engine
-
-
 def writer_engine(url: DatabaseUrl, *, synchronous: str = "NORMAL") -> Engine:
     """The synchronous engine of a process's one writer thread (see the group committer).
 
@@ -177,5 +170,9 @@ def postgres_engine(url: DatabaseUrl, *, pool_size: int = 10) -> AsyncEngine:
 def reader_engine(url: DatabaseUrl, *, synchronous: str = "NORMAL") -> AsyncEngine:
     """The async engine reads go through (they never block the writer under WAL)."""
     if url.dialect == "sqlite":
-        return sqlite_engine(url.path, immediate=False, synchronous=synchronous)
+        engine = create_async_engine(
+            url.sqlalchemy_url(asynchronous=True), pool_size=4, max_overflow=4
+        )
+        _sqlite_pragmas(engine.sync_engine, immediate=False, synchronous=synchronous)
+        return engine
     return postgres_engine(url)

@@ -18,6 +18,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.fuzzing import TIMEOUT, json_values, nasty_text, scaled
+from tests.support import serve_http
 
 from pigeon.errors import PermanentError, ProviderRateLimited, TransientError
 from pigeon.providers.port import ProviderReceipt, SmsMessage
@@ -60,15 +61,9 @@ async def scripted() -> AsyncIterator[tuple[Script, TwilioSmsProvider]]:
         answer = script.answer
         return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    runner, url = await serve_http(handle)
     provider = TwilioSmsProvider(
-        base_url=f"http://{host}:{port}",
+        base_url=url,
         account_sid=SID,
         auth_token="token",
         default_from="+15005550006",

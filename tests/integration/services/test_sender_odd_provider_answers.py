@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 from sqlalchemy import create_engine, text
+from tests.support import eventually, serve_http
 
 from pigeon.bootstrap import Pigeon, build
 from pigeon.config import Settings
@@ -29,24 +30,7 @@ async def _scripted(status: int, body: bytes) -> tuple[web.AppRunner, str]:
         await request.read()
         return web.Response(status=status, body=body)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
-async def _until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    """Wait for ``condition`` (polled: the store has no change feed to wait on)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    return await serve_http(handle)
 
 
 @pytest.fixture
@@ -109,7 +93,7 @@ async def test_an_odd_provider_answer_fails_the_notification_quoting_the_answer(
             view = await pigeon.store.get_view(account.id, notification.id)
             return view is not None and view.notification.status.value == "failed"
 
-        await _until(failed)
+        await eventually(failed, within=20.0, interval=0.02)
         view = await pigeon.store.get_view(account.id, notification.id)
         assert view is not None and view.last_error is not None
         assert quoted in view.last_error, view.last_error

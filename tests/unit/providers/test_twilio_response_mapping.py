@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from tests.support import serve_http
 
 from pigeon.errors import ProviderRateLimited, ProviderRejected, ProviderUnavailable
 from pigeon.providers.port import SmsMessage
@@ -38,13 +39,8 @@ async def fake() -> AsyncIterator[tuple[ScriptedTwilio, str]]:
         script.requests.append((request.path, form, request.headers.get("Authorization", "")))
         return script.answer
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    yield script, f"http://{host}:{port}"
+    runner, url = await serve_http(handle)
+    yield script, url
     await runner.cleanup()
 
 
