@@ -302,7 +302,9 @@ class PigeonCluster:
             headers={"Authorization": f"Bearer {key}"},
             timeout=30.0,
             trust_env=False,
-            limits=httpx.Limits(max_connections=32),
+            # idle connections retire well before the server's 5 s keep-alive
+            # closes them, so a reused connection never races that close
+            limits=httpx.Limits(max_connections=32, keepalive_expiry=1.0),
         )
 
     def sandbox_client(self) -> httpx.AsyncClient:

@@ -93,15 +93,22 @@ def record(conn: Connection, messages: Sequence[Message]) -> int:
     ids = [r["notification_id"] for r in rows if r["notification_id"]]
     last_errors: dict[str, str | None] = {}
     if ids:
+        # the projection's last error, overridden by the attempt journal: the
+        # sender journals its last attempt in the same transaction as the dead
+        # letter, while the projector may not have caught up yet
         last_errors = dict(
-            (
-                conn.execute(
-                    select(notifications.c.id, notifications.c.last_error).where(
-                        notifications.c.id.in_(ids)
-                    )
+            conn.execute(
+                select(notifications.c.id, notifications.c.last_error).where(
+                    notifications.c.id.in_(ids)
                 )
             ).all()
         )
+        journaled = conn.execute(
+            select(send_attempts.c.notification_id, send_attempts.c.error)
+            .where(send_attempts.c.notification_id.in_(ids), send_attempts.c.error.is_not(None))
+            .order_by(send_attempts.c.notification_id, send_attempts.c.attempt)
+        ).all()
+        last_errors.update((nid, error) for nid, error in journaled)
     for row in rows:
         row["last_error"] = last_errors.get(str(row["notification_id"]))
     upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
