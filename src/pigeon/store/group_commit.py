@@ -1,12 +1,11 @@
 """Group commit: many callers' writes share one transaction, run in one thread.
 
 SQLite commits one transaction at a time, and each commit is an fsync of the
-WAL. Concurrent callers put their unit of work on a queue; one writer task
-hands everything that has gathered to the process's writer thread, which runs
-it in a single transaction on a synchronous connection and commits once; then
-every caller is answered. Nobody's write is acknowledged before its commit.
-If a shared transaction fails, each unit is retried alone, so one bad unit
-cannot fail the others.
+WAL. Concurrent callers put their unit of work on a queue; the process's writer
+thread takes everything that has gathered, runs it in a single transaction on
+a synchronous connection and commits once; then every caller is answered.
+Nobody's write is acknowledged before its commit. If a shared transaction
+fails, each unit is retried alone, so one bad unit cannot fail the others.
 
 The whole transaction is one call into the writer thread: no statement pays a
 thread hop of its own, and the SQLite write lock is never held while the
@@ -23,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,8 +62,24 @@ class Merged:
 Work = Callable[[Connection], Any] | list[Write] | Merged
 
 
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """One caller's work, its answer, and whether its commit wakes nobody."""
+
+    work: Work
+    future: asyncio.Future[Any]
+    quiet: bool
+
+
 class GroupCommitter:
-    """Runs submitted units of work in shared transactions on one connection."""
+    """Runs submitted units of work in shared transactions on one connection.
+
+    The writer thread owns the queue: it takes everything that has gathered,
+    commits it, hands the results to the event loop and at once takes the next
+    group. Commits follow each other without waiting for the event loop to come
+    round, so a busy loop delays only its own callers' answers, never the
+    database's next commit (nor, on SQLite, the write lock other processes wait for).
+    """
 
     def __init__(
         self,
@@ -80,30 +96,24 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._on_commit = on_commit or (lambda: None)
         # None is the stop sentinel: everything queued before it is still written
-        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any], bool] | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        """Start the writer thread and task."""
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pigeon-writer")
-        self._task = asyncio.create_task(self._run(), name="pigeon-group-commit")
+        """Start the writer thread."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._writer, name="pigeon-writer", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
         """Finish what is queued, then stop the writer and close its connection."""
-        task, self._task = self._task, None
-        if task is not None:
-            self._queue.put_nowait(None)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), 30)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
         thread, self._thread = self._thread, None
         if thread is not None:
-            await asyncio.get_running_loop().run_in_executor(thread, self._engine.dispose)
-            thread.shutdown(wait=True)
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, 30)
+            if thread.is_alive():
+                log.warning("the store's writer did not finish within 30 s")
         if self._write_lock is not None:
             self._write_lock.close()
 
@@ -141,60 +151,74 @@ class GroupCommitter:
         await self._enqueue([(stmt, rows) for stmt, rows in writes if rows], False)
 
     async def _enqueue(self, work: Work, quiet: bool) -> Any:
-        if self._task is None or self._task.done():
-            raise StoreUnavailable("the store is not running")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((work, future, quiet))
-        return await future
-
-    async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                return
-            items = [first]
-            while len(items) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                items.append(item)
-            try:
-                results = await self._commit([work for work, _, _ in items])
-            except Exception as exc:
-                if len(items) == 1:
-                    self._fail(items[0][1], exc)
-                else:
-                    await self._one_by_one(items)
-                continue
-            self._committed(items, results)
-
-    async def _one_by_one(self, items: list[tuple[Work, asyncio.Future[Any], bool]]) -> None:
-        """After a shared transaction failed: each unit alone, so only the bad one fails."""
-        for item in items:
-            try:
-                (result,) = await self._commit([item[0]])
-            except Exception as exc:
-                self._fail(item[1], exc)
-            else:
-                self._committed([item], [result])
-
-    def _committed(
-        self, items: list[tuple[Work, asyncio.Future[Any], bool]], results: list[Any]
-    ) -> None:
-        if not all(quiet for _, _, quiet in items):
-            self._on_commit()
-        for (_, future, _), result in zip(items, results, strict=True):
-            if not future.done():
-                future.set_result(result)
-
-    async def _commit(self, works: list[Work]) -> list[Any]:
         if self._thread is None:
             raise StoreUnavailable("the store is not running")
-        return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._commit_sync, works
-        )
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Unit(work, future, quiet))
+        return await future
+
+    # -- the writer thread -------------------------------------------------
+    def _writer(self) -> None:
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is None:
+                    return
+                units = [first]
+                while len(units) < self._max_batch:
+                    try:
+                        unit = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if unit is None:
+                        stopping = True
+                        break
+                    units.append(unit)
+                self._write_group(units)
+        finally:
+            self._engine.dispose()
+
+    def _write_group(self, units: list[_Unit]) -> None:
+        try:
+            results = self._commit_sync([u.work for u in units])
+        except Exception as exc:
+            if len(units) == 1:
+                self._answer(units, None, exc)
+                return
+            # a shared transaction failed: each unit alone, so only the bad one fails
+            for unit in units:
+                try:
+                    (result,) = self._commit_sync([unit.work])
+                except Exception as exc:
+                    self._answer([unit], None, exc)
+                else:
+                    self._answer([unit], [result], None)
+            return
+        self._answer(units, results, None)
+
+    def _answer(
+        self, units: list[_Unit], results: list[Any] | None, error: Exception | None
+    ) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._resolve, units, results, error)
+
+    def _resolve(
+        self, units: list[_Unit], results: list[Any] | None, error: Exception | None
+    ) -> None:
+        """On the event loop: wake consumers, answer every caller."""
+        if results is None:
+            for unit in units:
+                self._fail(unit.future, error or StoreUnavailable("the write failed"))
+            return
+        if not all(u.quiet for u in units):
+            self._on_commit()
+        for unit, result in zip(units, results, strict=True):
+            if not unit.future.done():
+                unit.future.set_result(result)
 
     def _commit_sync(self, works: list[Work]) -> list[Any]:
         deadline = time.monotonic() + BUSY_WAIT_SECONDS
