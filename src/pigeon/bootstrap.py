@@ -205,6 +205,9 @@ class Pigeon:
                 handler,
                 name=f"{name}:{topic}",
                 policy=self.retry_policy(),
+                # set-based handlers: every partition's batch in one transaction; the
+                # sender keeps partitions apart so one slow recipient holds up no other
+                together=group != SENDER_GROUP,
             )
             for topic, group, dead, handler in specs
         ]

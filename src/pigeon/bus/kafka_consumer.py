@@ -284,6 +284,16 @@ class KafkaConsumer:
             if isinstance(self._link, _Joined):
                 self._sync_pauses(self._link, time.time())
 
+    async def settle_many(self, settled: Sequence[tuple[Batch, Sequence[Outcome]]]) -> None:
+        """Each batch on its own (each commits its partition's offsets), concurrently."""
+        results = await asyncio.gather(
+            *(self.settle(batch, outcomes) for batch, outcomes in settled),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     def _offsets(self, link: _Joined, batch: Batch) -> dict[Any, int]:
         """The positions to commit: one past the batch's last message in each partition."""
         topic_partition = link.aiokafka.TopicPartition

@@ -98,6 +98,10 @@ class Consumer(Protocol):
     async def settle(self, batch: Batch, outcomes: Sequence[Outcome]) -> None:
         """Record the outcome of every message of ``batch`` (same order) and commit."""
 
+    async def settle_many(self, settled: Sequence[tuple[Batch, Sequence[Outcome]]]) -> None:
+        """:meth:`settle` for batches of several partitions, in one commit where the
+        backend can (the embedded bus), else each on its own."""
+
     def interrupt(self) -> None:
         """End a waiting :meth:`fetch` early (it returns what it has, maybe nothing)."""
 
@@ -124,8 +128,9 @@ class EventBus(Protocol):
     ) -> Consumer:
         """A new group member for ``topic``; call ``start()`` on it.
 
-        ``linger_seconds``: after a wake-up from idle, let events gather this long
-        before reading them (fewer, bigger batches, for groups that can wait).
+        ``linger_seconds``: read new messages at most this often unless the last
+        read was a full batch (fewer, bigger batches and transactions, for groups
+        that can wait).
         """
 
 

@@ -87,8 +87,13 @@ class ConsumerRunner:
         max_batch: int = 256,
         fetch_timeout: float = 5.0,
         policy: RetryPolicy | None = None,
+        together: bool = False,
     ) -> None:
+        """``together``: hand the batches of one fetch (several partitions) to the
+        handler as one list and settle them in one commit, for handlers that work
+        set-based and need no partition to run apart from the others."""
         self.consumer = consumer
+        self._together = together
         self.name = name
         self._handler = handler
         self._max_batch = max_batch
@@ -116,8 +121,13 @@ class ConsumerRunner:
                     log.warning("%s: fetching failed (%s); retrying", self.name, exc)
                     await asyncio.sleep(0.2)
                     continue
-                for batch in batches:
-                    task = asyncio.create_task(self._process(batch))
+                work = (
+                    [self._process_together(batches)]
+                    if self._together and len(batches) > 1
+                    else [self._process(batch) for batch in batches]
+                )
+                for job in work:
+                    task = asyncio.create_task(job)
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
             if self._tasks:
@@ -129,6 +139,26 @@ class ConsumerRunner:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await asyncio.shield(self.consumer.stop())
+
+    async def _process_together(self, batches: list[Batch]) -> None:
+        messages = [m for batch in batches for m in batch.messages]
+        try:
+            outcomes = list(await self._handler(messages))
+        except Exception as exc:
+            outcomes = [outcome_for_error(exc, m, self._policy) for m in messages]
+        settled: list[tuple[Batch, Sequence[Outcome]]] = []
+        start = 0
+        for batch in batches:
+            settled.append((batch, outcomes[start : start + len(batch.messages)]))
+            start += len(batch.messages)
+        try:
+            await self.consumer.settle_many(settled)
+        except Exception:
+            log.exception(
+                "%s: could not settle batches of partitions %s; they will be redelivered",
+                self.name,
+                ", ".join(str(b.partition) for b in batches),
+            )
 
     async def _process(self, batch: Batch) -> None:
         try:

@@ -50,7 +50,7 @@ class SqliteConsumer:
         linger_seconds: float = 0.0,
     ) -> None:
         self.topic = topic
-        self._linger = linger_seconds
+        self._linger_seconds = linger_seconds
         self.group = group
         self.member = member
         self._bus = bus
@@ -71,6 +71,8 @@ class SqliteConsumer:
         self._wake = asyncio.Event()
         self._wake.set()  # look once at start
         self._last_poll = -math.inf
+        #: whether the last poll read a full batch (a backlog: poll again at once)
+        self._last_full = False
         self._interrupted = False
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._waiting_for_partitions = False
@@ -231,10 +233,12 @@ class SqliteConsumer:
             # poll only when woken (a commit here, a ring from elsewhere), when a retry
             # falls due, or on the slow fallback timer: an idle member costs nothing
             if self._wake.is_set() or time.monotonic() - self._last_poll >= interval:
+                await self._linger(deadline)
                 self._wake.clear()
                 self._last_poll = time.monotonic()
                 async with self._lock:
                     batches = await self._bus.run_read(self._poll_sync, max_messages)
+                self._last_full = any(len(b.messages) >= max_messages for b in batches)
                 if batches:
                     return batches
             now = time.monotonic()
@@ -258,8 +262,20 @@ class SqliteConsumer:
             wait = min(self._last_poll + interval - now, remaining, due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
-                if self._linger and not self._interrupted:
-                    await asyncio.sleep(self._linger)  # let more events gather
+
+    async def _linger(self, deadline: float) -> None:
+        """Poll a lingering group at most once per linger interval.
+
+        Under a steady stream every commit anywhere rings the doorbell; a member
+        polling at each ring would take whatever arrived since, often one event,
+        and pay a read, a transaction and the write lock for it. After a full
+        batch (a backlog) the next poll starts at once; after a quiet spell too.
+        """
+        if not self._linger_seconds or self._last_full or self._interrupted:
+            return
+        pause = min(self._last_poll + self._linger_seconds, deadline) - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
 
     def _poll_sync(self, conn: sqlite3.Connection, max_messages: int) -> list[Batch]:
         # A partition being handed over gets no new batch: under a steady backlog
@@ -319,63 +335,79 @@ class SqliteConsumer:
     # -- settling ----------------------------------------------------------
     async def settle(self, batch: Batch, outcomes: Sequence[Outcome]) -> None:
         """Apply every outcome and move the group's position, in one transaction."""
-        if len(outcomes) != len(batch.messages):
-            raise ValueError(f"{len(outcomes)} outcomes for {len(batch.messages)} messages")
+        await self.settle_many([(batch, outcomes)])
+
+    async def settle_many(self, settled: Sequence[tuple[Batch, Sequence[Outcome]]]) -> None:
+        """Settle batches of several partitions in one transaction."""
+        for batch, outcomes in settled:
+            if len(outcomes) != len(batch.messages):
+                raise ValueError(f"{len(outcomes)} outcomes for {len(batch.messages)} messages")
         async with self._lock:
             try:
-                kept, dead = await self._settle(batch, outcomes)
+                kept, dead = await self._settle(settled)
             finally:
-                self._in_flight.discard(batch.partition)
+                for batch, _ in settled:
+                    self._in_flight.discard(batch.partition)
                 self._wake.set()
-        if not kept:
-            log.warning(
-                "partition %s/%s[%d] moved to another member before its batch was settled; "
-                "its messages will be delivered again",
-                self.group,
-                self.topic,
-                batch.partition,
-            )
+        for batch, _ in settled:
+            if batch.partition not in kept:
+                log.warning(
+                    "partition %s/%s[%d] moved to another member before its batch was "
+                    "settled; its messages will be delivered again",
+                    self.group,
+                    self.topic,
+                    batch.partition,
+                )
         if dead:
             self._bus.wake()
 
-    async def _settle(self, batch: Batch, outcomes: Sequence[Outcome]) -> tuple[bool, bool]:
-        partition = batch.partition
-        if partition not in self._owned:
-            return False, False
+    async def _settle(
+        self, settled: Sequence[tuple[Batch, Sequence[Outcome]]]
+    ) -> tuple[set[int], bool]:
+        mine = [(b, o) for b, o in settled if b.partition in self._owned]
+        if not mine:
+            return set(), False
 
-        def _apply(conn: sqlite3.Connection) -> tuple[bool, bool]:
-            holder = conn.execute(
-                "SELECT member FROM bus_leases WHERE grp = ? AND topic = ? AND partition = ?",
-                (self.group, self.topic, partition),
-            ).fetchone()
-            if holder is None or holder[0] != self.member:
-                return False, False
-            dead = False
-            for message, outcome in zip(batch.messages, outcomes, strict=True):
-                dead |= self._apply_outcome(conn, message, outcome)
-            positions = [m.offset for m in batch.messages if m.retry_id is None]
-            if positions:
+        def _apply(conn: sqlite3.Connection) -> tuple[set[int], bool]:
+            holders = dict(
                 conn.execute(
-                    "INSERT INTO bus_offsets (grp, topic, partition, position) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, partition) "
-                    "DO UPDATE SET position = max(position, excluded.position)",
-                    (self.group, self.topic, partition, max(positions)),
-                )
-            return True, dead
+                    "SELECT partition, member FROM bus_leases WHERE grp = ? AND topic = ?",
+                    (self.group, self.topic),
+                ).fetchall()
+            )
+            kept: set[int] = set()
+            dead = False
+            for batch, outcomes in mine:
+                if holders.get(batch.partition) != self.member:
+                    continue
+                kept.add(batch.partition)
+                for message, outcome in zip(batch.messages, outcomes, strict=True):
+                    dead |= self._apply_outcome(conn, message, outcome)
+                positions = [m.offset for m in batch.messages if m.retry_id is None]
+                if positions:
+                    conn.execute(
+                        "INSERT INTO bus_offsets (grp, topic, partition, position) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, partition) "
+                        "DO UPDATE SET position = max(position, excluded.position)",
+                        (self.group, self.topic, batch.partition, max(positions)),
+                    )
+            return kept, dead
 
         kept, dead = await self._bus.write(_apply)
-        if not kept:
-            self._owned.pop(partition, None)
-            return False, False
-        positions = [m.offset for m in batch.messages if m.retry_id is None]
-        if positions and partition in self._owned:
-            self._owned[partition] = max(self._owned[partition], *positions)
-        if any(
-            not isinstance(o, Ack) or m.retry_id is not None
-            for m, o in zip(batch.messages, outcomes, strict=True)
-        ):  # the partition's retries changed
-            await self._bus.run_read(self._refresh_retry_due, partition)
-        return True, dead
+        for batch, outcomes in mine:
+            partition = batch.partition
+            if partition not in kept:
+                self._owned.pop(partition, None)
+                continue
+            positions = [m.offset for m in batch.messages if m.retry_id is None]
+            if positions and partition in self._owned:
+                self._owned[partition] = max(self._owned[partition], *positions)
+            if any(
+                not isinstance(o, Ack) or m.retry_id is not None
+                for m, o in zip(batch.messages, outcomes, strict=True)
+            ):  # the partition's retries changed
+                await self._bus.run_read(self._refresh_retry_due, partition)
+        return kept, dead
 
     def _apply_outcome(self, conn: sqlite3.Connection, message: Message, outcome: Outcome) -> bool:
         if isinstance(outcome, Ack):

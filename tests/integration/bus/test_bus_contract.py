@@ -34,16 +34,29 @@ Decide = Callable[[Message], Outcome]
 class Collector:
     """Runs one group member and records every message it is handed."""
 
-    def __init__(self, bus: EventBus, topic: str, group: str, decide: Decide | None = None):
+    def __init__(
+        self,
+        bus: EventBus,
+        topic: str,
+        group: str,
+        decide: Decide | None = None,
+        *,
+        together: bool = False,
+    ):
         self.seen: list[Message] = []
         self.seen_at: list[float] = []
+        #: the partitions of each handler call
+        self.calls: list[set[int]] = []
         self._decide = decide or (lambda _m: ACK)
         consumer = bus.consumer(topic, group, dead_letter_topic=topic + ".dead")
-        self.runner = ConsumerRunner(consumer, self._handle, name=group, fetch_timeout=0.1)
+        self.runner = ConsumerRunner(
+            consumer, self._handle, name=group, fetch_timeout=0.1, together=together
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def _handle(self, messages: Sequence[Message]) -> Sequence[Outcome]:
         now = time.monotonic()
+        self.calls.append({m.partition for m in messages})
         self.seen.extend(messages)
         self.seen_at.extend([now] * len(messages))
         return [self._decide(m) for m in messages]
@@ -65,10 +78,10 @@ class Collector:
 
 @contextlib.asynccontextmanager
 async def collecting(
-    bus: EventBus, topic: str, group: str, decide: Decide | None = None
+    bus: EventBus, topic: str, group: str, decide: Decide | None = None, *, together: bool = False
 ) -> AsyncIterator[Collector]:
     """A running :class:`Collector`, stopped on exit."""
-    async with Collector(bus, topic, group, decide) as collector:
+    async with Collector(bus, topic, group, decide, together=together) as collector:
         yield collector
 
 
@@ -191,6 +204,34 @@ async def test_a_dead_lettered_message_moves_to_the_dead_letter_topic_with_its_r
     assert letter.value == b"poison"
     assert letter.headers[HEADER_DEAD_REASON] == "cannot parse"
     assert letter.headers[HEADER_ORIGINAL_TOPIC] == topic
+
+
+async def test_batches_of_several_partitions_settled_together_keep_each_outcome(
+    make_bus: BusFactory, topic: str
+) -> None:
+    """One handler call for several partitions' batches (a set-based group): every
+    message's outcome holds, and the group's position moves past all of them."""
+    bus = await make_bus()
+    await publish_range(bus, topic, 60, keys=12)
+
+    def decide(m: Message) -> Outcome:
+        if m.value == b"7" and m.attempt == 1:
+            return RetryLater(0.2, "try again")
+        return DeadLetter("cannot parse") if m.value == b"9" else ACK
+
+    async with (
+        collecting(bus, topic, "together", decide, together=True) as c,
+        collecting(bus, topic + ".dead", "together-dead") as dead,
+    ):
+        await eventually(lambda: len(c.seen) >= 61 and len(dead.seen) >= 1)
+    assert any(len(partitions) > 1 for partitions in c.calls)
+    assert sorted(int(v) for v in c.values()) == sorted([*range(60), 7])
+    assert [m.attempt for m in c.seen if m.value == b"7"] == [1, 2]
+    assert [m.value for m in dead.seen] == [b"9"]
+    later = await make_bus()  # a new process of the group finds nothing left
+    async with collecting(later, topic, "together") as again:
+        await asyncio.sleep(0.5)
+    assert again.seen == []
 
 
 async def test_first_delivery_of_a_committed_message_is_prompt(
