@@ -198,9 +198,12 @@ class Pigeon:
                     group,
                     dead_letter_topic=dead,
                     # the sender is on a notification's critical path; the others can wait
-                    linger_seconds=0.0
-                    if group == SENDER_GROUP
-                    else self.settings.bus_linger_ms / 1000,
+                    linger_seconds=(
+                        self.settings.sender_linger_ms
+                        if group == SENDER_GROUP
+                        else self.settings.bus_linger_ms
+                    )
+                    / 1000,
                 ),
                 handler,
                 name=f"{name}:{topic}",

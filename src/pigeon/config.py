@@ -46,10 +46,12 @@ class Settings(BaseSettings):
     #: fallback: how often an idle consumer looks for new events if no wake-up came
     #: (commits wake consumers at once, in this process and, by a doorbell, in others)
     bus_poll_interval_ms: float = Field(default=2000.0, gt=0, le=_HOUR * 1000)
-    #: embedded bus: after a wake-up, how long the status projector and the usage meter
-    #: let events gather before reading them (fewer, bigger transactions; the sender
-    #: never waits)
+    #: embedded bus: the status projector, usage meter and dead-letter recorder read
+    #: new events at most this often under steady traffic (fewer, bigger transactions)
     bus_linger_ms: float = Field(default=50.0, ge=0, le=10_000)
+    #: the sender's own, short: under steady traffic a request waits at most this long
+    #: for others to share its transactions; after a quiet spell it is read at once
+    sender_linger_ms: float = Field(default=10.0, ge=0, le=1_000)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     api_host: str = "127.0.0.1"

@@ -233,7 +233,8 @@ class SqliteConsumer:
             # poll only when woken (a commit here, a ring from elsewhere), when a retry
             # falls due, or on the slow fallback timer: an idle member costs nothing
             if self._wake.is_set() or time.monotonic() - self._last_poll >= interval:
-                await self._linger(deadline)
+                if not await self._linger(deadline):
+                    return []  # the caller's wait ends first; the wake-up stays set
                 self._wake.clear()
                 self._last_poll = time.monotonic()
                 async with self._lock:
@@ -263,8 +264,8 @@ class SqliteConsumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
 
-    async def _linger(self, deadline: float) -> None:
-        """Poll a lingering group at most once per linger interval.
+    async def _linger(self, deadline: float) -> bool:
+        """Poll a lingering group at most once per linger interval; whether to poll now.
 
         Under a steady stream every commit anywhere rings the doorbell; a member
         polling at each ring would take whatever arrived since, often one event,
@@ -272,10 +273,12 @@ class SqliteConsumer:
         batch (a backlog) the next poll starts at once; after a quiet spell too.
         """
         if not self._linger_seconds or self._last_full or self._interrupted:
-            return
-        pause = min(self._last_poll + self._linger_seconds, deadline) - time.monotonic()
+            return True
+        due = self._last_poll + self._linger_seconds
+        pause = min(due, deadline) - time.monotonic()
         if pause > 0:
             await asyncio.sleep(pause)
+        return due <= deadline or self._interrupted
 
     def _poll_sync(self, conn: sqlite3.Connection, max_messages: int) -> list[Batch]:
         # A partition being handed over gets no new batch: under a steady backlog
