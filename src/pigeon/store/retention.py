@@ -25,9 +25,11 @@ What is kept, and why:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import Column, Table, delete, exists, select, text, tuple_
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from pigeon.domain.ids import EVENT_PREFIX, NOTIFICATION_PREFIX, ulid_floor
 from pigeon.domain.status import NotificationStatus
@@ -53,10 +55,21 @@ _CONSUMERS = text(
     " FROM c WHERE c.consumer IS NOT NULL"
     ") SELECT consumer FROM c WHERE consumer IS NOT NULL"
 )
-_DEAD_EVENTS = select(dead_letters.c.event_id).where(dead_letters.c.event_id.is_not(None))
-_UNREPLAYED = select(dead_letters.c.notification_id).where(
-    dead_letters.c.notification_id.is_not(None), dead_letters.c.replayed_at.is_(None)
-)
+
+
+def _not_dead_lettered(
+    conn: Connection, column: ColumnElement[str], dead: Column[str], *only: ColumnElement[bool]
+) -> ColumnElement[bool]:
+    """``column`` is not in ``dead`` of a dead letter (matching ``only``).
+
+    NOT EXISTS on PostgreSQL: an anti-join, fast however many dead letters there
+    are (NOT IN falls back to a scan per row once they outgrow work_mem). NOT IN
+    on SQLite: the list is built once per statement (a correlated NOT EXISTS
+    would scan ``dead_letters`` per row: it has no index on these columns).
+    """
+    if conn.dialect.name == "postgresql":
+        return ~exists().where(dead == column, *only)
+    return column.not_in(select(dead).where(dead.is_not(None), *only))
 
 
 def purge_processed_events(conn: Connection, before: datetime, limit: int) -> int:
@@ -66,53 +79,70 @@ def purge_processed_events(conn: Connection, before: datetime, limit: int) -> in
     for consumer in list(conn.execute(_CONSUMERS).scalars()):
         if deleted >= limit:
             break
-        doomed = (
+        ids = conn.execute(
             select(processed_events.c.event_id)
             .where(
                 processed_events.c.consumer == consumer,
                 # ids we did not make (no prefix) are never taken for old ones
                 processed_events.c.event_id >= EVENT_PREFIX,
                 processed_events.c.event_id < floor,
-                processed_events.c.event_id.not_in(_DEAD_EVENTS),
+                _not_dead_lettered(conn, processed_events.c.event_id, dead_letters.c.event_id),
             )
             .order_by(processed_events.c.event_id)
             .limit(limit - deleted)
             .with_for_update(skip_locked=True)
+        ).scalars()
+        deleted += _delete(
+            conn,
+            processed_events,
+            processed_events.c.event_id,
+            list(ids),
+            processed_events.c.consumer == consumer,
         )
-        deleted += conn.execute(
-            delete(processed_events).where(
-                processed_events.c.consumer == consumer,
-                processed_events.c.event_id.in_(doomed.scalar_subquery()),
-            )
-        ).rowcount
     return deleted
 
 
 def purge_pending_callbacks(conn: Connection, before: datetime, limit: int) -> int:
     """Drop up to ``limit`` kept callbacks received before ``before`` that nothing claimed."""
-    doomed = (
+    ids = conn.execute(
         select(pending_callbacks.c.id)
         .where(pending_callbacks.c.received_at < before)
         .order_by(pending_callbacks.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )
-    return conn.execute(
-        delete(pending_callbacks).where(pending_callbacks.c.id.in_(doomed.scalar_subquery()))
-    ).rowcount
+    ).scalars()
+    return _delete(conn, pending_callbacks, pending_callbacks.c.id, list(ids))
 
 
 def purge_idempotency_keys(conn: Connection, before: datetime, limit: int) -> int:
     """Drop up to ``limit`` idempotency keys claimed before ``before`` (past their TTL)."""
-    key = tuple_(idempotency_keys.c.account_id, idempotency_keys.c.key)
-    doomed = (
+    keys = conn.execute(
         select(idempotency_keys.c.account_id, idempotency_keys.c.key)
         .where(idempotency_keys.c.created_at < before)
         .order_by(idempotency_keys.c.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )
-    return conn.execute(delete(idempotency_keys).where(key.in_(doomed))).rowcount
+    ).all()
+    key = tuple_(idempotency_keys.c.account_id, idempotency_keys.c.key)
+    return _delete(conn, idempotency_keys, key, [tuple(k) for k in keys])
+
+
+def _delete(
+    conn: Connection,
+    table: Table,
+    key: ColumnElement[Any],
+    keys: list[Any],
+    *also: ColumnElement[bool],
+) -> int:
+    """Delete the rows picked by key (and locked, on PostgreSQL); returns how many.
+
+    Picked first, deleted by key second: ``DELETE … WHERE key IN (SELECT … LIMIT n)``
+    in one statement lets PostgreSQL's planner scan the whole table to join the
+    handful of picked keys (measured: a sequential scan of every consumer's row).
+    """
+    if keys:
+        conn.execute(delete(table).where(key.in_(keys), *also))
+    return len(keys)
 
 
 def purge_notifications(conn: Connection, before: datetime, limit: int) -> int:
@@ -126,16 +156,18 @@ def purge_notifications(conn: Connection, before: datetime, limit: int) -> int:
                 notifications.c.id < NOTIFICATION_PREFIX + ulid_floor(before),
                 notifications.c.status.in_(FINAL_STATUSES),
                 notifications.c.updated_at < before,
-                notifications.c.id.not_in(_UNREPLAYED),
+                _not_dead_lettered(
+                    conn,
+                    notifications.c.id,
+                    dead_letters.c.notification_id,
+                    dead_letters.c.replayed_at.is_(None),
+                ),
             )
             .order_by(notifications.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).scalars()
     )
-    if not ids:
-        return 0
-    conn.execute(delete(timeline).where(timeline.c.notification_id.in_(ids)))
-    conn.execute(delete(send_attempts).where(send_attempts.c.notification_id.in_(ids)))
-    conn.execute(delete(notifications).where(notifications.c.id.in_(ids)))
-    return len(ids)
+    _delete(conn, timeline, timeline.c.notification_id, ids)
+    _delete(conn, send_attempts, send_attempts.c.notification_id, ids)
+    return _delete(conn, notifications, notifications.c.id, ids)
