@@ -41,6 +41,7 @@ from pigeon.services.dead_letter_recorder import GROUP as DEAD_LETTER_GROUP
 from pigeon.services.dead_letter_recorder import DeadLetterRecorder
 from pigeon.services.outbox_relay import OutboxRelay
 from pigeon.services.projector import STATUS_GROUP, USAGE_GROUP, StatusProjector, UsageMeter
+from pigeon.services.retention import Retention, RetentionPolicy
 from pigeon.services.sms_sender import GROUP as SENDER_GROUP
 from pigeon.services.sms_sender import SmsSender
 from pigeon.services.status_poller import StatusPoller
@@ -52,6 +53,14 @@ CONSUMERS = ("sms-sender", "usage-meter", "status-projector")
 RELAY = "outbox-relay"
 WORKERS = (*CONSUMERS, RELAY)
 TOPICS = (TOPIC_SMS_REQUESTED, TOPIC_STATUS, TOPIC_SMS_DEAD, TOPIC_STATUS_DEAD)
+#: the groups that read each topic (see workers()): the embedded log keeps every event
+#: until each of them has read it, even one whose worker has not started yet
+READERS = {
+    TOPIC_SMS_REQUESTED: (SENDER_GROUP, USAGE_GROUP, STATUS_GROUP),
+    TOPIC_STATUS: (STATUS_GROUP,),
+    TOPIC_SMS_DEAD: (DEAD_LETTER_GROUP,),
+    TOPIC_STATUS_DEAD: (DEAD_LETTER_GROUP,),
+}
 
 
 class Runner(Protocol):
@@ -155,11 +164,30 @@ class Pigeon:
         s = self.settings
         return RetryPolicy(s.sms_max_attempts, s.retry_base_seconds, s.retry_max_seconds)
 
+    def retention_policy(self) -> RetentionPolicy:
+        """How long logs and rows are kept, from settings."""
+        s = self.settings
+        return RetentionPolicy(
+            log_retention=timedelta(hours=s.bus_retention_hours),
+            notification_retention=(
+                timedelta(days=s.notification_retention_days)
+                if s.notification_retention_days
+                else None
+            ),
+            interval_seconds=s.retention_interval_seconds,
+            chunk_rows=s.retention_chunk_rows,
+        )
+
+    def retention(self) -> Retention:
+        """The retention passes (run by the status-projector worker, on both stacks)."""
+        compactor = self.bus if isinstance(self.bus, SqliteEventBus) else None
+        return Retention(self.store, compactor, self.retention_policy())
+
     async def workers(self, name: str) -> list[Runner]:
         """The loops behind ``pigeon worker NAME``."""
         if name == RELAY:
             return [self.relay()]
-        poller: list[Runner] = []
+        periodic: list[Runner] = []
         builders: dict[str, Callable[[], list[tuple[str, str, str, BatchHandler]]]] = {
             "sms-sender": self._sender,
             "usage-meter": lambda: [
@@ -181,7 +209,7 @@ class Pigeon:
         if name == "sms-sender":
             provider = self._providers[-1]
             assert isinstance(provider, FailoverProvider)
-            poller.append(
+            periodic.append(
                 StatusPoller(
                     self.store,
                     provider,
@@ -189,6 +217,9 @@ class Pigeon:
                     interval_seconds=self.settings.status_poll_interval_seconds,
                 )
             )
+        if name == "status-projector":
+            # every stack runs this worker; several running passes at once is harmless
+            periodic.append(self.retention())
         for provider in self._providers:
             await provider.start()
         runners: list[Runner] = [
@@ -214,7 +245,7 @@ class Pigeon:
             )
             for topic, group, dead, handler in specs
         ]
-        return runners + poller
+        return runners + periodic
 
     def all_workers(self) -> list[str]:
         """What ``pigeon run`` runs in its one process: every consumer, and the relay with Kafka."""
@@ -310,6 +341,7 @@ def build(settings: Settings) -> Pigeon:
         lease_seconds=settings.bus_lease_seconds,
         poll_interval=settings.bus_poll_interval_ms / 1000,
         synchronous=settings.sqlite_synchronous,
+        readers=READERS,
     )
     on_commit.append(bus.wake)
     partitions: dict[str, int] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pigeon.errors import ConfigurationError, PigeonError
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     #: the sender's own, short: under steady traffic a request waits at most this long
     #: for others to share its transactions; after a quiet spell it is read at once
     sender_linger_ms: float = Field(default=10.0, ge=0, le=1_000)
+    #: embedded bus: how long a log row is kept once every group has read it (Kafka: the
+    #: topics' own retention.ms); 0 = delete it as soon as every group has. Records of
+    #: processed events are kept this long plus an hour: on Kafka, at least the topics'
+    #: retention.ms (an event can be delivered again while it is in the log)
+    bus_retention_hours: float = Field(default=24.0, ge=0, le=24 * 366)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     api_host: str = "127.0.0.1"
@@ -61,6 +66,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024, gt=0)
     #: how long an Idempotency-Key is remembered (Stripe-style: at least a day)
     idempotency_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 366)
+    #: final notifications (with their timeline and attempts) are deleted this long after
+    #: their last change; 0 keeps them forever
+    notification_retention_days: float = Field(default=30.0, ge=0, le=3660)
+    #: how often the status-projector worker runs a retention pass (one right after start)
+    retention_interval_seconds: float = Field(default=300.0, gt=0, le=_DAY)
+    #: rows one retention transaction deletes at most (the write lock is held that long)
+    retention_chunk_rows: int = Field(default=1000, ge=1, le=100_000)
 
     sms_provider_url: str = "http://127.0.0.1:8025"
     twilio_account_sid: str = "AC00000000000000000000000000000000"
@@ -118,6 +130,18 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("notification_retention_days")
+    @classmethod
+    def _covers_the_log(cls, value: float, info: ValidationInfo) -> float:
+        log_hours = info.data.get("bus_retention_hours")
+        if value and isinstance(log_hours, float) and value * 24 < log_hours:
+            raise ValueError(
+                f"must be 0 (keep forever) or at least PIGEON_BUS_RETENTION_HOURS "
+                f"({log_hours:g} h): a request still in the log may be delivered again, "
+                "and its notification must still be there"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -18,6 +18,10 @@ Wake-ups: a consumer is woken at once by a commit in its own process and by
 a ring of the :class:`~pigeon.bus.doorbell.Doorbell` from any other process;
 a slow fallback poll (``poll_interval``) covers a lost ring. Nothing spins
 while there is no work.
+
+Retention: :meth:`SqliteEventBus.compact_log` deletes old rows every group has
+read, in short chunks (see :mod:`pigeon.bus.sqlite_retention`); the retention
+service of the status-projector worker calls it.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import socket
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import orjson
 
+from pigeon.bus import sqlite_retention
 from pigeon.bus.doorbell import Doorbell
 from pigeon.bus.port import Batch, Message
 from pigeon.bus.sqlite_checkpoint import Checkpointer
@@ -62,8 +68,11 @@ class SqliteEventBus:
         lease_seconds: float = 5.0,
         poll_interval: float = 1.0,
         synchronous: str = "NORMAL",
+        readers: sqlite_retention.Readers | None = None,
     ) -> None:
         self.path = path
+        #: topic -> groups that must read all of it, joined yet or not (log compaction)
+        self.readers: sqlite_retention.Readers = dict(readers or {})
         self.default_partitions = default_partitions
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
@@ -172,6 +181,22 @@ class SqliteEventBus:
     def forget(self, consumer: SqliteConsumer) -> None:
         """Drop a stopped consumer from the wake-up list."""
         self._consumers.discard(consumer)
+
+    async def compact_log(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` log rows every group has read, written before ``before``.
+
+        One short write transaction; returns how many rows went (see
+        :mod:`pigeon.bus.sqlite_retention`).
+        """
+        moment, readers = before.timestamp(), self.readers
+        return await self.write(
+            lambda conn: sqlite_retention.compact_chunk(conn, moment, limit, readers)
+        )
+
+    async def redelivery_horizon(self) -> datetime | None:
+        """When the oldest log row some group may still be given was written, if any."""
+        oldest = await self.run_read(sqlite_retention.redelivery_horizon, self.readers)
+        return None if oldest is None else datetime.fromtimestamp(oldest, UTC)
 
     async def read(self, topic: str, after: int = 0, limit: int = 1000) -> list[Message]:
         """Read ``topic`` from the start, outside any group (operators, tests)."""

@@ -38,7 +38,7 @@ from pigeon.domain.notification import (
     UsageDay,
 )
 from pigeon.errors import ConflictError, NotFoundError, StoreUnavailable, ValidationError
-from pigeon.store import attempts, idempotency, migrate, projection
+from pigeon.store import attempts, idempotency, migrate, projection, retention
 from pigeon.store import dead_letters as dlq
 from pigeon.store import outbox as outbox_sql
 from pigeon.store.engine import DatabaseUrl, reader_engine, writer_engine
@@ -596,6 +596,32 @@ class SqlStore:
             row = found.get(day)
             days.append(UsageDay(day, row.messages if row else 0, row.segments if row else 0))
         return days
+
+    # -- retention (one bounded chunk per call; see pigeon.store.retention) -------
+    async def purge_processed_events(self, *, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` processed event ids of events created before ``before``."""
+        return await self._purge(retention.purge_processed_events, before, limit)
+
+    async def purge_pending_callbacks(self, *, before: datetime, limit: int) -> int:
+        """Drop up to ``limit`` unclaimed status callbacks received before ``before``."""
+        return await self._purge(retention.purge_pending_callbacks, before, limit)
+
+    async def purge_idempotency_keys(self, *, now: datetime, limit: int) -> int:
+        """Drop up to ``limit`` idempotency keys past their TTL at ``now``."""
+        return await self._purge(
+            retention.purge_idempotency_keys, now - self._idempotency_ttl, limit
+        )
+
+    async def purge_notifications(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` final notifications last changed before ``before``, with
+        their timeline and attempts; returns how many notifications."""
+        return await self._purge(retention.purge_notifications, before, limit)
+
+    async def _purge(
+        self, chunk: Callable[[Connection, datetime, int], int], before: datetime, limit: int
+    ) -> int:
+        # quiet: a purge publishes nothing, so its commit wakes no consumer
+        return await self._commits.submit(lambda conn: chunk(conn, before, limit), quiet=True)
 
 
 def _accepted_entry(notification: Notification) -> dict[str, object]:
