@@ -312,6 +312,7 @@ def build(settings: Settings) -> Pigeon:
             replication_factor=settings.kafka_replication_factor,
             idempotence=settings.kafka_idempotence,
             session_timeout_ms=settings.kafka_session_timeout_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
         assert isinstance(kafka, KafkaEventBus)
         store = SqlStore(

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     #: the idempotent producer (on for real Kafka; brokers without it need it off)
     kafka_idempotence: bool = True
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000, le=_HOUR * 1000)
+    #: how long the broker may hold an empty fetch (a long poll: an idle consumer
+    #: costs nothing, and Kafka answers at once when a message arrives)
+    kafka_fetch_max_wait_ms: int = Field(default=500, ge=0, le=60_000)
     #: migrate the database on start instead of refusing an out-of-date schema
     auto_migrate: bool = False
     #: seconds a worker keeps a partition without renewing it (kill -9 recovery time)

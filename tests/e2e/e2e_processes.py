@@ -205,6 +205,8 @@ class PigeonCluster:
                     "PIGEON_BUS_URL": broker.url,
                     "PIGEON_KAFKA_IDEMPOTENCE": "false",  # Tansu has no idempotent producer
                     "PIGEON_KAFKA_SESSION_TIMEOUT_MS": "3000",  # group joins take half of it
+                    # Tansu holds an empty fetch to its end, even when a message comes
+                    "PIGEON_KAFKA_FETCH_MAX_WAIT_MS": "10",
                 }
             )
         self.processes: list[PigeonProcess] = []

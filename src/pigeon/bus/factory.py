@@ -21,6 +21,7 @@ def bus_from_url(
     idempotence: bool = True,
     session_timeout_ms: int | None = None,
     heartbeat_interval_ms: int | None = None,
+    fetch_max_wait_ms: int = 500,
     client_id: str = "pigeon",
     setting: str = "PIGEON_BUS_URL",
 ) -> EventBus:
@@ -57,6 +58,7 @@ def bus_from_url(
             client_id=client_id,
             session_timeout_ms=session,
             heartbeat_interval_ms=heartbeat_interval_ms or max(100, session // 3),
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ConfigurationError(

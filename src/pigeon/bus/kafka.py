@@ -95,7 +95,7 @@ class KafkaEventBus:
         client_id: str = "pigeon",
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
-        fetch_max_wait_ms: int = 10,
+        fetch_max_wait_ms: int = 500,
         request_timeout_ms: int = 30_000,
         drain_seconds: float | None = None,
     ) -> None:

@@ -58,6 +58,7 @@ def settings(stack: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
                 "kafka_partitions": 2,
                 "kafka_idempotence": False,  # Tansu has no idempotent producer
                 "kafka_session_timeout_ms": 3000,
+                "kafka_fetch_max_wait_ms": 10,
             }
         )
 

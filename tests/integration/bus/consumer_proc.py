@@ -28,6 +28,7 @@ async def main(url: str, topic: str, group: str, out: str) -> None:
         idempotence=False,
         session_timeout_ms=3000,
         heartbeat_interval_ms=1000,
+        fetch_max_wait_ms=10,
     )
     await bus.start()
     fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -50,6 +50,7 @@ def _settings(database_url: str, broker: KafkaBroker, tmp_path: Path) -> Setting
         kafka_partitions=3,
         kafka_idempotence=False,  # Tansu has no idempotent producer
         kafka_session_timeout_ms=3000,
+        kafka_fetch_max_wait_ms=10,
         auto_migrate=True,
     )
 
