@@ -11,6 +11,8 @@ from typing import Any
 
 #: processes that are not Pigeon's: the provider, the load generator, the rest of the box
 NOT_PIGEON = {"sandbox", "loadgen", "other", "echo"}
+#: servers Pigeon uses on the scaled stack, not Pigeon's own processes
+SERVERS = {"kafka", "postgres"}
 
 Results = dict[str, dict[str, dict[str, dict[str, Any]]]]
 
@@ -95,6 +97,17 @@ def _checks(by_name: dict[str, dict[str, Any]], e: float, echo_cpu: float) -> li
                     units <= 8,
                 )
             )
+    if _ok(drain) and drain is not None and "rss_mb_after" in drain:
+        pigeon_mb = sum(
+            v for k, v in drain["rss_mb_after"].items() if k not in NOT_PIGEON | SERVERS
+        )
+        checks.append(
+            _check(
+                f"7. RSS <= 150 MB after a {drain['count']:,} drain",
+                f"{pigeon_mb:.0f} MB",
+                pigeon_mb <= 150 and drain["count"] >= 20_000,
+            )
+        )
     steady = by_name.get("steady")
     if _ok(steady) and steady is not None:
         p99 = steady["accept_latency"].get("p99_ms", float("inf"))

@@ -210,6 +210,7 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
     arrived, done = await wait_inbox(cluster, count, opts.drain_timeout)
     cpu = cpu_percent(cpu0, cluster.cpu(), done - spawned)
     _, settled = await wait_settled(cluster, opts.drain_timeout)
+    rss = cluster.rss_mb()  # after the whole backlog went through
     times = sorted((await inbox_times(cluster, "drain")).values())
     first, last = times[0], times[-1]
     return {
@@ -223,6 +224,7 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
         "sms_per_s_including_start": len(times) / (last - spawned),
         "settled_after_last_sms_seconds": settled - last,
         "cpu_percent_of_one_core": cpu,
+        "rss_mb_after": rss,
         **await outcome(cluster),
     }
 

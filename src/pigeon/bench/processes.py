@@ -82,6 +82,22 @@ def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(pid) + sum(tree_cpu_seconds(child) for child in _children(pid))
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` now (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and of every process below it."""
+    return rss_bytes(pid) + sum(tree_rss_bytes(child) for child in _children(pid))
+
+
 def _children(pid: int) -> list[int]:
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
@@ -177,6 +193,10 @@ class ProcessGroup:
                     f"{proc.name} (pid {proc.pid}) exited with {proc.popen.returncode}:\n"
                     f"{proc.tail()}"
                 )
+
+    def rss_mb(self) -> dict[str, float]:
+        """Resident memory now per process (with its children), in MB."""
+        return {name: tree_rss_bytes(p.pid) / 1e6 for name, p in self.procs.items()}
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far per process, by this load generator, and by the machine.
