@@ -1,12 +1,14 @@
 """``pigeon run``'s workers as child processes: one command, one Ctrl-C, more cores.
 
 One Python process runs on one core at a time (the GIL). ``pigeon run`` keeps
-the API and the sandbox in its own process and starts each worker as
-``python -m pigeon worker NAME`` with the same settings, so that on a machine
-with several cores the parts run in parallel, as they would on separate
-machines. Each child stops with its parent, however the parent ends (a Linux
-parent-death signal covers ``kill -9``), and a child that dies on its own is
-started again after a second: what it held is redelivered from the log.
+the API in its own process and starts each worker as ``python -m pigeon worker
+NAME`` with the same settings, and the sandbox provider as ``python -m pigeon
+sandbox`` on the socket the parent bound, so that on a machine with several
+cores the parts run in parallel, as they would on separate machines (the
+sandbox stands for Twilio: it must not take the API's core). Each child stops
+with its parent, however the parent ends (a Linux parent-death signal covers
+``kill -9``), and a child that dies on its own is started again after a
+second: what it held is redelivered from the log.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 
 from pigeon.config import Settings
@@ -55,18 +58,43 @@ def stop_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-class WorkerProcesses:
-    """Runs, watches and stops ``pigeon worker NAME`` children (a :class:`Runner`)."""
+#: the sandbox provider's child, beside the workers'
+SANDBOX = "sandbox"
 
-    def __init__(self, names: list[str], settings: Settings) -> None:
-        self._names = names
+
+class WorkerProcesses:
+    """Runs, watches and stops ``pigeon worker NAME`` children (a :class:`Runner`).
+
+    ``sandbox_socket``: also run the sandbox provider as a child, serving on this
+    listening socket (the parent bound it, so a busy port is found before anything
+    starts, and a restarted sandbox keeps its port).
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        settings: Settings,
+        *,
+        sandbox_socket: socket.socket | None = None,
+    ) -> None:
+        self._commands: dict[str, list[str]] = {name: ["worker", name] for name in names}
+        self._pass_fds: tuple[int, ...] = ()
+        if sandbox_socket is not None:
+            fd = sandbox_socket.fileno()
+            self._commands[SANDBOX] = ["sandbox", "--listen-fd", str(fd)]
+            self._pass_fds = (fd,)
         self._env = child_environment(settings)
         self._children: dict[str, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
 
     async def _spawn(self, name: str) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pigeon", "worker", name, env=self._env
+            sys.executable,
+            "-m",
+            "pigeon",
+            *self._commands[name],
+            env=self._env,
+            pass_fds=self._pass_fds if name == SANDBOX else (),
         )
         self._children[name] = process
         return process
@@ -74,7 +102,7 @@ class WorkerProcesses:
     async def run(self) -> None:
         """Start every worker; restart one that dies; on stop, stop them all."""
         try:
-            await asyncio.gather(*(self._keep(name) for name in self._names))
+            await asyncio.gather(*(self._keep(name) for name in self._commands))
         finally:
             await self._stop_children()
 
@@ -84,7 +112,7 @@ class WorkerProcesses:
             code = await process.wait()
             if self._stopping.is_set():
                 return
-            log.warning("worker %s ended (exit %s); starting it again", name, code)
+            log.warning("%s ended (exit %s); starting it again", name, code)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), RESTART_DELAY_SECONDS)
 

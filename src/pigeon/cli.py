@@ -236,30 +236,40 @@ def run(
 
     async def main() -> None:
         api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
-        sandbox = SandboxServer(
-            host=settings.sandbox_host,
-            port=settings.sandbox_port,
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token,
+        sandbox_socket = _listen(
+            settings.sandbox_host, settings.sandbox_port, "PIGEON_SANDBOX_PORT"
+        )
+        # with worker processes the sandbox is a child too (it stands for Twilio and
+        # must not take the API's core); the parent keeps its socket for restarts
+        sandbox = (
+            None
+            if settings.run_worker_processes
+            else SandboxServer(
+                account_sid=settings.twilio_account_sid,
+                auth_token=settings.twilio_auth_token,
+                sock=sandbox_socket,
+            )
         )
         pigeon = build(settings)  # checks the settings; creates nothing yet
         # both ports are taken before the store is opened: a start that fails on a
         # busy port leaves no new database or data folder behind
-        await _start_sandbox(sandbox, settings.sandbox_host, settings.sandbox_port)
+        if sandbox is not None:
+            await sandbox.start()
         try:
             await pigeon.start()
             key = await _dev_key(pigeon)
             runners: list[Runner] = (
-                [WorkerProcesses(pigeon.all_workers(), settings)]
+                [WorkerProcesses(pigeon.all_workers(), settings, sandbox_socket=sandbox_socket)]
                 if settings.run_worker_processes
                 else [r for name in pigeon.all_workers() for r in await pigeon.workers(name)]
             )
             server = _api_server(pigeon, settings.api_host, settings.api_port)
             api_url = f"http://{settings.api_host}:{settings.api_port}"
+            sandbox_url = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
             typer.echo(
                 f"Pigeon is running.\n"
                 f"  API:          {api_url}   (docs: {api_url}/docs)\n"
-                f"  Sandbox SMS:  {sandbox.url}/sandbox/messages\n"
+                f"  Sandbox SMS:  {sandbox_url}/sandbox/messages\n"
                 f"  Data:         {settings.data_dir.resolve()}\n"
                 f"  Dev API key:  {key}\n\n"
                 f"Try:\n  curl -s -X POST {api_url}/v1/notifications \\\n"
@@ -274,7 +284,9 @@ def run(
                 on_stop=_stop_all(server, runners),
             )
         finally:
-            await sandbox.stop()
+            if sandbox is not None:
+                await sandbox.stop()
+            sandbox_socket.close()
             await pigeon.stop()
 
     _run(main)
@@ -344,9 +356,14 @@ def sandbox(  # noqa: PLR0917 - each CLI option is a parameter (typer)
             '{"20500": 0.1}}\' (see docs/sandbox.md); the options above override it.',
         ),
     ] = None,
+    listen_fd: Annotated[
+        int | None,
+        typer.Option(hidden=True, help="Serve on this inherited listening socket ('pigeon run')."),
+    ] = None,
 ) -> None:
     """Run the Twilio-compatible sandbox SMS provider (faults changeable at run time)."""
     settings = _settings(sandbox_port=port)
+    stop_with_parent(settings.run_parent_pid)  # a child of 'pigeon run' ends with it
     try:
         base = parse_fault_config(faults_json) if faults_json is not None else FaultConfig()
     except PigeonError as exc:
@@ -374,9 +391,13 @@ def sandbox(  # noqa: PLR0917 - each CLI option is a parameter (typer)
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,
             faults=faults,
+            sock=socket.socket(fileno=listen_fd) if listen_fd is not None else None,
         )
         await _start_sandbox(server, settings.sandbox_host, settings.sandbox_port)
-        typer.echo(f"Sandbox SMS provider on {server.url} (inbox: {server.url}/sandbox/messages)")
+        if listen_fd is None:  # under 'pigeon run' the parent has said where it is
+            typer.echo(
+                f"Sandbox SMS provider on {server.url} (inbox: {server.url}/sandbox/messages)"
+            )
         try:
             await _until_signalled()
         finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -68,9 +70,11 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _last_argument(pid: int) -> str:
-    """The last word of ``pid``'s command line (a worker's name)."""
-    return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")[-1].decode()
+def _role(pid: int) -> str:
+    """What a child of ``pigeon run`` is: a worker's name, or ``sandbox``."""
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    command = args[args.index(b"pigeon") + 1 :]
+    return (command[1] if command[0] == b"worker" else command[0]).decode()
 
 
 def _alive(pid: int) -> bool:
@@ -85,15 +89,17 @@ def _alive(pid: int) -> bool:
 async def test_pigeon_run_workers_are_child_processes_that_end_with_it_even_on_kill_9(
     cluster: PigeonCluster,
 ) -> None:
-    """Each worker is a child of ``pigeon run``; kill -9 of the parent ends them too."""
-    # Given ``pigeon run`` with its workers started
+    """Each worker and the sandbox provider is a child of ``pigeon run``; kill -9 of
+    the parent ends them too."""
+    # Given ``pigeon run`` with its workers and its sandbox started
     process = cluster.run_all_in_one()
     await cluster.start(process)
     children = _children(process.pid)
-    assert {_last_argument(c) for c in children} == {
+    assert {_role(c) for c in children} == {
         "sms-sender",
         "usage-meter",
         "status-projector",
+        "sandbox",
     }
 
     # When the parent is killed with SIGKILL (no chance to stop them itself)
@@ -101,3 +107,32 @@ async def test_pigeon_run_workers_are_child_processes_that_end_with_it_even_on_k
 
     # Then every worker ends with it (the parent-death signal), none left behind
     await eventually(lambda: not any(_alive(c) for c in children), within=20)
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_sandbox_child_comes_back_on_the_same_port(cluster: PigeonCluster) -> None:
+    """``pigeon run`` restarts its sandbox on the socket it keeps; sending goes on."""
+    # Given ``pigeon run`` and its sandbox child
+    process = cluster.run_all_in_one()
+    await cluster.start(process)
+    key = (cluster.data_dir / "dev-api-key").read_text().strip()
+    (sandbox_pid,) = [c for c in _children(process.pid) if _role(c) == "sandbox"]
+
+    # When the sandbox is killed with SIGKILL
+    os.kill(sandbox_pid, signal.SIGKILL)
+    await eventually(lambda: not _alive(sandbox_pid), within=10)
+
+    # Then a new one serves the same port, and an SMS sent now reaches it
+    async with cluster.api_client(key) as api, cluster.sandbox_client() as sandbox:
+        response = await send_sms(api, "+12125550100", "after the restart")
+        assert response.status_code == 202
+        received = await wait_for(
+            lambda: inbox(sandbox),
+            lambda got: any(m["body"] == "after the restart" for m in got),
+            within=30,
+            what="the SMS in the restarted sandbox's inbox",
+        )
+        assert [m["to"] for m in received] == ["+12125550100"]
+    assert sandbox_pid not in _children(process.pid)
+    assert "sandbox ended" in process.stderr() + process.stdout()
+    assert process.terminate() == 0

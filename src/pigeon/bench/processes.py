@@ -98,6 +98,22 @@ def tree_rss_bytes(pid: int) -> int:
     return rss_bytes(pid) + sum(tree_rss_bytes(child) for child in _children(pid))
 
 
+def sandbox_children(pid: int) -> list[int]:
+    """The ``pigeon sandbox`` processes below ``pid`` (``pigeon run`` starts one): they
+    stand for the provider, so the benchmark counts them apart from Pigeon's own."""
+    found: list[int] = []
+    for child in _children(pid):
+        try:
+            args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if b"pigeon" in args and b"sandbox" in args:
+            found.append(child)
+        else:
+            found += sandbox_children(child)
+    return found
+
+
 def _children(pid: int) -> list[int]:
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
@@ -195,8 +211,15 @@ class ProcessGroup:
                 )
 
     def rss_mb(self) -> dict[str, float]:
-        """Resident memory now per process (with its children), in MB."""
-        return {name: tree_rss_bytes(p.pid) / 1e6 for name, p in self.procs.items()}
+        """Resident memory now per process (with its children), in MB; a sandbox
+        child (``pigeon run``'s) counts as ``sandbox``."""
+        usage: dict[str, float] = {}
+        for name, p in self.procs.items():
+            sandboxes = sum(tree_rss_bytes(child) for child in sandbox_children(p.pid)) / 1e6
+            usage[name] = usage.get(name, 0.0) + tree_rss_bytes(p.pid) / 1e6 - sandboxes
+            if sandboxes:
+                usage["sandbox"] = usage.get("sandbox", 0.0) + sandboxes
+        return usage
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far per process, by this load generator, and by the machine.
@@ -205,6 +228,11 @@ class ProcessGroup:
         load that something else (another benchmark, a test run) put on the cores.
         """
         usage = {name: tree_cpu_seconds(p.pid) for name, p in self.procs.items()}
+        for name, p in self.procs.items():  # a sandbox child counts as the sandbox
+            for child in sandbox_children(p.pid):
+                spent = tree_cpu_seconds(child)
+                usage[name] -= spent
+                usage[f"sandbox#{child}"] = spent
         usage["loadgen"] = cpu_seconds(os.getpid())
         usage["machine"] = machine_busy_seconds()
         return usage

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 from aiohttp import web
 
@@ -32,9 +33,12 @@ class SandboxServer:
         callback_delay_seconds: float = 0.0,
         seed: int | None = None,
         inbox_capacity: int = DEFAULT_CAPACITY,
+        sock: socket.socket | None = None,
     ) -> None:
+        """``sock``: an already listening socket to serve on (``host``/``port`` unused)."""
         self._host = host
         self._port = port
+        self._sock = sock
         self.stats = SandboxStats()
         self.inbox = Inbox(inbox_capacity)
         self.faults = FaultInjector(faults, seed=seed)
@@ -70,7 +74,11 @@ class SandboxServer:
         await self.callbacks.start()
         runner = web.AppRunner(build_app(self._state), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port, backlog=1024)
+        site: web.BaseSite = (
+            web.SockSite(runner, self._sock)
+            if self._sock is not None
+            else web.TCPSite(runner, self._host, self._port, backlog=1024)
+        )
         try:
             await site.start()
         except OSError:
