@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -122,10 +123,16 @@ async def test_rows_inside_the_window_stay_though_everyone_has_read_them(
 ) -> None:
     """Only rows written before the cutoff go (here: the first three of five)."""
     await publish(bus, 3, "old")
+    await asyncio.sleep(0.01)  # the two lots are written at clearly different times
     await publish(bus, 2, "new")
     await read_all(bus, "a")
     await read_all(bus, "b")
-    cutoff = written_at(bus, b"new0")  # the first new row is not older than the cutoff
+    # between the last old row and the first new one: a row's time read back as a
+    # datetime is rounded to the microsecond, so the new row's own time could land
+    # a hair after the row itself
+    last_old, first_new = written_at(bus, b"old2"), written_at(bus, b"new0")
+    assert last_old < first_new
+    cutoff = last_old + (first_new - last_old) / 2
 
     assert await compact_all(bus, before=cutoff) == 3
     assert sorted(log_values(bus)) == [b"new0", b"new1"]
