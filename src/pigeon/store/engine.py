@@ -147,7 +147,7 @@ def writer_engine(url: DatabaseUrl, *, synchronous: str = "NORMAL") -> Engine:
         return engine
     return create_engine(
         url.sqlalchemy_url(asynchronous=False),
-        pool_size=1,
+        pool_size=2,  # the store's two writer threads (see SqlStore: callbacks apart)
         max_overflow=1,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},

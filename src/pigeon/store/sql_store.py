@@ -131,6 +131,15 @@ class SqlStore:
             before_commit=before_commit,
             write_lock=FileWriteLock(url.path) if url.dialect == "sqlite" else None,
         )
+        # PostgreSQL: provider callbacks commit on a connection of their own. They
+        # take per-message locks the sender may hold; in the shared transaction
+        # every accepted notification of the group waited for those locks too.
+        # (SQLite has one writer at a time anyway: one committer.)
+        self._callback_commits = (
+            GroupCommitter(self._writer, on_commit=on_commit, before_commit=before_commit)
+            if url.dialect == "postgresql"
+            else self._commits
+        )
         self._key_cache: dict[str, Account] = {}
 
     # -- lifecycle -----------------------------------------------------------
@@ -150,9 +159,13 @@ class SqlStore:
             except (sqlite3.Error, OSError) as exc:
                 raise StoreUnavailable(f"cannot open the database {self.url}: {exc}") from exc
         await self._commits.start()
+        if self._callback_commits is not self._commits:
+            await self._callback_commits.start()
 
     async def stop(self) -> None:
         """Flush pending writes and close connections."""
+        if self._callback_commits is not self._commits:
+            await self._callback_commits.stop()
         await self._commits.stop()
         await self._reader.dispose()
 
@@ -354,7 +367,7 @@ class SqlStore:
         (see :meth:`finish_attempts`), since providers may call back before
         our own write of that id commits.
         """
-        return bool(await self._commits.merged(self._record_callbacks, dict(params)))
+        return bool(await self._callback_commits.merged(self._record_callbacks, dict(params)))
 
     def _record_callbacks(self, conn: Connection, callbacks: list[dict[str, str]]) -> list[bool]:
         """Every callback of a group commit, set-based: one look-up, one insert each way."""
