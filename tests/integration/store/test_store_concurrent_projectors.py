@@ -7,12 +7,10 @@ own group committer, so their transactions really overlap on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import pytest
-from tests.integration.postgres import fresh_schema
 
 from pigeon.domain.events import SmsDelivered, SmsRequested, SmsSending, SmsSent
 from pigeon.domain.notification import Notification
@@ -22,16 +20,6 @@ from pigeon.store.engine import DatabaseUrl
 from pigeon.store.sql_store import SqlStore
 
 COUNT = 150
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseUrl]:
-    """A fresh store database of each dialect."""
-    if request.param == "sqlite":
-        yield DatabaseUrl.parse(f"sqlite:///{tmp_path / 'pigeon.db'}")
-        return
-    with fresh_schema() as url:
-        yield DatabaseUrl.parse(url)
 
 
 @pytest.fixture

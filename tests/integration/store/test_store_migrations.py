@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
-from tests.integration.postgres import fresh_schema
 
 from pigeon.errors import SchemaNotMigrated
 from pigeon.store import migrate
 from pigeon.store.engine import DatabaseUrl
 from pigeon.store.schema import metadata
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseUrl]:
-    """An empty database of each dialect: a new SQLite file or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield DatabaseUrl.parse(f"sqlite:///{tmp_path / 'pigeon.db'}")
-        return
-    with fresh_schema() as url:
-        yield DatabaseUrl.parse(url)
 
 
 def test_the_migrated_schema_matches_the_sqlalchemy_metadata(database: DatabaseUrl) -> None:

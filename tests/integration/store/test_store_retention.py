@@ -12,12 +12,10 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, update
-from tests.integration.postgres import fresh_schema
 
 from pigeon.bus.port import Message, dead_letter_headers
 from pigeon.domain.events import (
@@ -54,16 +52,6 @@ from pigeon.store.sql_store import SqlStore
 TO = "+14155550123"
 #: the defaults: the log kept a day (records of events a day and an hour), notifications 30 days
 POLICY = RetentionPolicy(log_retention=timedelta(hours=24), notification_retention=timedelta(30))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseUrl]:
-    """A fresh store database of each dialect."""
-    if request.param == "sqlite":
-        yield DatabaseUrl.parse(f"sqlite:///{tmp_path / 'pigeon.db'}")
-        return
-    with fresh_schema() as url:
-        yield DatabaseUrl.parse(url)
 
 
 @pytest.fixture
