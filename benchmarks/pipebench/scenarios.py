@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from pigeon.bench.processes import pss_bytes
 from pigeon.bench.sandbox_client import arrivals, set_faults, wait_for_inbox
 from pipebench.cluster import Cluster, cpu_percent
 from pipebench.load import Requests, closed_loop, open_loop, preload, summarize_ms
@@ -211,6 +212,7 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
     cpu = cpu_percent(cpu0, cluster.cpu(), done - spawned)
     _, settled = await wait_settled(cluster, opts.drain_timeout)
     rss = cluster.rss_mb()  # after the whole backlog went through
+    pss = cluster.rss_mb(pss_bytes)
     times = sorted((await inbox_times(cluster, "drain")).values())
     first, last = times[0], times[-1]
     return {
@@ -225,6 +227,7 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
         "settled_after_last_sms_seconds": settled - last,
         "cpu_percent_of_one_core": cpu,
         "rss_mb_after": rss,
+        "pss_mb_after": pss,
         **await outcome(cluster),
     }
 

@@ -1,11 +1,17 @@
 """``pigeon run``'s workers as child processes: one command, one Ctrl-C, more cores.
 
 One Python process runs on one core at a time (the GIL). ``pigeon run`` keeps
-the API in its own process and starts each worker as ``python -m pigeon worker
-NAME`` with the same settings, and the sandbox provider as ``python -m pigeon
-sandbox`` on the socket the parent bound, so that on a machine with several
-cores the parts run in parallel, as they would on separate machines (the
-sandbox stands for Twilio: it must not take the API's core). Each child stops
+the API in its own process and runs every worker together in one child
+(``pigeon worker NAME…``, forked by :mod:`pigeon.forker` so that it shares the
+parent's loaded code) with the same settings, and the sandbox provider as
+``python -m pigeon sandbox`` on the socket the parent bound, so that on a
+machine with several cores the parts run in parallel, as they would on separate
+machines (the sandbox stands for Twilio: it must not take the API's core).
+
+One child for all the workers, not one each: measured (benchmarks/README.md),
+the workers together use less than a core, and in one process their writes
+share the store's group commit, and no worker waits on the database's write
+lock for another worker's process to be given a core. Each child stops
 with its parent, however the parent ends (a Linux parent-death signal covers
 ``kill -9``), and a child that dies on its own is started again after a
 second: what it held is redelivered from the log.
@@ -21,8 +27,10 @@ import os
 import signal
 import socket
 import sys
+from typing import Protocol
 
 from pigeon.config import Settings
+from pigeon.forker import Forker
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,23 @@ def stop_with_parent(parent_pid: int) -> None:
 
 #: the sandbox provider's child, beside the workers'
 SANDBOX = "sandbox"
+#: the one child that runs every worker
+WORKERS_CHILD = "workers"
+
+
+class Child(Protocol):
+    """A running child: an :class:`asyncio.subprocess.Process` or a forked one."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
 
 
 class WorkerProcesses:
@@ -68,6 +93,10 @@ class WorkerProcesses:
     ``sandbox_socket``: also run the sandbox provider as a child, serving on this
     listening socket (the parent bound it, so a busy port is found before anything
     starts, and a restarted sandbox keeps its port).
+
+    ``forker``: fork the workers from it (:mod:`pigeon.forker`: they share the
+    parent's imported code instead of loading their own); without it, or once it
+    is gone, each child is a new interpreter (``python -m pigeon``).
     """
 
     def __init__(
@@ -76,18 +105,26 @@ class WorkerProcesses:
         settings: Settings,
         *,
         sandbox_socket: socket.socket | None = None,
+        forker: Forker | None = None,
     ) -> None:
-        self._commands: dict[str, list[str]] = {name: ["worker", name] for name in names}
+        self._forker = forker
+        self._commands: dict[str, list[str]] = {WORKERS_CHILD: ["worker", *names]} if names else {}
         self._pass_fds: tuple[int, ...] = ()
         if sandbox_socket is not None:
             fd = sandbox_socket.fileno()
             self._commands[SANDBOX] = ["sandbox", "--listen-fd", str(fd)]
             self._pass_fds = (fd,)
         self._env = child_environment(settings)
-        self._children: dict[str, asyncio.subprocess.Process] = {}
+        self._children: dict[str, Child] = {}
         self._stopping = asyncio.Event()
 
-    async def _spawn(self, name: str) -> asyncio.subprocess.Process:
+    async def _spawn(self, name: str) -> Child:
+        process: Child
+        if name != SANDBOX and self._forker is not None and self._forker.alive:
+            with contextlib.suppress(OSError):  # the forker has gone: a new interpreter
+                process = await self._forker.spawn(self._commands[name], self._env)
+                self._children[name] = process
+                return process
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -29,6 +29,7 @@ from pigeon.errors import (
     PigeonError,
     StoreUnavailable,
 )
+from pigeon.forker import Forker
 from pigeon.logs import configure_logging
 from pigeon.sandbox.faults import FaultConfig, parse_fault_config
 from pigeon.sandbox.server import SandboxServer
@@ -223,8 +224,9 @@ def run(
 ) -> None:
     """Run everything with one command: API, workers and the sandbox SMS provider.
 
-    The workers run as child processes (PIGEON_RUN_WORKER_PROCESSES=false: all in
-    this one process); Ctrl-C stops them all.
+    The workers run together in one child process forked from this one, the
+    sandbox in another (PIGEON_RUN_WORKER_PROCESSES=false: all in this one
+    process); Ctrl-C stops them all.
     """
     settings = _settings(
         api_port=port, sandbox_port=sandbox_port, data_dir=data_dir, auto_migrate=migrate or None
@@ -233,6 +235,10 @@ def run(
         settings = settings.model_copy(
             update={"sms_provider_url": f"http://{settings.sandbox_host}:{settings.sandbox_port}"}
         )
+
+    # before any thread or event loop: the workers are forked from it and share
+    # this process's imported code (pigeon.forker)
+    forker = Forker.start() if settings.run_worker_processes else None
 
     async def main() -> None:
         api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
@@ -259,7 +265,14 @@ def run(
             await pigeon.start()
             key = await _dev_key(pigeon)
             runners: list[Runner] = (
-                [WorkerProcesses(pigeon.all_workers(), settings, sandbox_socket=sandbox_socket)]
+                [
+                    WorkerProcesses(
+                        pigeon.all_workers(),
+                        settings,
+                        sandbox_socket=sandbox_socket,
+                        forker=forker,
+                    )
+                ]
                 if settings.run_worker_processes
                 else [r for name in pigeon.all_workers() for r in await pigeon.workers(name)]
             )
@@ -289,7 +302,12 @@ def run(
             sandbox_socket.close()
             await pigeon.stop()
 
-    _run(main)
+    try:
+        _run(main)
+    finally:
+        if forker is not None:
+            forker.close()
+            forker.reap()
 
 
 @app.command()
@@ -316,14 +334,24 @@ def api(
 
 @app.command()
 def worker(
-    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(WORKERS)}.")],
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            help=f"One or more of: {', '.join(WORKERS)} (several share one process).",
+            show_default=False,
+        ),
+    ],
     migrate: MigrateOption = None,
 ) -> None:
-    """Run one worker: sms-sender, usage-meter, status-projector or outbox-relay (Kafka)."""
-    if name not in WORKERS:
-        typer.echo(
-            f"pigeon: error: unknown worker {name!r}; choose one of {', '.join(WORKERS)}", err=True
-        )
+    """Run workers: sms-sender, usage-meter, status-projector or outbox-relay (Kafka).
+
+    Name several to run them in one process (``pigeon run`` does: its workers
+    share one child process, one connection and one group commit).
+    """
+    unknown = [name for name in names if name not in WORKERS]
+    if unknown or len(set(names)) != len(names):
+        problem = f"unknown worker {unknown[0]!r}" if unknown else "a worker is named twice"
+        typer.echo(f"pigeon: error: {problem}; choose from {', '.join(WORKERS)}", err=True)
         raise typer.Exit(2)
     settings = _settings(auto_migrate=migrate)
     stop_with_parent(settings.run_parent_pid)  # a child of 'pigeon run' ends with it
@@ -332,8 +360,8 @@ def worker(
         pigeon = build(settings)
         await pigeon.start()
         try:
-            runners = await pigeon.workers(name)
-            log.info("worker %s started", name)
+            runners = [r for name in names for r in await pigeon.workers(name)]
+            log.info("worker %s started", ", ".join(names))
             await _until_signalled(_serve_runners(runners), on_stop=_stop_all(None, runners))
         finally:
             await pigeon.stop()

@@ -109,8 +109,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
-    #: 'pigeon run' runs each worker as a child process (its own interpreter and GIL:
-    #: on a machine with more than one core, more SMS per second); false: one process
+    #: 'pigeon run' runs its workers in a child process (its own GIL: on a machine
+    #: with more than one core, more SMS per second); false: one process
     run_worker_processes: bool = True
     #: set by 'pigeon run' in the environment of its children: they stop with it
     run_parent_pid: int = Field(default=0, ge=0)

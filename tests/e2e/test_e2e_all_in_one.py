@@ -70,11 +70,22 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _descendants(pid: int) -> set[int]:
+    found = _children(pid)
+    for child in list(found):
+        found |= _descendants(child)
+    return found
+
+
 def _role(pid: int) -> str:
-    """What a child of ``pigeon run`` is: a worker's name, or ``sandbox``."""
+    """What a process below ``pigeon run`` is: ``forker``, the ``worker`` it forked
+    (named by ``prctl``; a fork keeps its parent's command line), the ``sandbox``,
+    or a worker started as a new interpreter (``worker <names>``)."""
+    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    if comm.startswith("pigeon-"):
+        return comm.removeprefix("pigeon-")
     args = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    command = args[args.index(b"pigeon") + 1 :]
-    return (command[1] if command[0] == b"worker" else command[0]).decode()
+    return b" ".join(args[args.index(b"pigeon") + 1 :]).decode()
 
 
 def _alive(pid: int) -> bool:
@@ -85,28 +96,74 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended; only its exit status waits to be read
 
 
+def _roles(pid: int) -> dict[str, int]:
+    return {_role(p): p for p in _descendants(pid) if _alive(p)}
+
+
 @pytest.mark.timeout(120)
 async def test_pigeon_run_workers_are_child_processes_that_end_with_it_even_on_kill_9(
     cluster: PigeonCluster,
 ) -> None:
-    """Each worker and the sandbox provider is a child of ``pigeon run``; kill -9 of
-    the parent ends them too."""
+    """The workers run in one process forked from ``pigeon run``'s forker, the sandbox
+    in another; kill -9 of the parent ends them all."""
     # Given ``pigeon run`` with its workers and its sandbox started
     process = cluster.run_all_in_one()
     await cluster.start(process)
-    children = _children(process.pid)
-    assert {_role(c) for c in children} == {
-        "sms-sender",
-        "usage-meter",
-        "status-projector",
-        "sandbox",
-    }
+    roles = _roles(process.pid)
+    assert {r.split()[0] for r in roles} == {"forker", "worker", "sandbox"}, roles
+    assert _children(roles["forker"]) == {roles["worker"]}
 
     # When the parent is killed with SIGKILL (no chance to stop them itself)
     process.kill9()
 
-    # Then every worker ends with it (the parent-death signal), none left behind
-    await eventually(lambda: not any(_alive(c) for c in children), within=20)
+    # Then every process below it ends (the parent-death signal), none left behind
+    await eventually(lambda: not any(_alive(c) for c in roles.values()), within=20)
+
+
+async def _send_and_receive(cluster: PigeonCluster, key: str, body: str) -> None:
+    async with cluster.api_client(key) as api, cluster.sandbox_client() as sandbox:
+        response = await send_sms(api, "+12125550100", body)
+        assert response.status_code == 202
+        received = await wait_for(
+            lambda: inbox(sandbox),
+            lambda got: any(m["body"] == body for m in got),
+            within=30,
+            what=f"{body!r} in the sandbox's inbox",
+        )
+        assert [m["to"] for m in received if m["body"] == body] == ["+12125550100"]
+
+
+@pytest.mark.timeout(120)
+async def test_killed_workers_come_back_forked_and_without_the_forker_as_new_interpreters(
+    cluster: PigeonCluster,
+) -> None:
+    """A worker process killed with SIGKILL is forked again; if the forker itself is
+    killed, the workers end with it and come back as ``pigeon worker`` interpreters."""
+    # Given ``pigeon run`` and its forked workers
+    process = cluster.run_all_in_one()
+    await cluster.start(process)
+    key = (cluster.data_dir / "dev-api-key").read_text().strip()
+    first = _roles(process.pid)
+
+    # When the workers' process is killed with SIGKILL
+    os.kill(first["worker"], signal.SIGKILL)
+
+    # Then the forker forks new ones, and an SMS sent now is delivered
+    await eventually(
+        lambda: _roles(process.pid).get("worker", first["worker"]) != first["worker"], within=15
+    )
+    await _send_and_receive(cluster, key, "after the workers were killed")
+
+    # When the forker is killed with SIGKILL
+    second = _roles(process.pid)
+    os.kill(second["forker"], signal.SIGKILL)
+
+    # Then its worker ends too, a new interpreter runs every worker, and sending goes on
+    await eventually(lambda: not _alive(second["worker"]), within=20)
+    await eventually(lambda: any(r.startswith("worker ") for r in _roles(process.pid)), within=20)
+    assert "forker" not in _roles(process.pid)
+    await _send_and_receive(cluster, key, "after the forker was killed")
+    assert process.terminate() == 0
 
 
 @pytest.mark.timeout(120)
@@ -116,7 +173,7 @@ async def test_a_killed_sandbox_child_comes_back_on_the_same_port(cluster: Pigeo
     process = cluster.run_all_in_one()
     await cluster.start(process)
     key = (cluster.data_dir / "dev-api-key").read_text().strip()
-    (sandbox_pid,) = [c for c in _children(process.pid) if _role(c) == "sandbox"]
+    (sandbox_pid,) = [c for c in _children(process.pid) if _role(c).startswith("sandbox")]
 
     # When the sandbox is killed with SIGKILL
     os.kill(sandbox_pid, signal.SIGKILL)

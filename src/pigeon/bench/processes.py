@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,9 +94,22 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and of every process below it."""
-    return rss_bytes(pid) + sum(tree_rss_bytes(child) for child in _children(pid))
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid`` now: its private memory plus its share of pages
+    it shares with other processes (a page three processes share counts a third in
+    each), so summed over processes it counts every page once (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def tree_rss_bytes(pid: int, measure: Callable[[int], int] = rss_bytes) -> int:
+    """Memory of ``pid`` and of every process below it, by ``measure`` (RSS; or PSS)."""
+    return measure(pid) + sum(tree_rss_bytes(child, measure) for child in _children(pid))
 
 
 def sandbox_children(pid: int) -> list[int]:
@@ -210,13 +224,16 @@ class ProcessGroup:
                     f"{proc.tail()}"
                 )
 
-    def rss_mb(self) -> dict[str, float]:
+    def rss_mb(self, measure: Callable[[int], int] = rss_bytes) -> dict[str, float]:
         """Resident memory now per process (with its children), in MB; a sandbox
-        child (``pigeon run``'s) counts as ``sandbox``."""
+        child (``pigeon run``'s) counts as ``sandbox``. ``measure=pss_bytes``: the
+        proportional set size instead (pages shared between processes counted once)."""
         usage: dict[str, float] = {}
         for name, p in self.procs.items():
-            sandboxes = sum(tree_rss_bytes(child) for child in sandbox_children(p.pid)) / 1e6
-            usage[name] = usage.get(name, 0.0) + tree_rss_bytes(p.pid) / 1e6 - sandboxes
+            sandboxes = (
+                sum(tree_rss_bytes(child, measure) for child in sandbox_children(p.pid)) / 1e6
+            )
+            usage[name] = usage.get(name, 0.0) + tree_rss_bytes(p.pid, measure) / 1e6 - sandboxes
             if sandboxes:
                 usage["sandbox"] = usage.get("sandbox", 0.0) + sandboxes
         return usage
