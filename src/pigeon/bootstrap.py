@@ -248,8 +248,8 @@ class Pigeon:
         return runners + periodic
 
     def all_workers(self) -> list[str]:
-        """What ``pigeon run`` runs in its one process: every consumer, and the relay with Kafka."""
-        return [*CONSUMERS, RELAY] if isinstance(self.bus, KafkaEventBus) else list(CONSUMERS)
+        """What ``pigeon run`` runs: every consumer, and the relay with Kafka."""
+        return worker_names(self.settings)
 
     def _sender(self) -> list[tuple[str, str, str, BatchHandler]]:
         s = self.settings
@@ -293,6 +293,11 @@ def provider_settings(s: Settings) -> ProviderSettings:
             "PIGEON_SMS_PROVIDERS" if s.sms_providers.strip() else "PIGEON_SMS_PROVIDER_URL"
         ),
     )
+
+
+def worker_names(settings: Settings) -> list[str]:
+    """Every worker ``settings`` need: every consumer, and the relay with Kafka."""
+    return [*CONSUMERS, RELAY] if settings.uses_kafka else list(CONSUMERS)
 
 
 def build(settings: Settings) -> Pigeon:

@@ -30,7 +30,6 @@ import sys
 from typing import Protocol
 
 from pigeon.config import Settings
-from pigeon.forker import Forker
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +93,9 @@ class WorkerProcesses:
     listening socket (the parent bound it, so a busy port is found before anything
     starts, and a restarted sandbox keeps its port).
 
-    ``forker``: fork the workers from it (:mod:`pigeon.forker`: they share the
-    parent's imported code instead of loading their own); without it, or once it
-    is gone, each child is a new interpreter (``python -m pigeon``).
+    ``forked``: the workers' process, already running (:mod:`pigeon.prefork`: it
+    shares the parent's loaded code); without it, and when it is started again,
+    a child is a new interpreter (``python -m pigeon``).
     """
 
     def __init__(
@@ -105,9 +104,9 @@ class WorkerProcesses:
         settings: Settings,
         *,
         sandbox_socket: socket.socket | None = None,
-        forker: Forker | None = None,
+        forked: Child | None = None,
     ) -> None:
-        self._forker = forker
+        self._forked = forked
         self._commands: dict[str, list[str]] = {WORKERS_CHILD: ["worker", *names]} if names else {}
         self._pass_fds: tuple[int, ...] = ()
         if sandbox_socket is not None:
@@ -120,11 +119,10 @@ class WorkerProcesses:
 
     async def _spawn(self, name: str) -> Child:
         process: Child
-        if name != SANDBOX and self._forker is not None and self._forker.alive:
-            with contextlib.suppress(OSError):  # the forker has gone: a new interpreter
-                process = await self._forker.spawn(self._commands[name], self._env)
-                self._children[name] = process
-                return process
+        if name == WORKERS_CHILD and self._forked is not None:
+            process, self._forked = self._forked, None
+            self._children[name] = process
+            return process
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

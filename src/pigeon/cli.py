@@ -19,8 +19,8 @@ import uvicorn
 
 from pigeon.api.admin import dead_letter_json
 from pigeon.bench.command import register as register_bench
-from pigeon.bootstrap import WORKERS, Pigeon, Runner, build
-from pigeon.children import WorkerProcesses, stop_with_parent
+from pigeon.bootstrap import WORKERS, Pigeon, Runner, build, worker_names
+from pigeon.children import WorkerProcesses, child_environment, stop_with_parent
 from pigeon.config import Settings, load_settings
 from pigeon.domain.events import format_time
 from pigeon.errors import (
@@ -29,8 +29,8 @@ from pigeon.errors import (
     PigeonError,
     StoreUnavailable,
 )
-from pigeon.forker import Forker
 from pigeon.logs import configure_logging
+from pigeon.prefork import PreForked
 from pigeon.sandbox.faults import FaultConfig, parse_fault_config
 from pigeon.sandbox.server import SandboxServer
 from pigeon.store import migrate
@@ -236,9 +236,13 @@ def run(
             update={"sms_provider_url": f"http://{settings.sandbox_host}:{settings.sandbox_port}"}
         )
 
-    # before any thread or event loop: the workers are forked from it and share
-    # this process's imported code (pigeon.forker)
-    forker = Forker.start() if settings.run_worker_processes else None
+    # forked before any thread or event loop starts, so that it shares this process's
+    # loaded code; it waits until the store and the bus are open (pigeon.prefork)
+    held = (
+        PreForked.fork(["worker", *worker_names(settings)], child_environment(settings))
+        if settings.run_worker_processes
+        else None
+    )
 
     async def main() -> None:
         api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
@@ -270,7 +274,7 @@ def run(
                         pigeon.all_workers(),
                         settings,
                         sandbox_socket=sandbox_socket,
-                        forker=forker,
+                        forked=held.release() if held is not None else None,
                     )
                 ]
                 if settings.run_worker_processes
@@ -305,9 +309,8 @@ def run(
     try:
         _run(main)
     finally:
-        if forker is not None:
-            forker.close()
-            forker.reap()
+        if held is not None:
+            held.cancel()  # the parent failed before the workers could start
 
 
 @app.command()
