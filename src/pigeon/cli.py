@@ -243,6 +243,13 @@ def run(
         if settings.run_worker_processes
         else None
     )
+    # migrating loads Alembic (~11 MB) for good: a start that must migrate does it in
+    # a child of its own ('pigeon db upgrade'), which takes that memory with it
+    migrator = (
+        PreForked.fork(["db", "upgrade"], child_environment(settings))
+        if held is not None and settings.auto_migrate
+        else None
+    )
 
     async def main() -> None:
         api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
@@ -263,6 +270,8 @@ def run(
         pigeon = build(settings)  # checks the settings; creates nothing yet
         # both ports are taken before the store is opened: a start that fails on a
         # busy port leaves no new database or data folder behind
+        if migrator is not None:
+            await _migrate_apart(migrator, settings.database)
         if sandbox is not None:
             await sandbox.start()
         try:
@@ -309,8 +318,23 @@ def run(
     try:
         _run(main)
     finally:
-        if held is not None:
-            held.cancel()  # the parent failed before the workers could start
+        for child in (held, migrator):  # not released: the start failed before them
+            if child is not None:
+                child.cancel_and_reap()
+
+
+async def _migrate_apart(migrator: PreForked, database: DatabaseUrl) -> None:
+    """Bring the schema up to date in the held ``pigeon db upgrade`` child, if it is behind."""
+    try:
+        current = await asyncio.to_thread(migrate.current_revision, database)
+    except PigeonError:  # the store does not answer: pigeon.start() names the setting
+        current = migrate.head_revision()
+    if current == migrate.head_revision():
+        migrator.cancel()
+        await migrator.child.wait()
+        return
+    if await migrator.release().wait() != 0:
+        raise typer.Exit(2)  # it printed the one line that says why
 
 
 @app.command()

@@ -125,10 +125,16 @@ class PreForked:
         return self.child
 
     def cancel(self) -> None:
-        """The parent is not starting after all: the held child ends without running."""
+        """The child is not needed after all: it ends without running (end of file on
+        its pipe); reap it with ``await child.wait()``, or :meth:`cancel_and_reap`."""
         if self._go is not None:
-            os.close(self._go)  # end of file: the child exits
+            os.close(self._go)
             self._go = None
+
+    def cancel_and_reap(self) -> None:
+        """:meth:`cancel`, and wait the moment the child takes to end (not in a loop)."""
+        if self._go is not None:
+            self.cancel()
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.child.pid, 0)
 
@@ -139,6 +145,10 @@ def _held_child(  # pragma: no cover - runs in the forked child
     """Wait for the parent's word, then become ``pigeon <argv>``; never returns."""
     code = 1
     try:
+        # nothing of the parent's but this pipe and the standard streams: another held
+        # child's pipe kept open here would never reach end of file
+        os.closerange(3, wait_r)
+        os.closerange(wait_r + 1, 1 << 16)
         stop_with_parent(parent_pid)
         _name_process(NAME)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # until it runs, the parent decides

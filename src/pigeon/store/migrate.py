@@ -8,24 +8,31 @@ Several processes may start at once on a fresh database (``pigeon run`` beside
 its workers, or replicas in production): an upgrade runs under a lock - a
 file lock beside a SQLite file, an advisory lock on PostgreSQL - so only one
 of them migrates and the others find the work done.
+
+Alembic (with Mako and Pygments, ~11 MB) is imported only when there is
+something to migrate: a process that finds its database current - every
+start but the first after an upgrade - reads the revision with one query and
+never loads it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pigeon.errors import SchemaNotMigrated, StoreUnavailable
 from pigeon.store.engine import DatabaseUrl
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: an arbitrary constant: the advisory lock that serializes upgrades on PostgreSQL
@@ -33,6 +40,8 @@ _PG_LOCK_ID = 0x5049_4745  # "PIGE"
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -40,11 +49,22 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+_REVISION = re.compile(r"^(down_)?revision(?:\s*:[^=]*)?\s*=\s*(?:None|[\"']([^\"']+)[\"'])", re.M)
+
+
+@functools.cache
 def head_revision() -> str:
-    """The newest revision this version of Pigeon knows."""
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head is not None, "no migrations shipped"
-    return head
+    """The newest revision this version of Pigeon knows: the one no other revises
+    (read from the scripts' ``revision``/``down_revision`` lines, without Alembic)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        for down, value in _REVISION.findall(script.read_text()):
+            if value:
+                (revised if down else revisions).add(value)
+    heads = revisions - revised
+    assert len(heads) == 1, f"migrations must form one line, found heads {sorted(heads)}"
+    return heads.pop()
 
 
 @contextlib.contextmanager
@@ -69,7 +89,14 @@ def _reason(exc: SQLAlchemyError) -> str:
 def current_revision(url: DatabaseUrl) -> str | None:
     """The revision ``url`` is at; None for a database never migrated."""
     with _connect(url) as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision_of(conn)
+
+
+def _revision_of(conn: Connection) -> str | None:
+    """What Alembic's ``alembic_version`` table holds (one query; no Alembic import)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 @contextlib.contextmanager
@@ -94,11 +121,17 @@ def _upgrade_lock(url: DatabaseUrl, conn: Connection) -> Iterator[None]:
 
 def upgrade(url: DatabaseUrl, revision: str = "head") -> tuple[str | None, str]:
     """Bring ``url`` to ``revision``; returns ``(before, after)`` revisions."""
+    if revision == "head":
+        current = current_revision(url)
+        if current == head_revision():  # nothing to do: Alembic stays unloaded
+            return current, current
+    from alembic import command
+
     with _connect(url) as conn, _upgrade_lock(url, conn):
-        before = MigrationContext.configure(conn).get_current_revision()
+        before = _revision_of(conn)
         command.upgrade(_config(conn), revision)
         conn.commit()
-        after = MigrationContext.configure(conn).get_current_revision()
+        after = _revision_of(conn)
     return before, after or ""
 
 
@@ -111,6 +144,8 @@ def check_current(url: DatabaseUrl) -> None:
     if current is None:
         state = "has no Pigeon schema yet"
     else:
+        from alembic.script import ScriptDirectory
+
         try:
             ScriptDirectory.from_config(_config()).get_revision(current)
         except Exception:

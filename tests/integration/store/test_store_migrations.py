@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -43,3 +47,40 @@ def test_an_empty_database_is_behind_until_upgraded_and_then_current(
     assert migrate.current_revision(database) == migrate.head_revision()
     migrate.check_current(database)
     assert migrate.upgrade(database) == (after, after)  # a second upgrade changes nothing
+
+
+def test_the_head_read_without_alembic_is_alembics_head() -> None:
+    """``head_revision`` reads the scripts' revision lines itself (so a current database
+    is checked without importing Alembic); it names the head Alembic would."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate._config())
+    assert migrate.head_revision() == script.get_current_head()
+    assert len(script.get_heads()) == 1
+
+
+def test_a_current_database_is_checked_and_upgraded_without_loading_alembic(
+    database: DatabaseUrl, tmp_path: Path
+) -> None:
+    """In a fresh interpreter, ``check_current`` and a no-op ``upgrade`` on a current
+    database leave Alembic (and Mako, Pygments: ~11 MB) unimported."""
+    migrate.upgrade(database)
+    probe = (
+        "import sys\n"
+        "from pigeon.store import migrate\n"
+        "from pigeon.store.engine import DatabaseUrl\n"
+        f"url = DatabaseUrl.parse({database.url!r})\n"
+        "migrate.check_current(url)\n"
+        "assert migrate.upgrade(url)[0] == migrate.head_revision()\n"
+        "print(sorted(m for m in ('alembic', 'mako', 'pygments') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
