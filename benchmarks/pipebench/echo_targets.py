@@ -112,6 +112,17 @@ def _checks(by_name: dict[str, dict[str, Any]], e: float, echo_cpu: float) -> li
                 memory <= 150 and drain["count"] >= 20_000,
             )
         )
+    history = by_name.get("drain_history")
+    if _ok(drain) and _ok(history) and drain is not None and history is not None:
+        held = history["history"]["rows_now"]["notifications"]
+        ratio = history["sms_per_s"] / drain["sms_per_s"] if drain["sms_per_s"] else 0.0
+        checks.append(
+            _check(
+                f"9. drain with {held:,} in the store >= 0.9 x fresh",
+                f"{history['sms_per_s']:,.0f} vs {drain['sms_per_s']:,.0f} SMS/s = {ratio:.2f} x",
+                ratio >= 0.9 and held >= 1_000_000,
+            )
+        )
     steady = by_name.get("steady")
     if _ok(steady) and steady is not None:
         p99 = steady["accept_latency"].get("p99_ms", float("inf"))

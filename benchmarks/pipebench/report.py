@@ -106,11 +106,13 @@ def _row(topology: str, name: str, result: dict[str, Any]) -> list[str]:
             f"late >5ms {result['late_dispatches_over_5ms']}, errors {result['errors']}",
             f"<= {TARGET_P99_MS:.0f} ms {verdict(p99 <= TARGET_P99_MS and not result['errors'])}",
         ]
-    if name == "drain":
+    if name in ("drain", "drain_history"):
         rate = result["sms_per_s"]
+        held = result.get("history", {}).get("rows_now", {}).get("notifications")
         return [
             topology,
-            f"end-to-end drain of {result['count']:,}",
+            f"end-to-end drain of {result['count']:,}"
+            + (f" ({held:,} in the store)" if held else ""),
             f"{rate:,.0f} SMS/s",
             f"{result['first_to_last_seconds']:.1f} s first->last SMS, "
             f"sender start {result['sender_start_seconds']:.1f} s, "

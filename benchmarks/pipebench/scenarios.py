@@ -27,6 +27,7 @@ import orjson
 from pigeon.bench.processes import pss_bytes
 from pigeon.bench.sandbox_client import arrivals, set_faults, wait_for_inbox
 from pipebench.cluster import Cluster, cpu_percent
+from pipebench.history import multiply
 from pipebench.load import Requests, closed_loop, open_loop, preload, summarize_ms
 
 Result = dict[str, Any]
@@ -57,6 +58,10 @@ class Options:
     #: idle: seconds without traffic measured, then single requests timed to the provider
     idle_seconds: float = 30.0
     idle_probes: int = 5
+    #: drain_history: notifications in the store before the drain, and how many of them
+    #: are sent for real (the rest are copies of those: pipebench.history)
+    history: int = 1_000_000
+    history_seed: int = 20_000
 
 
 #: where ``python -m direct`` (the baselines) lives
@@ -230,6 +235,29 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
         "pss_mb_after": pss,
         **await outcome(cluster),
     }
+
+
+async def drain_history(cluster: Cluster, topology: str, opts: Options) -> Result:
+    """``drain`` on a store that already holds ``opts.history`` delivered notifications.
+
+    ``opts.history_seed`` of them go through the whole pipeline first; copies of
+    their rows make up the rest (:mod:`pipebench.history`). Then every process
+    stops and the usual drain runs on that store and log: target 9 compares its
+    rate with the fresh store's ``drain`` of the same run.
+    """
+    if cluster.kafka:
+        raise ValueError("drain_history copies SQLite rows: run it with --stack sqlite")
+    await cluster.start_split()
+    requests = Requests(cluster.api_url, cluster.api_key, "history")
+    seeded = await preload(requests, opts.history_seed, connections=opts.connections)
+    await wait_inbox(cluster, int(seeded["accepted"]), opts.drain_timeout)
+    await wait_settled(cluster, opts.drain_timeout)
+    await asyncio.to_thread(cluster.stop, *list(cluster.procs))
+    history = await asyncio.to_thread(multiply, cluster.db_path, opts.history)
+    print(f"  history: {orjson.dumps(history).decode()}", flush=True)
+    result = await drain(cluster, topology, opts)
+    result["history"] = history
+    return result
 
 
 async def steady(cluster: Cluster, topology: str, opts: Options) -> Result:
@@ -412,6 +440,7 @@ SCENARIOS: dict[str, Callable[[Cluster, str, Options], Awaitable[Result]]] = {
     "accept_max": accept_throughput,
     "accept_latency": accept_latency,
     "drain": drain,
+    "drain_history": drain_history,
     "steady": steady,
     "idle": idle,
 }
