@@ -238,6 +238,7 @@ class Pigeon:
                 ),
                 handler,
                 name=f"{name}:{topic}",
+                max_batch=self.bus.fetch_size,
                 policy=self.retry_policy(),
                 # set-based handlers: every partition's batch in one transaction; the
                 # sender keeps partitions apart so one slow recipient holds up no other

@@ -85,6 +85,9 @@ class _NotConnected:
 class KafkaEventBus:
     """:class:`~pigeon.bus.port.EventBus` over a Kafka cluster."""
 
+    #: messages a consumer takes per fetch (``max_records``, across its partitions)
+    fetch_size = 256
+
     def __init__(
         self,
         bootstrap_servers: str,

@@ -109,6 +109,9 @@ class Consumer(Protocol):
 class EventBus(Protocol):
     """Publishes messages and creates consumers."""
 
+    #: how many messages a consumer's fetch asks for (its runner's ``max_batch``)
+    fetch_size: int
+
     async def start(self) -> None:
         """Open connections; nothing connects before this."""
 

@@ -60,6 +60,11 @@ __all__ = ["Batch", "Message", "SqliteConsumer", "SqliteEventBus"]
 class SqliteEventBus:
     """:class:`~pigeon.bus.port.EventBus` over one SQLite file."""
 
+    #: messages a consumer takes per fetch, per partition. Measured (`pigeon run`, 20,000
+    #: drain): 64 against 256 - resident memory 164 -> 141 MB (smaller high-water marks),
+    #: drain and max accepted/s no lower, shorter worker transactions under the write lock
+    fetch_size = 64
+
     def __init__(
         self,
         path: Path,
