@@ -57,3 +57,61 @@ def test_each_target_is_a_ratio_to_e_and_the_sandbox_is_not_pigeons_cpu() -> Non
     # When a little short of each
     verdicts, _ = evaluate(_results(780.0, 230.0, 100.0))
     assert not any(v["met"] for v in verdicts)
+
+
+def _drain(rate: float, **extra: Any) -> dict[str, Any]:
+    return {"sms_per_s": rate, "cpu_percent_of_one_core": {"run": 50.0}, **extra}
+
+
+def _single(**by_name: dict[str, Any]) -> dict[str, Any]:
+    results = _results(1.0, 1.0, 1.0)
+    results["sqlite"]["single"] = by_name
+    return results
+
+
+def _verdict(results: dict[str, Any], number: str, topology: str = "single") -> dict[str, Any]:
+    verdicts, _ = evaluate(results)
+    return next(v for v in verdicts if v["target"].startswith(number) and v["topology"] == topology)
+
+
+def test_memory_is_judged_by_pss_for_pigeon_run_only() -> None:
+    """Target 7 is pigeon run's: PSS (shared pages once) decides, RSS is shown beside it."""
+    memory = {"run": 140.0, "sandbox": 130.0}
+    drain = _drain(1000.0, count=20_000, rss_mb_after={"run": 210.0}, pss_mb_after=memory)
+    verdict = _verdict(_single(drain=drain), "7.")
+    assert verdict["met"], verdict
+    assert "PSS 140 MB (RSS summed 210 MB)" in verdict["measured"]
+    drain["pss_mb_after"] = {"run": 151.0}
+    assert not _verdict(_single(drain=drain), "7.")["met"]
+    # a split deployment's memory is not target 7's
+    split = _results(1.0, 1.0, 1.0)
+    split["sqlite"]["split"]["drain"].update(count=20_000, pss_mb_after={"api": 99.0})
+    verdicts, _ = evaluate(split)
+    assert not [v for v in verdicts if v["target"].startswith("7.")]
+
+
+def test_the_history_drain_is_judged_against_the_fresh_drain_of_the_same_run() -> None:
+    """Target 9: >= 0.9 x the fresh drain, with at least a million notifications held."""
+
+    def history(rate: float, held: int) -> dict[str, Any]:
+        return _drain(rate, history={"rows_now": {"notifications": held}})
+
+    met = _verdict(_single(drain=_drain(1000.0), drain_history=history(900.0, 1_000_000)), "9.")
+    assert met["met"], met
+    assert "0.90 x" in met["measured"]
+    slow = _single(drain=_drain(1000.0), drain_history=history(890.0, 1_000_000))
+    assert not _verdict(slow, "9.")["met"]
+    small = _single(drain=_drain(1000.0), drain_history=history(1000.0, 999_999))
+    assert not _verdict(small, "9.")["met"]
+
+
+def test_idle_judges_pigeons_processes_and_only_shows_the_broker() -> None:
+    """Target 6 is about Pigeon's processes; the broker's CPU is shown, not judged."""
+
+    def idle(cpu: dict[str, float]) -> dict[str, Any]:
+        return {"cpu_percent_of_one_core": cpu, "pickup_after_202_ms": {"max_ms": 8.0}}
+
+    quiet = _verdict(_single(idle=idle({"run": 0.4, "kafka": 2.3, "sandbox": 3.0})), "6.")
+    assert quiet["met"], quiet
+    assert "kafka 2.3 %" in quiet["measured"]
+    assert not _verdict(_single(idle=idle({"run": 1.2, "kafka": 0.1})), "6.")["met"]
