@@ -32,8 +32,8 @@ from pigeon.children import stop_with_parent
 
 _GO = b"go"
 _PR_SET_NAME = 15
-#: what ``ps`` and ``/proc/PID/comm`` call the forked worker process (a fork keeps
-#: its parent's command line)
+#: what ``ps`` and ``/proc/PID/comm`` call the forked workers' process (a fork keeps
+#: its parent's command line); another held child is ``pigeon-<its command>``
 NAME = "pigeon-workers"
 
 
@@ -150,7 +150,7 @@ def _held_child(  # pragma: no cover - runs in the forked child
         os.closerange(3, wait_r)
         os.closerange(wait_r + 1, 1 << 16)
         stop_with_parent(parent_pid)
-        _name_process(NAME)
+        _name_process(NAME if argv[0] == "worker" else f"pigeon-{argv[0]}")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # until it runs, the parent decides
         word = b""
         with contextlib.suppress(OSError):
