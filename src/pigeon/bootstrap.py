@@ -6,6 +6,7 @@ Nothing here connects at import time: :func:`build` makes the object graph,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ from pigeon.services.retention import Retention, RetentionPolicy
 from pigeon.services.sms_sender import GROUP as SENDER_GROUP
 from pigeon.services.sms_sender import SmsSender
 from pigeon.services.status_poller import StatusPoller
+from pigeon.store import migrate
 from pigeon.store.sql_store import SqlStore
 
 #: the consumers of the events; every deployment runs each at least once
@@ -96,6 +98,10 @@ class Pigeon:
         """
         if self.store.url.dialect == "sqlite":
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:  # a newer Pigeon's database: refused before the bus writes its tables into it
+            await asyncio.to_thread(migrate.refuse_unknown, self.store.url)
+        except StoreUnavailable as exc:
+            raise ConfigurationError("PIGEON_DATABASE_URL", str(exc)) from exc
         try:
             with _quiet("aiokafka"):  # its own connection errors would repeat ours
                 await self.bus.start()

@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 from pigeon.children import stop_with_parent
 
@@ -170,6 +171,9 @@ def _held_child(  # pragma: no cover - runs in the forked child
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # what the interpreter would print before exiting
+        traceback.print_exc()
+        raise
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()

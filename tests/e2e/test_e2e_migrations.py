@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import httpx
 import pytest
 
@@ -52,3 +54,31 @@ async def test_an_unmigrated_database_is_refused_until_pigeon_db_upgrade(
         assert (await client.get("/readyz")).status_code == 200
     assert api.terminate() == 0
     assert "Traceback" not in api.stderr()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stack", ["sqlite"])
+@pytest.mark.parametrize("command", [["run"], ["api", "--migrate"], ["db", "upgrade"]])
+def test_a_database_of_a_newer_pigeon_is_refused_in_one_line(
+    cluster: PigeonCluster, command: list[str]
+) -> None:
+    """A revision this Pigeon does not know is never "upgraded": one line, exit 2, nothing
+    started (``pigeon run`` migrates in a child process: its error is still that line)."""
+    # Given a database a newer Pigeon migrated to a revision this one does not know
+    cluster.data_dir.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(cluster.data_dir / "pigeon.db") as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999')")
+
+    # When the command starts on it
+    done = cluster.cli(*command, within=60)
+
+    # Then it refuses in one line naming the revision, and leaves the database as it was
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "is at revision 9999, which this Pigeon does not know" in lines[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    with sqlite3.connect(cluster.data_dir / "pigeon.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"alembic_version"}

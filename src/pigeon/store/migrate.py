@@ -53,9 +53,9 @@ _REVISION = re.compile(r"^(down_)?revision(?:\s*:[^=]*)?\s*=\s*(?:None|[\"']([^\
 
 
 @functools.cache
-def head_revision() -> str:
-    """The newest revision this version of Pigeon knows: the one no other revises
-    (read from the scripts' ``revision``/``down_revision`` lines, without Alembic)."""
+def _revisions() -> tuple[frozenset[str], str]:
+    """Every revision the scripts define, and the head: the one no other revises (read
+    from the scripts' ``revision``/``down_revision`` lines, without Alembic)."""
     revisions: set[str] = set()
     revised: set[str] = set()
     for script in (MIGRATIONS / "versions").glob("*.py"):
@@ -64,7 +64,19 @@ def head_revision() -> str:
                 (revised if down else revisions).add(value)
     heads = revisions - revised
     assert len(heads) == 1, f"migrations must form one line, found heads {sorted(heads)}"
-    return heads.pop()
+    return frozenset(revisions), heads.pop()
+
+
+def head_revision() -> str:
+    """The newest revision this version of Pigeon knows."""
+    return _revisions()[1]
+
+
+def _unknown(url: DatabaseUrl, current: str) -> SchemaNotMigrated:
+    return SchemaNotMigrated(
+        f"database {url} is at revision {current}, which this Pigeon does not know "
+        f"(newest here: {head_revision()}); is a newer Pigeon using it?"
+    )
 
 
 @contextlib.contextmanager
@@ -121,10 +133,11 @@ def _upgrade_lock(url: DatabaseUrl, conn: Connection) -> Iterator[None]:
 
 def upgrade(url: DatabaseUrl, revision: str = "head") -> tuple[str | None, str]:
     """Bring ``url`` to ``revision``; returns ``(before, after)`` revisions."""
-    if revision == "head":
-        current = current_revision(url)
-        if current == head_revision():  # nothing to do: Alembic stays unloaded
-            return current, current
+    current = current_revision(url)
+    if current is not None and current not in _revisions()[0]:
+        raise _unknown(url, current)  # a newer Pigeon's: never "upgrade" it from here
+    if revision == "head" and current == head_revision():
+        return current, current  # nothing to do: Alembic stays unloaded
     from alembic import command
 
     with _connect(url) as conn, _upgrade_lock(url, conn):
@@ -133,6 +146,14 @@ def upgrade(url: DatabaseUrl, revision: str = "head") -> tuple[str | None, str]:
         conn.commit()
         after = _revision_of(conn)
     return before, after or ""
+
+
+def refuse_unknown(url: DatabaseUrl) -> None:
+    """Raise :class:`SchemaNotMigrated` if ``url`` is at a revision this Pigeon does not
+    know (a newer Pigeon's): checked before anything is written to it."""
+    current = current_revision(url)
+    if current is not None and current not in _revisions()[0]:
+        raise _unknown(url, current)
 
 
 def check_current(url: DatabaseUrl) -> None:
@@ -144,15 +165,8 @@ def check_current(url: DatabaseUrl) -> None:
     if current is None:
         state = "has no Pigeon schema yet"
     else:
-        from alembic.script import ScriptDirectory
-
-        try:
-            ScriptDirectory.from_config(_config()).get_revision(current)
-        except Exception:
-            raise SchemaNotMigrated(
-                f"database {url} is at revision {current}, which this Pigeon does not know "
-                f"(newest here: {head}); is a newer Pigeon using it?"
-            ) from None
+        if current not in _revisions()[0]:
+            raise _unknown(url, current)
         state = f"is at revision {current}"
     raise SchemaNotMigrated(
         f"database {url} {state}; this Pigeon needs revision {head}. "
