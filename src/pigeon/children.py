@@ -2,7 +2,7 @@
 
 One Python process runs on one core at a time (the GIL). ``pigeon run`` keeps
 the API in its own process and runs every worker together in one child
-(``pigeon worker NAME…``, forked by :mod:`pigeon.forker` so that it shares the
+(``pigeon worker NAME…``, forked by :mod:`pigeon.prefork` so that it shares the
 parent's loaded code) with the same settings, and the sandbox provider as
 ``python -m pigeon sandbox`` on the socket the parent bound, so that on a
 machine with several cores the parts run in parallel, as they would on separate
