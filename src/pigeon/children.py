@@ -38,6 +38,19 @@ RESTART_DELAY_SECONDS = 1.0
 #: how long stopping children may take before they are killed
 STOP_GRACE_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+
+
+def _prctl(option: int, value: int | bytes) -> None:
+    """Linux ``prctl(2)``; elsewhere nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def name_process(name: str) -> None:
+    """Name this process in ``ps`` and ``/proc/PID/comm`` (15 bytes at most); a forked
+    child keeps its parent's command line, so this is how to tell it apart."""
+    _prctl(_PR_SET_NAME, name.encode()[:15])
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
@@ -58,9 +71,7 @@ def stop_with_parent(parent_pid: int) -> None:
     """In a child of ``pigeon run``: end (SIGTERM) when the parent ends, even by ``kill -9``."""
     if not parent_pid:
         return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent was gone before we asked
         os.kill(os.getpid(), signal.SIGTERM)
 

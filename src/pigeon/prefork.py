@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import os
 import signal
@@ -29,18 +28,12 @@ import sys
 import threading
 import traceback
 
-from pigeon.children import stop_with_parent
+from pigeon.children import name_process, stop_with_parent
 
 _GO = b"go"
-_PR_SET_NAME = 15
 #: what ``ps`` and ``/proc/PID/comm`` call the forked workers' process (a fork keeps
 #: its parent's command line); another held child is ``pigeon-<its command>``
 NAME = "pigeon-workers"
-
-
-def _name_process(name: str) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 class ForkedChild:
@@ -151,7 +144,7 @@ def _held_child(  # pragma: no cover - runs in the forked child
         os.closerange(3, wait_r)
         os.closerange(wait_r + 1, 1 << 16)
         stop_with_parent(parent_pid)
-        _name_process(NAME if argv[0] == "worker" else f"pigeon-{argv[0]}")
+        name_process(NAME if argv[0] == "worker" else f"pigeon-{argv[0]}")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # until it runs, the parent decides
         word = b""
         with contextlib.suppress(OSError):

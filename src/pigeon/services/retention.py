@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from pigeon.domain.events import utcnow
-from pigeon.errors import PigeonError
+from pigeon.services.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,11 @@ class RetentionPolicy:
     pause_seconds: float = 0.02
 
 
-class Retention:
+class Retention(Periodic):
     """Runs until :meth:`request_stop`; one pass every ``policy.interval_seconds``."""
+
+    WHAT = "retention pass"
+    CATCH_ALL = True  # housekeeping must not take the projector down with it
 
     def __init__(
         self,
@@ -102,29 +105,13 @@ class Retention:
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        super().__init__(policy.interval_seconds)
         self._store = store
         self._log = log_compactor
         self._policy = policy
         self._clock = clock
-        self._stopping = asyncio.Event()
         #: completed passes (tests wait on it)
         self.passes = 0
-
-    def request_stop(self) -> None:
-        """Return from :meth:`run` at the next pause."""
-        self._stopping.set()
-
-    async def run(self) -> None:
-        """Pass, pause, repeat; errors are logged and the next pass tries again."""
-        while not self._stopping.is_set():
-            try:
-                await self.sweep()
-            except PigeonError as exc:
-                log.warning("retention pass failed (the next one tries again): %s", exc)
-            except Exception:  # housekeeping must not take the projector down with it
-                log.exception("retention pass failed unexpectedly (the next one tries again)")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._policy.interval_seconds)
 
     async def sweep(self) -> dict[str, int]:
         """One pass; returns how many rows went per table (notifications: how many)."""

@@ -10,8 +10,6 @@ takes - forward-only and idempotent, so a late real callback changes nothing.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from datetime import timedelta
@@ -19,6 +17,7 @@ from datetime import timedelta
 from pigeon.domain.events import utcnow
 from pigeon.errors import PigeonError
 from pigeon.providers.failover import FailoverProvider
+from pigeon.services.periodic import Periodic
 from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -29,8 +28,10 @@ FINAL_AT_PROVIDER = ("delivered", "undelivered", "failed")
 GIVE_UP_AFTER = timedelta(days=3)
 
 
-class StatusPoller:
+class StatusPoller(Periodic):
     """Runs until :meth:`request_stop`; one sweep every ``interval_seconds``."""
+
+    WHAT = "status poll"
 
     def __init__(
         self,
@@ -41,29 +42,14 @@ class StatusPoller:
         interval_seconds: float,
         batch: int = 200,
     ) -> None:
+        super().__init__(interval_seconds)
         self._store = store
         self._provider = provider
         self._after = timedelta(seconds=after_seconds)
-        self._interval = interval_seconds
         self._batch = batch
-        self._stopping = asyncio.Event()
         #: notification -> when we last asked (so one is asked at most every `after`)
         self._asked: dict[str, float] = {}
         self.recovered = 0
-
-    def request_stop(self) -> None:
-        """Return from :meth:`run` at the next pause."""
-        self._stopping.set()
-
-    async def run(self) -> None:
-        """Sweep, pause, repeat; errors are logged and the next sweep tries again."""
-        while not self._stopping.is_set():
-            try:
-                await self.sweep()
-            except PigeonError as exc:
-                log.warning("status poll failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
 
     async def sweep(self) -> int:
         """One pass; returns how many final statuses were recovered."""
