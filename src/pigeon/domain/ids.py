@@ -7,28 +7,38 @@ rows made before a moment by an index range on the id, below
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from datetime import datetime
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: every pair of digits, indexed by its 10-bit value, and where each pair sits in 130 bits
+_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
+_SHIFTS = tuple(range(120, -1, -10))
 #: prefixes of the ids we make; retention only touches ids with them
 NOTIFICATION_PREFIX = "ntf_"
 EVENT_PREFIX = "evt_"
 
 
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """26 Crockford base32 digits of a 128-bit ``value`` (the first digit holds 3 bits).
+
+    Two digits (10 bits) per step: a loop over 26 digits cost ~2 µs, twice per
+    accepted request.
+    """
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def ulid(now_ms: int | None = None) -> str:
-    """Return a 26-character ULID: 48 bits of milliseconds, 80 random bits."""
+    """Return a 26-character ULID: 48 bits of milliseconds, 80 random bits.
+
+    The random part comes from :mod:`random` (seeded from the OS, and seeded
+    again in a forked child by Python itself): ids must be unique, not secret
+    (every read checks the caller's account), and a system call per id was a
+    measurable share of the API's time under load.
+    """
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return _encode((ms << 80) | int.from_bytes(os.urandom(10), "big"))
+    return _encode((ms << 80) | random.getrandbits(80))
 
 
 def ulid_floor(moment: datetime) -> str:
