@@ -40,6 +40,7 @@ from pigeon.providers.failover import FailoverProvider
 from pigeon.providers.port import SmsProvider
 from pigeon.services.dead_letter_recorder import GROUP as DEAD_LETTER_GROUP
 from pigeon.services.dead_letter_recorder import DeadLetterRecorder
+from pigeon.services.intake_relay import IntakeRelay
 from pigeon.services.outbox_relay import OutboxRelay
 from pigeon.services.projector import STATUS_GROUP, USAGE_GROUP, StatusProjector, UsageMeter
 from pigeon.services.retention import Retention, RetentionPolicy
@@ -88,6 +89,8 @@ class Pigeon:
     _providers: list[SmsProvider] = field(default_factory=list)
     #: called after each store commit in this process (wakes an in-process relay)
     _on_commit: list[Callable[[], None]] = field(default_factory=list)
+    #: the process's intake relay (embedded bus), made with its first worker
+    _intake_relay: list[IntakeRelay] = field(default_factory=list)
 
     async def start(self) -> None:
         """Open the bus and the store (creating topics if needed, checking the schema).
@@ -226,6 +229,10 @@ class Pigeon:
         if name == "status-projector":
             # every stack runs this worker; several running passes at once is harmless
             periodic.append(self.retention())
+        if isinstance(self.bus, SqliteEventBus) and not self._intake_relay:
+            # one per worker process: what the API accepted reaches the log whichever runs
+            self._intake_relay.append(IntakeRelay(self.store))
+            periodic.extend(self._intake_relay)
         for provider in self._providers:
             await provider.start()
         runners: list[Runner] = [
@@ -366,6 +373,7 @@ def build(settings: Settings) -> Pigeon:
         on_commit=committed,
         auto_migrate=settings.auto_migrate,
         idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        intake=True,
     )
     return Pigeon(
         settings=settings, bus=bus, store=store, partitions=partitions, _on_commit=on_commit

@@ -4,6 +4,8 @@ The store appends events to ``bus_log`` inside its own transactions (the
 event row *is* the log entry), so the schema lives apart from the bus code.
 ``bus_log.id`` is ``AUTOINCREMENT``: SQLite has one writer at a time, so ids
 become visible in increasing order and are never reused - a safe offset.
+``intake_positions`` is how far the intake relay has moved the API's intake file
+into the store (see :mod:`pigeon.store.intake`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ CREATE TABLE IF NOT EXISTS bus_retries (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS bus_retries_due ON bus_retries (grp, topic, partition, not_before);
+CREATE TABLE IF NOT EXISTS intake_positions (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
 """
 
 #: every writing connection's: checkpoints run in the background, never inside a commit

@@ -16,15 +16,18 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import orjson
-from sqlalchemy import bindparam, delete, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from pigeon.bus.doorbell import Doorbell
 from pigeon.bus.port import Message
+from pigeon.bus.sqlite_checkpoint import Checkpointer
 from pigeon.bus.sqlite_schema import create_schema
 from pigeon.bus.sqlite_write_lock import FileWriteLock
 from pigeon.domain.callbacks import event_from_twilio_status
@@ -40,6 +43,7 @@ from pigeon.domain.notification import (
 from pigeon.errors import ConflictError, NotFoundError, StoreUnavailable, ValidationError
 from pigeon.store import attempts, idempotency, migrate, projection, retention
 from pigeon.store import dead_letters as dlq
+from pigeon.store import intake as intake_sql
 from pigeon.store import outbox as outbox_sql
 from pigeon.store.engine import DatabaseUrl, reader_engine, writer_engine
 from pigeon.store.event_log import (
@@ -50,6 +54,7 @@ from pigeon.store.event_log import (
     append,
 )
 from pigeon.store.group_commit import GroupCommitter
+from pigeon.store.intake import callback_row
 from pigeon.store.rows import notification_from_row, notification_values, utc
 from pigeon.store.schema import (
     accounts,
@@ -66,6 +71,12 @@ KEY_PREFIX = "pgn_"
 _INSERT_NOTIFICATION = insert(notifications)
 _INSERT_TIMELINE = insert(timeline)
 _INSERT_PENDING = insert(pending_callbacks)
+_INSERT_INTAKE = insert(intake_sql.intake_notifications)
+_INSERT_INTAKE_CALLBACK = insert(intake_sql.intake_callbacks)
+_INTAKE_HEADS = select(
+    select(func.max(intake_sql.intake_notifications.c.seq)).scalar_subquery(),
+    select(func.max(intake_sql.intake_callbacks.c.seq)).scalar_subquery(),
+)
 MAX_USAGE_DAYS = 366
 
 
@@ -93,6 +104,11 @@ class SqlStore:
     ``outbox=False`` (embedded default, SQLite only): events go to the SQLite
     bus's own log table in the store's transaction. ``outbox=True``: events go
     to the ``outbox`` table, which the outbox relay publishes.
+
+    ``intake=True`` (SQLite only, what ``bootstrap`` wires): accepted
+    notifications, status callbacks and idempotency keys are written to the
+    API's own intake file and moved into the store by :meth:`move_intake` (see
+    :mod:`pigeon.store.intake`), so an accept never waits for a worker's commit.
     """
 
     def __init__(
@@ -106,9 +122,12 @@ class SqlStore:
         on_commit: Callable[[], None] | None = None,
         auto_migrate: bool = False,
         idempotency_ttl: timedelta = timedelta(hours=24),
+        intake: bool = False,
     ) -> None:
         if not outbox and url.dialect != "sqlite":
             raise ValueError("only a SQLite store can write the embedded bus log")
+        if intake and (outbox or url.dialect != "sqlite"):
+            raise ValueError("only an embedded SQLite store has an intake file")
         self.url = url
         self.outbox = outbox
         self._auto_migrate = auto_migrate
@@ -141,6 +160,27 @@ class SqlStore:
             else self._commits
         )
         self._key_cache: dict[str, Account] = {}
+        self.intake_path: Path | None = None
+        self._intake_commits: GroupCommitter | None = None
+        self._intake_reader: AsyncEngine | None = None
+        if intake:
+            self.intake_path = intake_sql.intake_path(url.path)
+            intake_url = DatabaseUrl(f"sqlite:///{self.intake_path}", "sqlite")
+            self._intake_commits = GroupCommitter(
+                writer_engine(intake_url, synchronous=synchronous),
+                on_commit=self._intake_committed,
+                write_lock=FileWriteLock(self.intake_path),
+            )
+            self._intake_reader = reader_engine(intake_url, synchronous=synchronous)
+            # the API's commits ring the intake relay only, not the consumers: nothing
+            # is in the log until the relay has moved it
+            self._intake_bell = Doorbell(
+                self.intake_path.with_name(self.intake_path.name + "-wake"), self._intake_rung
+            )
+            self._intake_checkpointer = Checkpointer(self.intake_path, synchronous)
+        self._intake_listeners: list[Callable[[], None]] = []
+        # the intake relay's connection to the intake file, used in the writer thread only
+        self._intake_conn: sqlite3.Connection | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -156,9 +196,14 @@ class SqlStore:
         if not self.outbox:
             try:
                 await asyncio.to_thread(create_schema, self.url.path)
-            except (sqlite3.Error, OSError) as exc:
+                if self.intake_path is not None:
+                    await asyncio.to_thread(intake_sql.create_intake, self.intake_path)
+            except (sqlite3.Error, SQLAlchemyError, OSError) as exc:
                 raise StoreUnavailable(f"cannot open the database {self.url}: {exc}") from exc
         await self._commits.start()
+        if self._intake_commits is not None:
+            await self._intake_checkpointer.start()
+            await self._intake_commits.start()
         if self._callback_commits is not self._commits:
             await self._callback_commits.start()
 
@@ -166,8 +211,17 @@ class SqlStore:
         """Flush pending writes and close connections."""
         if self._callback_commits is not self._commits:
             await self._callback_commits.stop()
+        if self._intake_commits is not None:
+            await self._intake_bell.stop()
+            await self._intake_commits.stop()
+            await self._intake_checkpointer.stop()
         await self._commits.stop()
+        if self._intake_conn is not None:  # the writer thread has finished with it
+            self._intake_conn.close()
+            self._intake_conn = None
         await self._reader.dispose()
+        if self._intake_reader is not None:
+            await self._intake_reader.dispose()
 
     async def submit_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` on the writer's sqlite3 connection in a shared transaction.
@@ -178,11 +232,11 @@ class SqlStore:
         return await self._commits.submit_sqlite(work)
 
     @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        """A reader connection; a database that does not answer is :class:`StoreUnavailable`
-        (the API's 503), not a driver error (a 500)."""
+    async def _read(self, engine: AsyncEngine | None = None) -> AsyncIterator[AsyncConnection]:
+        """A reader connection (to the store, or ``engine``'s file); a database that does
+        not answer is :class:`StoreUnavailable` (the API's 503), not a driver error (a 500)."""
         try:
-            async with self._reader.connect() as conn:
+            async with (engine or self._reader).connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"database {self.url} does not answer: {exc}") from exc
@@ -278,6 +332,10 @@ class SqlStore:
     # -- notifications -----------------------------------------------------------
     async def accept(self, notification: Notification) -> None:
         """Store a new notification with its request event, in one transaction."""
+        if self._intake_commits is not None:
+            row = intake_sql.accepted_row(notification, self._log)
+            await self._intake_commits.write([(_INSERT_INTAKE, [row])])
+            return
         await self._commits.write(
             [
                 (_INSERT_NOTIFICATION, [notification_values(notification)]),
@@ -302,12 +360,15 @@ class SqlStore:
 
         def work(conn: Connection) -> None:
             idempotency.claim(conn, request, notification.id, ttl)
+            if self._intake_commits is not None:
+                conn.execute(_INSERT_INTAKE, [intake_sql.accepted_row(notification, self._log)])
+                return
             conn.execute(_INSERT_NOTIFICATION, [notification_values(notification)])
             conn.execute(_INSERT_TIMELINE, [_accepted_entry(notification)])
             append(self._log, conn, [notification.requested_event()])
 
         try:
-            await self._commits.submit(work)
+            await (self._intake_commits or self._commits).submit(work)
         except idempotency.KeyAlreadyUsed:
             # a concurrent request with the same key won; answer as it was answered
             for _ in range(50):
@@ -322,7 +383,7 @@ class SqlStore:
         self, account_id: str, key: str
     ) -> idempotency.IdempotentRecord | None:
         """The live record of an idempotency key, if any."""
-        async with self._read() as conn:
+        async with self._read(self._intake_reader) as conn:
             return await conn.run_sync(idempotency.find, account_id, key, self._idempotency_ttl)
 
     async def append_events(self, events: Sequence[Event]) -> None:
@@ -331,6 +392,35 @@ class SqlStore:
 
     async def get_view(self, account_id: str, notification_id: str) -> NotificationView | None:
         """The notification with its timeline, if it belongs to ``account_id``."""
+        view = await self._stored_view(account_id, notification_id)
+        if view is not None or self._intake_reader is None:
+            return view
+        # not moved from the intake file yet; or moved (and forgotten there) meanwhile
+        async with self._read(self._intake_reader) as conn:
+            row = (
+                await conn.execute(
+                    select(intake_sql.intake_notifications).where(
+                        intake_sql.intake_notifications.c.id == notification_id,
+                        intake_sql.intake_notifications.c.account_id == account_id,
+                    )
+                )
+            ).first()
+        if row is None:
+            return await self._stored_view(account_id, notification_id)
+        accepted = notification_from_row(row)
+        entry = _accepted_entry(accepted)
+        step = TimelineEntry(str(entry["status"]), accepted.created_at, str(entry["detail"]))
+        return NotificationView(
+            notification=accepted,
+            attempts=0,
+            provider=None,
+            provider_message_id=None,
+            last_error=None,
+            updated_at=accepted.created_at,
+            timeline=[step],
+        )
+
+    async def _stored_view(self, account_id: str, notification_id: str) -> NotificationView | None:
         async with self._read() as conn:
             row = (
                 await conn.execute(
@@ -367,9 +457,67 @@ class SqlStore:
         (see :meth:`finish_attempts`), since providers may call back before
         our own write of that id commits.
         """
-        return bool(await self._callback_commits.merged(self._record_callbacks, dict(params)))
+        if self._intake_commits is not None:
+            # applied when the intake relay moves it (kept there if its id is not known yet)
+            await self._intake_commits.write([(_INSERT_INTAKE_CALLBACK, [callback_row(params)])])
+            return True
+        return bool(await self._callback_commits.merged(self.apply_callbacks, dict(params)))
 
-    def _record_callbacks(self, conn: Connection, callbacks: list[dict[str, str]]) -> list[bool]:
+    # -- the intake file (embedded default) ----------------------------------------
+    async def move_intake(self, limit: int = 512) -> intake_sql.Moved:
+        """Move up to ``limit`` accepted notifications and callbacks from the intake file
+        into the store, in one transaction with the relay's position (exactly once)."""
+        path = self.intake_path
+        if path is None:
+            raise ValueError("this store has no intake file")
+
+        def work(conn: Connection) -> intake_sql.Moved:
+            if self._intake_conn is None:  # in the writer thread: it alone uses it
+                self._intake_conn = sqlite3.connect(
+                    path, isolation_level=None, check_same_thread=False
+                )
+            return intake_sql.move_chunk(conn, self._intake_conn, self.apply_callbacks, limit)
+
+        return await self._commits.submit(work)
+
+    async def listen_intake(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every commit to the intake file, in any process."""
+        if self._intake_commits is None:
+            raise ValueError("this store has no intake file")
+        self._intake_listeners.append(listener)
+        if not self._intake_bell.listening:
+            await self._intake_bell.start()
+
+    def _intake_committed(self) -> None:
+        self._intake_checkpointer.committed()
+        self._intake_bell.ring()  # the other processes' relay
+        self._intake_rung()  # this process's
+
+    def _intake_rung(self) -> None:
+        for listener in self._intake_listeners:
+            listener()
+
+    async def intake_heads(self) -> tuple[int, int]:
+        """The newest intake rows: ``(notification seq, callback seq)``, 0 when none."""
+        if self._intake_reader is None:
+            raise ValueError("this store has no intake file")
+        async with self._read(self._intake_reader) as conn:
+            row = (await conn.execute(_INTAKE_HEADS)).one()
+        return int(row[0] or 0), int(row[1] or 0)
+
+    async def forget_moved_intake(self, moved: intake_sql.Moved) -> int:
+        """Delete intake rows up to ``moved``'s positions (the store has them)."""
+        if self._intake_commits is None:
+            raise ValueError("this store has no intake file")
+
+        def work(conn: Connection) -> int:
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            return intake_sql.forget(raw, moved.notifications_seq, moved.callbacks_seq)
+
+        return await self._intake_commits.submit(work, quiet=True)
+
+    def apply_callbacks(self, conn: Connection, callbacks: list[dict[str, str]]) -> list[bool]:
         """Every callback of a group commit, set-based: one look-up, one insert each way."""
         sids = [p.get("MessageSid") or p.get("SmsSid") or "" for p in callbacks]
         _lock_message_ids(conn, [sid for sid in sids if sid])
@@ -621,8 +769,10 @@ class SqlStore:
 
     async def purge_idempotency_keys(self, *, now: datetime, limit: int) -> int:
         """Drop up to ``limit`` idempotency keys past their TTL at ``now``."""
-        return await self._purge(
-            retention.purge_idempotency_keys, now - self._idempotency_ttl, limit
+        before = now - self._idempotency_ttl
+        commits = self._intake_commits or self._commits  # the keys live with the intake
+        return await commits.submit(
+            lambda conn: retention.purge_idempotency_keys(conn, before, limit), quiet=True
         )
 
     async def purge_notifications(self, *, before: datetime, limit: int) -> int:

@@ -21,6 +21,7 @@ from tests.integration.postgres import fresh_schema
 from pigeon.api.app import ApiConfig, create_app
 from pigeon.bootstrap import Pigeon, build
 from pigeon.config import Settings
+from pigeon.store.intake import move_all
 
 __all__ = ["kafka_broker"]
 
@@ -128,10 +129,27 @@ async def small_client(pigeon: Pigeon) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def row_counts(database: Engine, event_table: str) -> Callable[[], dict[str, int]]:
+def moved(pigeon: Pigeon, database: Engine) -> Callable[[], None]:
+    """Move what the API accepted from its intake file into the store (SQLite), as the
+    workers' intake relay would; a no-op on Kafka + PostgreSQL."""
+
+    def move() -> None:
+        if pigeon.store.intake_path is None:
+            return
+        with database.begin() as conn:
+            move_all(conn, pigeon.store.intake_path, pigeon.store.apply_callbacks)
+
+    return move
+
+
+@pytest.fixture
+def row_counts(
+    database: Engine, event_table: str, moved: Callable[[], None]
+) -> Callable[[], dict[str, int]]:
     """Row counts of the tables a request can write to, read outside Pigeon."""
 
     def count() -> dict[str, int]:
+        moved()
         with database.connect() as conn:
             return {
                 name: conn.execute(
@@ -144,10 +162,11 @@ def row_counts(database: Engine, event_table: str) -> Callable[[], dict[str, int
 
 
 @pytest.fixture
-def query(database: Engine) -> Callable[..., list[tuple[object, ...]]]:
+def query(database: Engine, moved: Callable[[], None]) -> Callable[..., list[tuple[object, ...]]]:
     """Run a read-only SQL query (``:name`` parameters) on the store's database."""
 
     def run(sql: str, **params: object) -> list[tuple[object, ...]]:
+        moved()
         with database.connect() as conn:
             return [tuple(row) for row in conn.execute(text(sql), params)]
 
@@ -155,10 +174,13 @@ def query(database: Engine) -> Callable[..., list[tuple[object, ...]]]:
 
 
 @pytest.fixture
-def events(database: Engine, event_table: str) -> Callable[[str], list[StoredEvent]]:
+def events(
+    database: Engine, event_table: str, moved: Callable[[], None]
+) -> Callable[[str], list[StoredEvent]]:
     """The events the store committed to ``topic``, oldest first (not yet relayed ones)."""
 
     def read(topic: str) -> list[StoredEvent]:
+        moved()
         with database.connect() as conn:
             rows = conn.execute(
                 text(f"SELECT topic, key, value FROM {event_table} WHERE topic = :t ORDER BY id"),

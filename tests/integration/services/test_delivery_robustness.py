@@ -91,13 +91,17 @@ async def test_failover_moves_to_the_backup_provider_and_the_timeline_says_so(
             assert len(backup.inbox) == 5
             assert {m.from_ for m in backup.inbox} == {"+15005550007"}
 
-            # the primary recovers: a half-open probe brings traffic back to it
+            # the primary recovers: a half-open probe (one message: sends that overlap
+            # it go to the backup) closes the circuit, and traffic is back on the primary
             primary.faults.config = FaultConfig()
             await asyncio.sleep(0.6)
-            later = [await accept(pigeon, to=f"+1416555{i:04d}") for i in range(5)]
+            probe = await accept(pigeon, to="+14165550000")
+            await _view_when(pigeon, probe, "sent")
+            later = [await accept(pigeon, to=f"+1416555{i:04d}") for i in range(1, 5)]
             for nid in later:
                 await _view_when(pigeon, nid, "sent")
-            assert len(primary.inbox) >= 4
+            assert len(primary.inbox) == 5
+            assert len(backup.inbox) == 5
 
 
 async def test_pacing_holds_the_rate_and_loses_nothing(tmp_path: Path) -> None:

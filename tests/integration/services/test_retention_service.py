@@ -53,11 +53,14 @@ async def running(runners: Sequence[Runner]) -> AsyncIterator[None]:
 
 
 async def accept(pigeon: Pigeon, count: int) -> None:
-    """Accept ``count`` notifications as the API does."""
+    """Accept ``count`` notifications as the API does, and move them into the log as the
+    workers' intake relay does."""
     account = await pigeon.store.ensure_account("acme")
     for i in range(count):
         n = Notification.new_sms(account_id=account.id, to="+14155550123", body=f"m{i}")
         await pigeon.store.accept(n)
+    while (await pigeon.store.move_intake()).notifications:
+        pass
 
 
 async def read_as(pigeon: Pigeon, group: str) -> int:

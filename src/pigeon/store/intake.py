@@ -1,0 +1,279 @@
+"""The API's own SQLite file: accepted notifications and status callbacks, appended.
+
+Embedded default only. SQLite lets one transaction write a file at a time; when
+the API committed into the store's file, every accept queued behind the workers'
+transactions (effects, attempts, projections: the longer ones), and under load
+the API spent half its time waiting for that lock. So the API writes into a file
+of its own, ``<database>-intake``, which only the API (and the relay's clean-up)
+ever writes:
+
+- an accepted notification is one row of ``intake_notifications``: the
+  notification's columns and its request event, in the form the store keeps them;
+- a status callback is one row of ``intake_callbacks`` (its raw parameters);
+- idempotency keys live here too, so an accept with a key stays one transaction.
+
+A ``202`` still means committed: the row is in the intake file's WAL before the
+answer. The **intake relay** (every worker process runs one, see
+:class:`pigeon.services.intake_relay.IntakeRelay`) moves rows into the store's
+file in order, in one store transaction per chunk that also advances its
+position (``intake_positions``), so each row is moved exactly once, whatever is
+killed when. It reads the intake file without any lock (WAL readers never block
+the writer) and forgets moved rows later in short transactions.
+
+Reading a notification looks in the store first, then here (not yet moved),
+then in the store again (moved meanwhile): rows are forgotten here only after
+the store has them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+)
+from sqlalchemy.engine import Connection
+
+from pigeon.bus.sqlite_schema import INSERT_LOG, configure
+from pigeon.domain.notification import Notification
+from pigeon.store.event_log import EventLog
+from pigeon.store.rows import notification_values
+from pigeon.store.schema import idempotency_keys, notifications
+
+metadata = MetaData()
+
+#: the notification columns an accepted notification carries (the rest start empty)
+NOTIFICATION_COLUMNS = (
+    "id",
+    "account_id",
+    "channel",
+    "recipient",
+    "from_number",
+    "body",
+    "metadata",
+    "segments",
+    "encoding",
+    "status",
+    "created_at",
+)
+_EVENT_COLUMNS = ("topic", "partition", "key", "value", "headers", "logged_at")
+
+intake_notifications = Table(
+    "intake_notifications",
+    metadata,
+    # AUTOINCREMENT: never reused after the relay forgets rows, so a position stays valid
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    *(
+        Column(
+            c.name,
+            c.type,
+            nullable=c.nullable,
+            unique=c.name == "id",
+        )
+        for name in NOTIFICATION_COLUMNS
+        for c in [notifications.c[name]]
+    ),
+    # the request event, as the bus log keeps it
+    Column("topic", String(200), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("logged_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+intake_callbacks = Table(
+    "intake_callbacks",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("params", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+#: the same table as the store's, in the intake file: a key is claimed with its notification
+intake_idempotency_keys = idempotency_keys.to_metadata(metadata)
+
+_SELECT_NOTIFICATIONS = (
+    f"SELECT seq, {', '.join(NOTIFICATION_COLUMNS)}, {', '.join(_EVENT_COLUMNS)} "
+    "FROM intake_notifications WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+_SELECT_CALLBACKS = "SELECT seq, params FROM intake_callbacks WHERE seq > ? ORDER BY seq LIMIT ?"
+_INSERT_NOTIFICATION = (
+    f"INSERT INTO notifications ({', '.join(NOTIFICATION_COLUMNS)}, attempts, updated_at) "
+    f"VALUES ({', '.join('?' * len(NOTIFICATION_COLUMNS))}, 0, ?)"
+)
+_INSERT_ACCEPTED = (
+    "INSERT INTO timeline (notification_id, status, at, detail) "
+    "VALUES (?, 'accepted', ?, 'accepted by the API')"
+)
+_POSITIONS = "SELECT name, seq FROM intake_positions"
+_SET_POSITION = "INSERT OR REPLACE INTO intake_positions (name, seq) VALUES (?, ?)"
+_CREATED = NOTIFICATION_COLUMNS.index("created_at")
+
+#: applies callbacks' parameters in the store's transaction (see ``SqlStore``)
+CallbackApplier = Callable[[Connection, list[dict[str, str]]], object]
+
+
+def intake_path(database: Path) -> Path:
+    """The intake file beside the store's SQLite file."""
+    return database.with_name(database.name + "-intake")
+
+
+def create_intake(path: Path) -> None:
+    """Create the intake file's tables (idempotent, safe from several processes)."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            configure(raw)
+        metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+def accepted_row(notification: Notification, log: EventLog) -> dict[str, Any]:
+    """The intake row of an accepted notification: its columns and its request event."""
+    values = notification_values(notification)
+    (event,) = log.rows([notification.requested_event()])
+    row = {name: values[name] for name in NOTIFICATION_COLUMNS}
+    row.update(
+        topic=event["topic"],
+        partition=event["partition"],
+        key=event["key"],
+        value=event["value"],
+        headers=event["headers"],
+        logged_at=event["created_at"],
+    )
+    return row
+
+
+def callback_row(params: Mapping[str, str]) -> dict[str, Any]:
+    """The intake row of a status callback."""
+    return {"params": orjson.dumps(dict(params)).decode()}
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What one relay step moved, and the positions it reached."""
+
+    notifications: int
+    callbacks: int
+    notifications_seq: int
+    callbacks_seq: int
+
+
+def positions(raw: sqlite3.Connection) -> tuple[int, int]:
+    """``(notifications, callbacks)``: the last intake rows the store has."""
+    found = dict(raw.execute(_POSITIONS).fetchall())
+    return int(found.get("notifications", 0)), int(found.get("callbacks", 0))
+
+
+def move_chunk(
+    conn: Connection,
+    intake: sqlite3.Connection,
+    apply_callbacks: CallbackApplier,
+    limit: int,
+) -> Moved:
+    """Move up to ``limit`` notifications and callbacks into the store, in ``conn``'s
+    open transaction, with the new positions; ``intake`` is a connection to the intake
+    file (read only here)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    at_n, at_c = positions(raw)
+    rows: Sequence[tuple[Any, ...]] = intake.execute(
+        _SELECT_NOTIFICATIONS, (at_n, limit)
+    ).fetchall()
+    if rows:
+        width = len(NOTIFICATION_COLUMNS)
+        raw.executemany(_INSERT_NOTIFICATION, [(*r[1 : width + 1], r[1 + _CREATED]) for r in rows])
+        raw.executemany(_INSERT_ACCEPTED, [(r[1], r[1 + _CREATED]) for r in rows])
+        raw.executemany(INSERT_LOG, [r[width + 1 :] for r in rows])
+        at_n = rows[-1][0]
+        raw.execute(_SET_POSITION, ("notifications", at_n))
+    callbacks = intake.execute(_SELECT_CALLBACKS, (at_c, limit)).fetchall()
+    if callbacks:
+        apply_callbacks(conn, [orjson.loads(params) for _, params in callbacks])
+        at_c = callbacks[-1][0]
+        raw.execute(_SET_POSITION, ("callbacks", at_c))
+    return Moved(len(rows), len(callbacks), at_n, at_c)
+
+
+def forget(intake: sqlite3.Connection, notifications_seq: int, callbacks_seq: int) -> int:
+    """Delete intake rows the store has (in ``intake``'s open write transaction)."""
+    gone = intake.execute(
+        "DELETE FROM intake_notifications WHERE seq <= ?", (notifications_seq,)
+    ).rowcount
+    gone += intake.execute("DELETE FROM intake_callbacks WHERE seq <= ?", (callbacks_seq,)).rowcount
+    return int(gone)
+
+
+def move_all(
+    conn: Connection, path: Path, apply_callbacks: CallbackApplier, limit: int = 512
+) -> int:
+    """Move everything the intake file at ``path`` holds, in ``conn``'s open transaction.
+
+    What the relay does chunk by chunk, at once: for tools and tests that read the
+    store of an API with no worker running. Returns how many rows moved.
+    """
+    total = 0
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as intake:
+        while True:
+            moved = move_chunk(conn, intake, apply_callbacks, limit)
+            total += moved.notifications + moved.callbacks
+            if moved.notifications < limit and moved.callbacks < limit:
+                return total
+
+
+class RelayLock:
+    """Which worker process moves the intake: whoever holds ``<intake>-relay.lock``.
+
+    An exclusive, non-blocking ``flock``: one relay moves, the others stand by and
+    try again now and then; the kernel lets go of the lock of a process that dies,
+    ``kill -9`` included.
+    """
+
+    def __init__(self, intake: Path) -> None:
+        self.path = intake.with_name(intake.name + "-relay.lock")
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the lock."""
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; True when this process holds it."""
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let another process's relay take over."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock

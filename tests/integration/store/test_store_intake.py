@@ -1,0 +1,234 @@
+"""The API's intake file: accepts never wait for the store, and reach it exactly once.
+
+Real SQLite files in ``tmp_path``: a store in intake mode (what ``bootstrap``
+wires on the embedded default) writes accepted notifications, callbacks and
+idempotency keys to ``<database>-intake``; :meth:`SqlStore.move_intake` moves
+them into the store with its position in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+from tests.support import eventually
+
+from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode
+from pigeon.domain.notification import Account, Notification
+from pigeon.services.intake_relay import IntakeRelay
+from pigeon.store.engine import DatabaseUrl
+from pigeon.store.idempotency import IdempotentRequest
+from pigeon.store.sql_store import SqlStore
+
+TO = "+14155550123"
+
+
+def _count(path: Path, sql: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> DatabaseUrl:
+    return DatabaseUrl(f"sqlite:///{tmp_path / 'pigeon.db'}", "sqlite")
+
+
+async def _store(url: DatabaseUrl) -> SqlStore:
+    store = SqlStore(url, auto_migrate=True, intake=True)
+    await store.start()
+    return store
+
+
+@pytest.fixture
+async def store(url: DatabaseUrl) -> AsyncIterator[SqlStore]:
+    """A started store in intake mode (one process's)."""
+    store = await _store(url)
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+@pytest.fixture
+async def account(store: SqlStore) -> Account:
+    return await store.ensure_account("acme")
+
+
+def _new(account: Account, body: str = "hello") -> Notification:
+    return Notification.new_sms(account_id=account.id, to=TO, body=body)
+
+
+async def test_an_accept_waits_for_no_store_writer_and_is_readable_at_once(
+    store: SqlStore, account: Account, url: DatabaseUrl
+) -> None:
+    notification = _new(account)
+    # another process holds the store's write lock for the whole accept
+    holder = sqlite3.connect(url.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        await asyncio.wait_for(store.accept(notification), 5)
+        view = await store.get_view(account.id, notification.id)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert view is not None
+    assert view.notification.body == "hello"
+    assert view.notification.status.value == "accepted"
+    assert [e.status for e in view.timeline] == ["accepted"]
+    assert _count(url.path, "SELECT COUNT(*) FROM notifications") == 0
+    assert await store.get_view("acc_someone_else", notification.id) is None
+
+
+async def test_moving_puts_rows_and_events_in_the_store_exactly_once(
+    store: SqlStore, account: Account, url: DatabaseUrl
+) -> None:
+    sent = [_new(account, f"n{i}") for i in range(7)]
+    for notification in sent:
+        await store.accept(notification)
+    first = await store.move_intake(limit=3)
+    assert first.notifications == 3
+    rest = [await store.move_intake(limit=3) for _ in range(3)]
+    assert [m.notifications for m in rest] == [3, 1, 0]
+
+    assert _count(url.path, "SELECT COUNT(*) FROM notifications") == 7
+    assert _count(url.path, "SELECT COUNT(*) FROM timeline WHERE status = 'accepted'") == 7
+    conn = sqlite3.connect(url.path)
+    try:
+        values = conn.execute(
+            "SELECT value FROM bus_log WHERE topic = ? ORDER BY id", (TOPIC_SMS_REQUESTED,)
+        ).fetchall()
+    finally:
+        conn.close()
+    events = [decode(bytes(v)) for (v,) in values]
+    assert all(isinstance(e, SmsRequested) for e in events)
+    # in the order they were accepted: per-recipient order survives the move
+    assert [e.notification_id for e in events] == [n.id for n in sent]
+
+    # the store's view is the moved row; the intake's copy can go
+    view = await store.get_view(account.id, sent[0].id)
+    assert view is not None and view.notification.created_at == sent[0].created_at
+    assert await store.forget_moved_intake(rest[-1]) == 7
+    intake = store.intake_path
+    assert intake is not None
+    assert _count(intake, "SELECT COUNT(*) FROM intake_notifications") == 0
+    assert await store.get_view(account.id, sent[6].id) is not None
+
+
+async def test_two_processes_moving_at_once_move_each_row_once(
+    store: SqlStore, account: Account, url: DatabaseUrl
+) -> None:
+    for i in range(300):
+        await store.accept(_new(account, f"n{i}"))
+    other = await _store(url)  # a second worker process on the same files
+    try:
+
+        async def drain(s: SqlStore) -> None:
+            while (await s.move_intake(limit=16)).notifications:
+                pass
+
+        await asyncio.gather(drain(store), drain(other), drain(store), drain(other))
+    finally:
+        await other.stop()
+    assert _count(url.path, "SELECT COUNT(*) FROM notifications") == 300
+    assert _count(url.path, "SELECT COUNT(*) FROM bus_log") == 300
+    assert _count(url.path, "SELECT COUNT(*) FROM timeline") == 300
+
+
+async def test_a_move_that_never_committed_is_moved_again_and_nothing_twice(
+    store: SqlStore, account: Account, url: DatabaseUrl
+) -> None:
+    for i in range(5):
+        await store.accept(_new(account, f"n{i}"))
+    await store.move_intake()
+    # a relay killed after its move but before forgetting: the rows are still there
+    intake = store.intake_path
+    assert intake is not None
+    assert _count(intake, "SELECT COUNT(*) FROM intake_notifications") == 5
+    await store.stop()
+    again = await _store(url)
+    try:
+        assert (await again.move_intake()).notifications == 0
+        await again.accept(_new(account, "after the restart"))
+        assert (await again.move_intake()).notifications == 1
+    finally:
+        await again.stop()
+        await store.start()  # for the fixture's stop
+    assert _count(url.path, "SELECT COUNT(*) FROM notifications") == 6
+
+
+async def test_an_idempotency_key_is_claimed_with_its_notification_in_the_intake(
+    store: SqlStore, account: Account
+) -> None:
+    request = IdempotentRequest(account.id, "key-1", "hash-1", '{"id": "first"}')
+    first = _new(account)
+    assert await store.accept_idempotent(first, request) is None
+    record = await store.accept_idempotent(_new(account), request)
+    assert record is not None and record.notification_id == first.id
+    intake = store.intake_path
+    assert intake is not None
+    assert _count(intake, "SELECT COUNT(*) FROM intake_notifications") == 1
+    assert _count(intake, "SELECT COUNT(*) FROM idempotency_keys") == 1
+
+
+async def test_callbacks_are_appended_and_applied_when_moved(
+    store: SqlStore, url: DatabaseUrl
+) -> None:
+    params = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered"}
+    assert await store.record_status_callback(params)
+    assert _count(url.path, "SELECT COUNT(*) FROM pending_callbacks") == 0
+    moved = await store.move_intake()
+    assert moved.callbacks == 1
+    # no attempt has that id yet: the callback is kept until the sender records it
+    conn = sqlite3.connect(url.path)
+    try:
+        (kept,) = conn.execute("SELECT params FROM pending_callbacks").fetchone()
+    finally:
+        conn.close()
+    assert orjson.loads(kept) == params
+
+
+async def test_one_relay_moves_an_accept_as_soon_as_it_is_committed_another_stands_by(
+    store: SqlStore, account: Account, url: DatabaseUrl
+) -> None:
+    api = await _store(url)  # the API's process: its commit rings the relay's
+    relay = IntakeRelay(store, poll_interval=30.0, forget_every=0.05)
+    other = await _store(url)  # a second worker process
+    standby = IntakeRelay(other, standby_interval=0.05)
+    tasks = [asyncio.create_task(relay.run())]
+    try:
+        await eventually(lambda: relay.active, within=5)
+        tasks.append(asyncio.create_task(standby.run()))
+        await api.accept(_new(account))
+
+        await eventually(
+            lambda: _count(url.path, "SELECT COUNT(*) FROM notifications") == 1, within=5
+        )
+        intake = store.intake_path
+        assert intake is not None
+        await eventually(
+            lambda: _count(intake, "SELECT COUNT(*) FROM intake_notifications") == 0, within=5
+        )
+        assert relay.moved == 1
+        assert not standby.active
+
+        # the active relay goes away: the standby takes over and moves the next one
+        relay.request_stop()
+        await asyncio.wait_for(tasks[0], 10)
+        await eventually(lambda: standby.active, within=5)
+        await api.accept(_new(account, "second"))
+        await eventually(
+            lambda: _count(url.path, "SELECT COUNT(*) FROM notifications") == 2, within=5
+        )
+    finally:
+        for r in (relay, standby):
+            r.request_stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await other.stop()
+        await api.stop()
