@@ -53,6 +53,24 @@ def name_process(name: str) -> None:
     _prctl(_PR_SET_NAME, name.encode()[:15])
 
 
+def lower_priority(increment: int) -> None:
+    """Run this process ``increment`` nice levels below where it was (a worker: see
+    ``PIGEON_WORKER_NICE``); needs no privilege.
+
+    Linux with autogroups weighs each session as one: niceness only orders the
+    processes of one session. A process that leads its own session (a service
+    manager started it so, as the benchmark's separate processes are) sets its
+    session's niceness too, so that it also yields to an API in another session.
+    """
+    if increment <= 0:
+        return
+    with contextlib.suppress(OSError):
+        os.nice(increment)
+    if os.getsid(0) == os.getpid():  # the session, and its autogroup, are this process's
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(increment))
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
     """The environment that gives a child exactly ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}

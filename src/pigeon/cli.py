@@ -20,7 +20,12 @@ import uvicorn
 from pigeon.api.admin import dead_letter_json
 from pigeon.bench.command import register as register_bench
 from pigeon.bootstrap import WORKERS, Pigeon, Runner, build, worker_names
-from pigeon.children import WorkerProcesses, child_environment, stop_with_parent
+from pigeon.children import (
+    WorkerProcesses,
+    child_environment,
+    lower_priority,
+    stop_with_parent,
+)
 from pigeon.config import Settings, load_settings
 from pigeon.domain.events import format_time
 from pigeon.errors import (
@@ -382,6 +387,7 @@ def worker(
         raise typer.Exit(2)
     settings = _settings(auto_migrate=migrate)
     stop_with_parent(settings.run_parent_pid)  # a child of 'pigeon run' ends with it
+    lower_priority(settings.worker_nice)
 
     async def main() -> None:
         pigeon = build(settings)

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=1.0, gt=0, le=_DAY)
     retry_max_seconds: float = Field(default=300.0, gt=0, le=30 * _DAY)
     sender_concurrency: int = Field(default=64, ge=1)
+    #: how much lower than the API a worker process runs when they share the cores
+    #: (added to its niceness, 0-19): under a burst the API answers first, and the log
+    #: holds what the workers have not sent yet; with cores to spare it changes nothing
+    worker_nice: int = Field(default=10, ge=0, le=19)
 
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(default=8025, ge=0, le=65535)
