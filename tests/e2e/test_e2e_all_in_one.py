@@ -213,7 +213,7 @@ def _children(pid: int) -> dict[str, int]:
 
 @pytest.mark.timeout(120)
 async def test_workers_yield_the_cores_to_the_api(cluster: PigeonCluster) -> None:
-    """``pigeon run``'s workers run PIGEON_WORKER_NICE (10) below the API; a worker that
+    """``pigeon run``'s workers run PIGEON_WORKER_NICE (5) below the API; a worker that
     leads its own session (as a service manager starts it) lowers its session's too."""
     run = cluster.run_all_in_one()
     await cluster.start(run)
@@ -223,7 +223,7 @@ async def test_workers_yield_the_cores_to_the_api(cluster: PigeonCluster) -> Non
         within=20,
         what="the workers' child process",
     )
-    assert _nice(workers["pigeon-workers"]) == _nice(run.pid) + 10
+    assert _nice(workers["pigeon-workers"]) == _nice(run.pid) + 5
     assert _nice(run.pid) == _nice(os.getpid())  # the API keeps its priority
 
     meter = cluster.spawn(
