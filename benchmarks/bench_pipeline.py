@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import math
 import shutil
 import signal
 import sys
@@ -74,11 +76,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{', '.join(OPT_IN_SCENARIOS)}, which builds a 1,000,000-notification store)",
     )
     parser.add_argument("--connections", type=int, default=64, help="closed-loop connections")
-    parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s")
+    parser.add_argument(
+        "--rate",
+        type=rate_arg,
+        default=500.0,
+        help="open-loop requests/s, or a share of E such as 0.05E (the bare echo's max "
+        "accepted/s measured earlier in the same run: list echo first)",
+    )
     parser.add_argument("--duration", type=float, help="measured seconds (10; 3 with --quick)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds (2; 1 with --quick)")
     parser.add_argument("--drain-count", type=int, help="preloaded notifications (20000; 3000)")
-    parser.add_argument("--steady-rate", type=float, default=500.0, help="steady-state posts/s")
+    parser.add_argument(
+        "--steady-rate", type=rate_arg, default=500.0, help="steady-state posts/s, or e.g. 0.1E"
+    )
     parser.add_argument("--steady-seconds", type=float, help="steady-state seconds (10; 3)")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     parser.add_argument(
@@ -137,15 +147,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def options(args: argparse.Namespace) -> Options:
+@dataclasses.dataclass(frozen=True)
+class ShareOfE:
+    """A rate given as a share of E, known once the echo's accept_max has run."""
+
+    share: float
+
+    def __str__(self) -> str:
+        return f"{self.share}E"
+
+
+def rate_arg(text: str) -> float | ShareOfE:
+    """``500`` (requests/s) or ``0.05E`` (a share of the same run's E)."""
+    try:
+        value = float(text[:-1]) if text.upper().endswith("E") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a rate such as 300 or 0.05E") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a rate must be positive")
+    return ShareOfE(value) if text.upper().endswith("E") else value
+
+
+def _known(rate: float | ShareOfE, e: float | None) -> float:
+    """Requests/s; NaN for a share of an E not measured yet (see :func:`run_all`)."""
+    if not isinstance(rate, ShareOfE):
+        return rate
+    return math.nan if e is None else rate.share * e
+
+
+def options(args: argparse.Namespace, e: float | None = None) -> Options:
     """The scenario knobs from the command line."""
     return Options(
         connections=args.connections,
         warmup=args.warmup,
         duration=args.duration,
-        rate=args.rate,
+        rate=_known(args.rate, e),
         drain_count=args.drain_count,
-        steady_rate=args.steady_rate,
+        steady_rate=_known(args.steady_rate, e),
         steady_seconds=args.steady_seconds,
         drain_timeout=args.drain_timeout,
         scale_senders=args.scale_senders,
@@ -197,15 +235,23 @@ async def run_all(args: argparse.Namespace, root: Path) -> Results:
     The figures are keyed stack -> topology -> scenario.
     """
     results: Results = {}
-    opts = options(args)
+    e: float | None = None
     for stack, topology, name in plan(args):
         print(f"[{time.strftime('%H:%M:%S')}] {stack} / {topology} / {name} ...", flush=True)
+        opts = options(args, e)
+        rate = {"accept_latency": opts.rate, "steady": opts.steady_rate}.get(name, 0.0)
+        if math.isnan(rate):
+            raise SystemExit(
+                f"{name}: a rate given as a share of E needs E first (list echo first)"
+            )
         try:
             result = await run_scenario(name, stack, topology, opts, root)
         except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
             traceback.print_exc()
             result = {"error": f"{type(exc).__name__}: {exc}"}
         results.setdefault(stack, {}).setdefault(topology, {})[name] = result
+        if (topology, name) == ("echo", "accept_max") and "accepted_per_s" in result:
+            e = float(result["accepted_per_s"])
         print(orjson.dumps(result).decode()[:400], flush=True)
     return results
 
@@ -244,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"data folders and logs kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    report: dict[str, Any] = {"environment": env, "options": vars(args) | {"out": str(args.out)}}
+    given = {k: str(v) if isinstance(v, ShareOfE) else v for k, v in vars(args).items()}
+    report: dict[str, Any] = {"environment": env, "options": given | {"out": str(args.out)}}
     report["results"] = results
     verdicts, lines = comparisons(results)
     report["targets"] = verdicts

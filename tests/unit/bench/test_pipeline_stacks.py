@@ -147,3 +147,15 @@ def test_the_tables_show_each_stack_and_each_point_of_the_curve() -> None:
     rows = [line.split() for line in curve.splitlines() if line.startswith("kafka-postgres")]
     assert [row[1] for row in rows] == ["1", "2", "4"]
     assert rows[2][3:5] == ["200.0", "3.33x"]
+
+
+def test_a_rate_may_be_a_share_of_e_known_once_the_echo_has_run() -> None:
+    """``--rate 0.05E``: the open-loop rates follow the same run's E, so a target "at 0.05 E"
+    is measured at 0.05 E on any machine."""
+    args = bench_pipeline.parse_args(["--rate", "0.05E", "--steady-rate", "250"])
+    assert bench_pipeline.options(args, 4000.0).rate == pytest.approx(200.0)
+    assert bench_pipeline.options(args, 4000.0).steady_rate == 250.0
+    assert bench_pipeline.options(args).rate != bench_pipeline.options(args).rate  # NaN: not yet
+    for bad in ("fast", "0E", "-1", "inf"):
+        with pytest.raises(SystemExit):
+            bench_pipeline.parse_args(["--rate", bad])
