@@ -113,6 +113,8 @@ class IntakeRelay:
         if moved.notifications or moved.callbacks:
             self.moved += moved.notifications + moved.callbacks
             self._unforgotten = moved
+        if moved.kept:
+            log.info("%d status callback(s) for message ids not recorded yet; kept", moved.kept)
         await self._forget(force=False)
         return moved.notifications >= self._batch_size or moved.callbacks >= self._batch_size
 

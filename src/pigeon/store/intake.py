@@ -128,7 +128,7 @@ _SET_POSITION = "INSERT OR REPLACE INTO intake_positions (name, seq) VALUES (?, 
 _CREATED = NOTIFICATION_COLUMNS.index("created_at")
 
 #: applies callbacks' parameters in the store's transaction (see ``SqlStore``)
-CallbackApplier = Callable[[Connection, list[dict[str, str]]], object]
+CallbackApplier = Callable[[Connection, list[dict[str, str]]], list[bool]]
 
 
 def intake_path(database: Path) -> Path:
@@ -178,6 +178,8 @@ class Moved:
     callbacks: int
     notifications_seq: int
     callbacks_seq: int
+    #: callbacks whose message id no attempt has recorded yet (kept until it does)
+    kept: int = 0
 
 
 def positions(raw: sqlite3.Connection) -> tuple[int, int]:
@@ -209,11 +211,13 @@ def move_chunk(
         at_n = rows[-1][0]
         raw.execute(_SET_POSITION, ("notifications", at_n))
     callbacks = intake.execute(_SELECT_CALLBACKS, (at_c, limit)).fetchall()
+    kept = 0
     if callbacks:
-        apply_callbacks(conn, [orjson.loads(params) for _, params in callbacks])
+        found = apply_callbacks(conn, [orjson.loads(params) for _, params in callbacks])
+        kept = found.count(False)
         at_c = callbacks[-1][0]
         raw.execute(_SET_POSITION, ("callbacks", at_c))
-    return Moved(len(rows), len(callbacks), at_n, at_c)
+    return Moved(len(rows), len(callbacks), at_n, at_c, kept)
 
 
 def forget(intake: sqlite3.Connection, notifications_seq: int, callbacks_seq: int) -> int:

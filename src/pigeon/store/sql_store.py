@@ -455,7 +455,8 @@ class SqlStore:
         Returns False when no notification has the callback's message id yet;
         the callback is then kept and applied once the sender records the id
         (see :meth:`finish_attempts`), since providers may call back before
-        our own write of that id commits.
+        our own write of that id commits. With an intake file the callback is
+        only appended there (True): the intake relay applies or keeps it.
         """
         if self._intake_commits is not None:
             # applied when the intake relay moves it (kept there if its id is not known yet)

@@ -185,6 +185,7 @@ async def test_callbacks_are_appended_and_applied_when_moved(
     assert _count(url.path, "SELECT COUNT(*) FROM pending_callbacks") == 0
     moved = await store.move_intake()
     assert moved.callbacks == 1
+    assert moved.kept == 1
     # no attempt has that id yet: the callback is kept until the sender records it
     conn = sqlite3.connect(url.path)
     try:
