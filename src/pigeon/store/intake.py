@@ -46,9 +46,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
 )
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from pigeon.bus.sqlite_schema import INSERT_LOG, configure
 from pigeon.domain.notification import Notification
@@ -137,16 +138,22 @@ def intake_path(database: Path) -> Path:
 
 
 def create_intake(path: Path) -> None:
-    """Create the intake file's tables (idempotent, safe from several processes)."""
-    engine = create_engine(f"sqlite:///{path}")
+    """Create the intake file's tables (idempotent, safe from several processes at once:
+    one ``BEGIN IMMEDIATE`` transaction of ``CREATE … IF NOT EXISTS``, not SQLAlchemy's
+    look-then-create, which two processes starting together both passed)."""
+    statements: list[ExecutableDDLElement] = []
+    for table in metadata.sorted_tables:
+        statements.append(CreateTable(table, if_not_exists=True))
+        statements.extend(CreateIndex(index, if_not_exists=True) for index in table.indexes)
+    dialect = sqlite_dialect()
+    ddl = [str(statement.compile(dialect=dialect)).strip() for statement in statements]
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
     try:
-        with engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            assert isinstance(raw, sqlite3.Connection)
-            configure(raw)
-        metadata.create_all(engine)
+        configure(conn)
+        conn.execute("PRAGMA busy_timeout=10000")  # once per process: plain waiting is fine
+        conn.executescript("BEGIN IMMEDIATE;\n" + ";\n".join(ddl) + ";\nCOMMIT;")
     finally:
-        engine.dispose()
+        conn.close()
 
 
 def accepted_row(notification: Notification, log: EventLog) -> dict[str, Any]:

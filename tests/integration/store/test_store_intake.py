@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pigeon.domain.notification import Account, Notification
 from pigeon.services.intake_relay import IntakeRelay
 from pigeon.store.engine import DatabaseUrl
 from pigeon.store.idempotency import IdempotentRequest
+from pigeon.store.intake import create_intake
 from pigeon.store.sql_store import SqlStore
 
 TO = "+14155550123"
@@ -233,3 +235,26 @@ async def test_one_relay_moves_an_accept_as_soon_as_it_is_committed_another_stan
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
         await other.stop()
         await api.stop()
+
+
+def test_processes_starting_together_create_the_intake_file_once(tmp_path: Path) -> None:
+    """The workers of a split deployment start at the same moment: each creates the
+    intake's tables if missing, and none fails because another just did."""
+    path = tmp_path / "pigeon.db-intake"
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def create() -> None:
+        start.wait()
+        try:
+            create_intake(path)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert _count(path, "SELECT COUNT(*) FROM intake_notifications") == 0
