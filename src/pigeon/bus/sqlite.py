@@ -40,11 +40,10 @@ from typing import TypeVar
 import orjson
 
 from pigeon.bus import sqlite_retention
-from pigeon.bus.doorbell import Doorbell
 from pigeon.bus.port import Batch, Message
-from pigeon.bus.sqlite_checkpoint import Checkpointer
 from pigeon.bus.sqlite_consumer import SqliteConsumer
 from pigeon.bus.sqlite_schema import INSERT_LOG, create_schema, log_row
+from pigeon.bus.sqlite_signals import CommitSignals
 from pigeon.bus.sqlite_thread import SqliteThread
 from pigeon.errors import BusUnavailable, PigeonError
 
@@ -87,19 +86,17 @@ class SqliteEventBus:
         self._writer: Writer[object] | None = None
         self._partitions: dict[str, int] = {}
         self._consumers: set[SqliteConsumer] = set()
-        self._doorbell = Doorbell(path.with_name(path.name + "-wake"), self._wake_local)
-        self._checkpointer = Checkpointer(path, synchronous)
+        self._signals = CommitSignals(path, synchronous, self._wake_local)
 
     async def start(self) -> None:
         """Create the log tables if needed, open the connection and start listening."""
         await asyncio.to_thread(create_schema, self.path)
         await self._db.open()
-        await self._checkpointer.start()
+        await self._signals.start()
 
     async def stop(self) -> None:
         """Close the connection (consumers are stopped by their owners)."""
-        await self._doorbell.stop()
-        await self._checkpointer.stop()
+        await self._signals.stop()
         await self._db.close()
 
     def attach_writer(self, writer: Writer[object]) -> None:
@@ -159,9 +156,7 @@ class SqliteEventBus:
 
     def wake(self) -> None:
         """New entries were committed: wake this process's consumers and ring the others."""
-        self._wake_local()
-        self._doorbell.ring()
-        self._checkpointer.committed()
+        self._signals.committed()
 
     def _wake_local(self) -> None:
         for consumer in self._consumers:
@@ -180,8 +175,7 @@ class SqliteEventBus:
 
     async def listen(self) -> None:
         """Hear other processes' commits (a process with consumers; see the doorbell)."""
-        if not self._doorbell.listening:
-            await self._doorbell.start()
+        await self._signals.listen()
 
     def forget(self, consumer: SqliteConsumer) -> None:
         """Drop a stopped consumer from the wake-up list."""

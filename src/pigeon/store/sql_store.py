@@ -25,10 +25,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pigeon.bus.doorbell import Doorbell
 from pigeon.bus.port import Message
-from pigeon.bus.sqlite_checkpoint import Checkpointer
 from pigeon.bus.sqlite_schema import create_schema
+from pigeon.bus.sqlite_signals import CommitSignals
 from pigeon.bus.sqlite_write_lock import FileWriteLock
 from pigeon.domain.callbacks import event_from_twilio_status
 from pigeon.domain.events import Event, SmsRequested, SmsSent, utcnow
@@ -166,18 +165,15 @@ class SqlStore:
         if intake:
             self.intake_path = intake_sql.intake_path(url.path)
             intake_url = DatabaseUrl(f"sqlite:///{self.intake_path}", "sqlite")
+            # the API's commits ring the intake relay only, not the consumers: nothing
+            # is in the log until the relay has moved it
+            self._intake_signals = CommitSignals(self.intake_path, synchronous, self._intake_rung)
             self._intake_commits = GroupCommitter(
                 writer_engine(intake_url, synchronous=synchronous),
-                on_commit=self._intake_committed,
+                on_commit=self._intake_signals.committed,
                 write_lock=FileWriteLock(self.intake_path),
             )
             self._intake_reader = reader_engine(intake_url, synchronous=synchronous)
-            # the API's commits ring the intake relay only, not the consumers: nothing
-            # is in the log until the relay has moved it
-            self._intake_bell = Doorbell(
-                self.intake_path.with_name(self.intake_path.name + "-wake"), self._intake_rung
-            )
-            self._intake_checkpointer = Checkpointer(self.intake_path, synchronous)
         self._intake_listeners: list[Callable[[], None]] = []
         # the intake relay's connection to the intake file, used in the writer thread only
         self._intake_conn: sqlite3.Connection | None = None
@@ -202,7 +198,7 @@ class SqlStore:
                 raise StoreUnavailable(f"cannot open the database {self.url}: {exc}") from exc
         await self._commits.start()
         if self._intake_commits is not None:
-            await self._intake_checkpointer.start()
+            await self._intake_signals.start()
             await self._intake_commits.start()
         if self._callback_commits is not self._commits:
             await self._callback_commits.start()
@@ -212,9 +208,8 @@ class SqlStore:
         if self._callback_commits is not self._commits:
             await self._callback_commits.stop()
         if self._intake_commits is not None:
-            await self._intake_bell.stop()
             await self._intake_commits.stop()
-            await self._intake_checkpointer.stop()
+            await self._intake_signals.stop()
         await self._commits.stop()
         if self._intake_conn is not None:  # the writer thread has finished with it
             self._intake_conn.close()
@@ -486,13 +481,7 @@ class SqlStore:
         if self._intake_commits is None:
             raise ValueError("this store has no intake file")
         self._intake_listeners.append(listener)
-        if not self._intake_bell.listening:
-            await self._intake_bell.start()
-
-    def _intake_committed(self) -> None:
-        self._intake_checkpointer.committed()
-        self._intake_bell.ring()  # the other processes' relay
-        self._intake_rung()  # this process's
+        await self._intake_signals.listen()
 
     def _intake_rung(self) -> None:
         for listener in self._intake_listeners:
