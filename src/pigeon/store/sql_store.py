@@ -689,7 +689,10 @@ class SqlStore:
     async def project_status(self, consumer: str, events: Sequence[Event]) -> int:
         """Apply status events forward-only, exactly once per event id."""
 
-        return int(await self._commits.merged(self._project, (consumer, list(events))))
+        # with an outbox, a projection publishes nothing: its commit need not wake the relay
+        return int(
+            await self._commits.merged(self._project, (consumer, list(events)), quiet=self.outbox)
+        )
 
     @staticmethod
     def _project(conn: Connection, items: list[tuple[str, list[Event]]]) -> list[int]:
@@ -704,7 +707,9 @@ class SqlStore:
     async def meter_usage(self, consumer: str, events: Sequence[SmsRequested]) -> int:
         """Count usage exactly once per event id."""
 
-        return int(await self._commits.merged(self._meter, (consumer, list(events))))
+        return int(
+            await self._commits.merged(self._meter, (consumer, list(events)), quiet=self.outbox)
+        )
 
     @staticmethod
     def _meter(conn: Connection, items: list[tuple[str, list[SmsRequested]]]) -> list[int]:
@@ -788,7 +793,13 @@ def _accepted_entry(notification: Notification) -> dict[str, object]:
 
 #: PostgreSQL advisory-lock class of provider message ids ("PIGM"), see _lock_message_ids
 _MESSAGE_LOCK_CLASS = 0x5049_474D
-_LOCK_MESSAGE_ID = text("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:message_id))")
+#: every id's lock in one round trip, in ascending key order (one order everywhere:
+#: no deadlocks, even when two ids hash alike); the ordered subquery fixes the order
+_LOCK_MESSAGE_IDS = text(
+    "SELECT pg_advisory_xact_lock(:lock_class, k)"
+    " FROM (SELECT DISTINCT hashtext(m) AS k FROM unnest(CAST(:message_ids AS text[])) AS m"
+    " ORDER BY k) AS keys"
+)
 
 
 def _lock_message_ids(conn: Connection, message_ids: Sequence[str]) -> None:
@@ -803,9 +814,10 @@ def _lock_message_ids(conn: Connection, message_ids: Sequence[str]) -> None:
     """
     if conn.dialect.name != "postgresql":
         return
-    for message_id in sorted(set(message_ids)):  # one order everywhere: no deadlocks
+    if message_ids:
         conn.execute(
-            _LOCK_MESSAGE_ID, {"lock_class": _MESSAGE_LOCK_CLASS, "message_id": message_id}
+            _LOCK_MESSAGE_IDS,
+            {"lock_class": _MESSAGE_LOCK_CLASS, "message_ids": sorted(set(message_ids))},
         )
 
 
