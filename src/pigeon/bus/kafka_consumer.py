@@ -98,6 +98,10 @@ class KafkaConsumer:
         self._settled = asyncio.Event()
         self._stopping = False
         self._interrupted = False
+        #: offsets waiting for the next commit, and the settles waiting on it
+        self._to_commit: dict[Any, int] = {}
+        self._commit_waiters: list[asyncio.Future[None]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     def _joined(self) -> _Joined:
         if isinstance(self._link, _Joined):
@@ -268,7 +272,7 @@ class KafkaConsumer:
         try:
             await self._bus.produce(outcome_records(batch, outcomes, link.destinations))
             if self._in_flight.get(slot) is batch:  # still ours after the await
-                await link.client.commit(self._offsets(link, batch))
+                await self._commit(link, self._offsets(link, batch))
         except (errors.CommitFailedError, errors.IllegalStateError) as exc:
             self._redelivered(slot, f"could not commit after a rebalance ({describe(exc)})")
         except BusError:
@@ -293,6 +297,37 @@ class KafkaConsumer:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    async def _commit(self, link: _Joined, offsets: dict[Any, int]) -> None:
+        """Commit ``offsets`` together with every other settle's waiting at the time.
+
+        Settles that finish while a commit is on its way share the next one: one
+        OffsetCommit request per round trip instead of one per partition batch. A
+        slot has one batch in flight at a time, so a partition's offset only grows.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_commit.update(offsets)
+        self._commit_waiters.append(waiter)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_waiting(link))
+        await waiter
+
+    async def _commit_waiting(self, link: _Joined) -> None:
+        while self._to_commit:
+            offsets, self._to_commit = self._to_commit, {}
+            waiters, self._commit_waiters = self._commit_waiters, []
+            try:
+                await link.client.commit(offsets)
+            except BaseException as exc:  # each settle handles it as its own
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
 
     def _offsets(self, link: _Joined, batch: Batch) -> dict[Any, int]:
         """The positions to commit: one past the batch's last message in each partition."""

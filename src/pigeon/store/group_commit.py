@@ -138,13 +138,14 @@ class GroupCommitter:
 
         return await self.submit(on_driver, quiet=True)
 
-    async def merged(self, fn: MergedFn, item: Any) -> Any:
+    async def merged(self, fn: MergedFn, item: Any, *, quiet: bool = False) -> Any:
         """Run ``fn(conn, items)`` once for every caller's item in a transaction.
 
         For work whose cost is per statement, not per row (journal updates,
         callbacks): N concurrent callers cost one set-based call, not N.
+        ``quiet`` as in :meth:`submit`.
         """
-        return await self._enqueue(Merged(fn, item), False)
+        return await self._enqueue(Merged(fn, item), quiet)
 
     async def write(self, writes: list[Write]) -> None:
         """Run plain writes, merged with other callers'; returns after the commit."""
@@ -181,7 +182,7 @@ class GroupCommitter:
 
     def _write_group(self, units: list[_Unit]) -> None:
         try:
-            results = self._commit_sync([u.work for u in units])
+            results = self._commit_sync([u.work for u in units], _loud(units))
         except Exception as exc:
             if len(units) == 1:
                 self._answer(units, None, exc)
@@ -189,7 +190,7 @@ class GroupCommitter:
             # a shared transaction failed: each unit alone, so only the bad one fails
             for unit in units:
                 try:
-                    (result,) = self._commit_sync([unit.work])
+                    (result,) = self._commit_sync([unit.work], _loud([unit]))
                 except Exception as exc:
                     self._answer([unit], None, exc)
                 else:
@@ -214,23 +215,24 @@ class GroupCommitter:
             for unit in units:
                 self._fail(unit.future, error or StoreUnavailable("the write failed"))
             return
-        if not all(u.quiet for u in units):
+        if _loud(units):
             self._on_commit()
         for unit, result in zip(units, results, strict=True):
             if not unit.future.done():
                 unit.future.set_result(result)
 
-    def _commit_sync(self, works: list[Work]) -> list[Any]:
+    def _commit_sync(self, works: list[Work], loud: bool) -> list[Any]:
         deadline = time.monotonic() + BUSY_WAIT_SECONDS
         while True:
             try:
-                return self._commit_once(works)
+                return self._commit_once(works, loud)
             except OperationalError as exc:
                 if not is_busy(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(random.uniform(0.0005, 0.002))
 
-    def _commit_once(self, works: list[Work]) -> list[Any]:
+    def _commit_once(self, works: list[Work], loud: bool) -> list[Any]:
+        """One transaction of ``works``; ``before_commit`` runs in it unless all are quiet."""
         lock = self._write_lock.held() if self._write_lock is not None else no_lock()
         sets: dict[MergedFn, list[int]] = {}
         for index, work in enumerate(works):
@@ -255,7 +257,7 @@ class GroupCommitter:
                     continue
                 results[index] = work(conn)
             _flush(conn, merged)
-            if self._before_commit is not None:
+            if loud and self._before_commit is not None:
                 self._before_commit(conn)
         return results
 
@@ -278,3 +280,8 @@ def _flush(conn: Connection, merged: dict[Executable, list[dict[str, Any]]]) -> 
     for stmt, rows in merged.items():
         conn.execute(stmt, rows)
     merged.clear()
+
+
+def _loud(units: list[_Unit]) -> bool:
+    """Whether a commit of ``units`` may have published something (wakes consumers)."""
+    return not all(u.quiet for u in units)
