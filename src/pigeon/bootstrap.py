@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from pigeon.api.app import TWILIO_STATUS_PATH, ApiConfig, create_app
 from pigeon.bus.factory import bus_from_url
 from pigeon.bus.kafka import KafkaEventBus
+from pigeon.bus.kafka_doorbell import PostgresDoorbell
 from pigeon.bus.runner import BatchHandler, ConsumerRunner
 from pigeon.bus.sqlite import SqliteEventBus
 from pigeon.config import Settings
@@ -314,6 +315,13 @@ def worker_names(settings: Settings) -> list[str]:
     return [*CONSUMERS, RELAY] if settings.uses_kafka else list(CONSUMERS)
 
 
+def kafka_doorbell(settings: Settings) -> PostgresDoorbell | None:
+    """How Kafka consumers are woken: through the PostgreSQL store's server, if any."""
+    if not settings.kafka_doorbell or settings.database.dialect != "postgresql":
+        return None
+    return PostgresDoorbell(settings.database.psycopg_conninfo())
+
+
 def build(settings: Settings) -> Pigeon:
     """Wire Pigeon from ``settings`` without connecting to anything yet."""
     provider_settings(settings)  # a bad provider list fails here, before anything starts
@@ -332,6 +340,8 @@ def build(settings: Settings) -> Pigeon:
             idempotence=settings.kafka_idempotence,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            awake_fetch_wait_ms=settings.kafka_awake_fetch_wait_ms,
+            doorbell=kafka_doorbell(settings),
         )
         assert isinstance(kafka, KafkaEventBus)
         store = SqlStore(

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     #: how long the broker may hold an empty fetch (a long poll: an idle consumer
     #: costs nothing, and Kafka answers at once when a message arrives)
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0, le=60_000)
+    #: with a PostgreSQL store: idle consumers doze, and publishers wake them with
+    #: NOTIFY (see pigeon.bus.kafka_doorbell); off: consumers long-poll instead
+    kafka_doorbell: bool = True
+    #: with the doorbell: how long the broker may hold a fetch while messages flow
+    kafka_awake_fetch_wait_ms: int = Field(default=10, ge=1, le=60_000)
     #: migrate the database on start instead of refusing an out-of-date schema
     auto_migrate: bool = False
     #: seconds a worker keeps a partition without renewing it (kill -9 recovery time)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from pigeon.bus.kafka_doorbell import Doorbell
 from pigeon.bus.port import EventBus
 from pigeon.bus.sqlite import SqliteEventBus
 from pigeon.errors import ConfigurationError
@@ -22,6 +23,8 @@ def bus_from_url(
     session_timeout_ms: int | None = None,
     heartbeat_interval_ms: int | None = None,
     fetch_max_wait_ms: int = 500,
+    awake_fetch_wait_ms: int = 10,
+    doorbell: Doorbell | None = None,
     client_id: str = "pigeon",
     setting: str = "PIGEON_BUS_URL",
 ) -> EventBus:
@@ -29,7 +32,7 @@ def bus_from_url(
 
     Options that do not apply to the URL's backend are ignored: ``lease_seconds``,
     ``poll_interval`` and ``synchronous`` are SQLite's; ``replication_factor``,
-    ``idempotence``, the timeouts and ``client_id`` are Kafka's.
+    ``idempotence``, the timeouts, the ``doorbell`` and ``client_id`` are Kafka's.
     """
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -59,6 +62,8 @@ def bus_from_url(
             session_timeout_ms=session,
             heartbeat_interval_ms=heartbeat_interval_ms or max(100, session // 3),
             fetch_max_wait_ms=fetch_max_wait_ms,
+            awake_fetch_wait_ms=awake_fetch_wait_ms,
+            doorbell=doorbell,
         )
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ConfigurationError(

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from pigeon.bus.kafka_consumer import KafkaConsumer
+from pigeon.bus.kafka_doorbell import Doorbell
 from pigeon.bus.kafka_wire import OutRecord, bus_error, describe, encode_headers
 from pigeon.bus.partitioning import partition_for
 from pigeon.errors import BusError, BusUnavailable, ConfigurationError
@@ -63,6 +64,8 @@ class KafkaConsumerSettings:
     session_timeout_ms: int
     heartbeat_interval_ms: int
     fetch_max_wait_ms: int
+    #: with a doorbell: how long the broker may hold a fetch while messages flow
+    awake_fetch_wait_ms: int
     request_timeout_ms: int
     #: how long revoked partitions wait for their open batches to settle
     drain_seconds: float
@@ -101,7 +104,13 @@ class KafkaEventBus:
         fetch_max_wait_ms: int = 500,
         request_timeout_ms: int = 30_000,
         drain_seconds: float | None = None,
+        doorbell: Doorbell | None = None,
+        awake_fetch_wait_ms: int = 10,
     ) -> None:
+        """``doorbell``: consumers doze when idle and publishers ring it (see
+        :mod:`pigeon.bus.kafka_doorbell`); awake, they fetch with
+        ``awake_fetch_wait_ms``. Without one, consumers long-poll with
+        ``fetch_max_wait_ms``."""
         self.bootstrap_servers = bootstrap_servers
         self.default_partitions = default_partitions
         self.replication_factor = replication_factor
@@ -114,11 +123,13 @@ class KafkaEventBus:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
             fetch_max_wait_ms=fetch_max_wait_ms,
+            awake_fetch_wait_ms=awake_fetch_wait_ms,
             request_timeout_ms=request_timeout_ms,
             # revoked partitions wait for their batches for at most half the
             # time the broker waits for this member to rejoin
             drain_seconds=drain_seconds if drain_seconds is not None else session_timeout_ms / 2000,
         )
+        self.doorbell = doorbell
         self._link: _Connected | _NotConnected = _NotConnected()
         self._partitions: dict[str, int] = {}
 
@@ -163,6 +174,8 @@ class KafkaEventBus:
                 await link.producer.stop()
             finally:
                 await link.admin.close()
+                if self.doorbell is not None:
+                    await self.doorbell.stop()
 
     async def ping(self, within: float = 2.0) -> None:
         """Raise :class:`BusUnavailable` unless a broker answers a metadata request."""
@@ -236,12 +249,23 @@ class KafkaEventBus:
         for result in results:
             if isinstance(result, BaseException):
                 raise bus_error(result, f"publishing to {records[0].topic!r}") from result
+        if self.doorbell is not None:
+            self.doorbell.ring({record.topic for record in records})
 
     def consumer(
         self, topic: str, group: str, *, dead_letter_topic: str, linger_seconds: float = 0.0
     ) -> KafkaConsumer:
         """A new member of consumer group ``group`` reading ``topic``.
 
-        ``linger_seconds`` is the embedded bus's; Kafka's own fetches batch already.
+        ``linger_seconds``: with a doorbell, under a steady stream the member
+        fetches at most this often (bigger batches, fewer transactions); after
+        a quiet spell it fetches at once. Without one, long fetches batch already.
         """
-        return KafkaConsumer(self, topic, group, dead_letter_topic, self.consumer_settings)
+        return KafkaConsumer(
+            self,
+            topic,
+            group,
+            dead_letter_topic,
+            self.consumer_settings,
+            linger_seconds=linger_seconds,
+        )

@@ -15,6 +15,9 @@ retry partition N followed by new messages of partition N.
   only its retry partition is paused until its ``not-before`` time; the main
   partition flows on. A retry topic is a FIFO, so a long delay can hold up a
   shorter one queued behind it - never makes a retry early.
+* **Dozing** (with a doorbell, see :mod:`pigeon.bus.kafka_doorbell`): a member
+  that found nothing for a few fetches pauses every partition and waits for a
+  ring, a due retry or its fallback timer, then fetches again with short waits.
 * **Rebalances**: when partitions are revoked, the member waits (a bounded
   time) for the batches it handed out to settle so their commits land; a batch
   still open after that is forgotten and its messages are delivered again to
@@ -40,6 +43,11 @@ from pigeon.errors import BusError, BusUnavailable
 
 #: a long fetch waits in slices this long, so that a stopping runner is heard
 FETCH_SLICE_SECONDS = 0.5
+#: a dozing member fetches this often even without a ring (a lost ring costs this much:
+#: rings are lost only while a publisher cannot reach PostgreSQL)
+DOZE_FALLBACK_SECONDS = 5.0
+#: awake, a member dozes after finding nothing for this long (several fetches' worth)
+MIN_IDLE_SECONDS = 0.05
 
 if TYPE_CHECKING:
     from pigeon.bus.kafka import KafkaConsumerSettings, KafkaEventBus
@@ -81,6 +89,8 @@ class KafkaConsumer:
         group: str,
         dead_letter_topic: str,
         settings: KafkaConsumerSettings,
+        *,
+        linger_seconds: float = 0.0,
     ) -> None:
         self.topic = topic
         self.group = group
@@ -98,10 +108,34 @@ class KafkaConsumer:
         self._settled = asyncio.Event()
         self._stopping = False
         self._interrupted = False
+        #: set by the doorbell (a message was published to our topics), by a new
+        #: assignment and by interrupt(): a dozing member fetches again
+        self._rung = asyncio.Event()
+        self._dozing = False
+        #: (loop time) when this member last found messages or woke up; when it dozed off
+        self._awake_since = 0.0
+        self._dozing_since = 0.0
+        #: with a doorbell: fetch at most once per linger under a steady stream
+        self._linger_seconds = linger_seconds if bus.doorbell is not None else 0.0
+        self._lingering = False
+        self._last_full = False
+        #: (loop time) when this member last handed out batches
+        self._last_batch_at = 0.0
         #: offsets waiting for the next commit, and the settles waiting on it
         self._to_commit: dict[Any, int] = {}
         self._commit_waiters: list[asyncio.Future[None]] = []
         self._committer: asyncio.Task[None] | None = None
+
+    @property
+    def dozing(self) -> bool:
+        """Whether this member fetches nothing until a ring (see the doorbell)."""
+        return self._dozing
+
+    def paused_all(self) -> bool:
+        """Whether every assigned partition is paused (so none is being fetched)."""
+        link = self._joined()
+        assignment = link.client.assignment()
+        return bool(assignment) and link.client.paused() == assignment
 
     def _joined(self) -> _Joined:
         if isinstance(self._link, _Joined):
@@ -128,7 +162,12 @@ class KafkaConsumer:
             auto_offset_reset="earliest",  # a new group replays the history
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            fetch_max_wait_ms=(
+                s.awake_fetch_wait_ms if self._bus.doorbell is not None else s.fetch_max_wait_ms
+            ),
+            # the background fetcher's idle tick (default 200 ms): it wakes at once on a
+            # resume or a new assignment anyway, so a dozing member need not tick often
+            consumer_timeout_ms=1000 if self._bus.doorbell is not None else 200,
             request_timeout_ms=s.request_timeout_ms,
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
@@ -148,10 +187,16 @@ class KafkaConsumer:
             self.group, self.retry_topic, retry_partitions, self.dead_letter_topic, dead_partitions
         )
         self._link = _Joined(aiokafka, client, destinations)
+        self._dozing = False
+        self._awake_since = asyncio.get_running_loop().time()
+        if self._bus.doorbell is not None:
+            await self._bus.doorbell.subscribe((self.topic, self.retry_topic), self._rung)
 
     async def stop(self) -> None:
         """Leave the group at once; unsettled batches are delivered again elsewhere."""
         self._stopping = True
+        if self._bus.doorbell is not None:
+            self._bus.doorbell.unsubscribe(self._rung)
         link, self._link = self._link, _NotJoined()
         self._in_flight.clear()
         self._settled.set()
@@ -185,6 +230,7 @@ class KafkaConsumer:
         self._retry_wait.clear()
         self._rebalancing = False
         self._assigned.set()
+        self._rung.set()  # new partitions may hold a backlog: look at once
         partitions = sorted((tp.topic, tp.partition) for tp in assigned)
         log.info("%s/%s: assigned %s", self.group, self.topic, partitions)
 
@@ -197,6 +243,7 @@ class KafkaConsumer:
     def interrupt(self) -> None:
         """End a waiting :meth:`fetch` within one slice of its long fetch."""
         self._interrupted = True
+        self._rung.set()
 
     async def fetch(self, max_messages: int, wait_seconds: float) -> list[Batch]:
         """Wait up to ``wait_seconds`` for messages on this member's idle slots."""
@@ -211,23 +258,109 @@ class KafkaConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._assigned.wait(), remaining)
                 continue
+            if self._dozing:
+                if not await self._doze(remaining):
+                    return []  # the caller's wait is over (or it was interrupted)
+                continue
+            if await self._linger(link, remaining):
+                if loop.time() >= deadline:
+                    return []
+                continue
             now = time.time()
             self._sync_pauses(link, now)
             if self._interrupted:
                 return []
-            # a long fetch in slices, so that a stopping runner is heard within one
-            wait = min(max(0.0, remaining), FETCH_SLICE_SECONDS)
-            if self._retry_wait:  # wake up when the next retry is due
-                wait = min(wait, max(0.0, min(self._retry_wait.values()) - now) + 0.001)
             try:
                 records = await link.client.getmany(
-                    timeout_ms=int(wait * 1000), max_records=max_messages
+                    timeout_ms=int(self._fetch_wait(remaining, now) * 1000),
+                    max_records=max_messages,
                 )
             except link.aiokafka.errors.KafkaError as exc:
                 raise bus_error(exc, f"fetching {self.topic!r} for {self.group!r}") from exc
             batches = self._hand_out(link, records, time.time())
-            if batches or loop.time() >= deadline:
+            if batches:
+                self._awake_since = self._last_batch_at = loop.time()
+                self._last_full = sum(len(b.messages) for b in batches) >= max_messages
                 return batches
+            self._maybe_doze(link, loop.time())
+            if loop.time() >= deadline:
+                return batches
+
+    def _fetch_wait(self, remaining: float, now: float) -> float:
+        """How long one ``getmany`` may wait for records."""
+        # a long fetch in slices, so that a stopping runner is heard within one
+        wait = min(max(0.0, remaining), FETCH_SLICE_SECONDS)
+        if self._bus.doorbell is not None:  # back in time to doze when the window closes
+            idle_left = self._awake_since + self._idle_seconds() - asyncio.get_running_loop().time()
+            wait = min(wait, max(self._settings.awake_fetch_wait_ms / 1000, idle_left))
+        if self._retry_wait:  # wake up when the next retry is due
+            wait = min(wait, max(0.0, min(self._retry_wait.values()) - now) + 0.001)
+        return wait
+
+    async def _linger(self, link: _Joined, remaining: float) -> bool:
+        """Under a steady stream, fetch at most once per linger; whether it lingered.
+
+        A member fetching again right after each batch would take whatever
+        arrived since, often one message, and pay a transaction and an offset
+        commit for it. After a full batch (a backlog) or a quiet spell (the
+        last batch is older than the linger) it fetches at once.
+        """
+        linger = self._last_batch_at + self._linger_seconds - asyncio.get_running_loop().time()
+        if linger <= 0 or self._last_full or self._interrupted:
+            return False
+        self._lingering = True  # idle slots paused: nothing is fetched meanwhile
+        self._sync_pauses(link, time.time())
+        try:
+            await asyncio.sleep(min(linger, max(0.0, remaining)))
+        finally:
+            self._lingering = False
+        return True
+
+    def _idle_seconds(self) -> float:
+        """How long an awake member finds nothing before it dozes."""
+        return max(MIN_IDLE_SECONDS, 4 * self._settings.awake_fetch_wait_ms / 1000)
+
+    def _maybe_doze(self, link: _Joined, now: float) -> None:
+        """Doze after finding nothing for a while, while the doorbell is heard."""
+        doorbell = self._bus.doorbell
+        if doorbell is None or not doorbell.listening or self._in_flight:
+            return  # a batch in flight: its partition has more to fetch once it settles
+        if now - self._awake_since < self._idle_seconds():
+            return
+        # not cleared here: a ring heard while awake (maybe after the fetch in flight
+        # had started) ends the doze at once; _doze clears it when it wakes, and every
+        # fetch from then on sees what was published before
+        self._dozing = True
+        self._dozing_since = now
+        self._sync_pauses(link, time.time())
+
+    async def _doze(self, remaining: float) -> bool:
+        """Wait, fetching nothing, for a ring, a due retry or the fallback timer.
+
+        True when the member should fetch again; False when ``remaining`` ran
+        out first or the member was interrupted.
+        """
+        loop = asyncio.get_running_loop()
+        fallback_at = self._dozing_since + DOZE_FALLBACK_SECONDS
+        wait = min(max(0.0, fallback_at - loop.time()), max(0.0, remaining))
+        if self._retry_wait:
+            wait = min(wait, max(0.0, min(self._retry_wait.values()) - time.time()) + 0.001)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._rung.wait(), wait)
+        if self._interrupted:
+            return False
+        due = bool(self._retry_wait) and min(self._retry_wait.values()) <= time.time()
+        rung = self._rung.is_set()
+        if not (rung or due or loop.time() >= fallback_at):
+            return False  # the caller's wait ran out: still dozing
+        self._rung.clear()
+        self._dozing = False
+        self._awake_since = loop.time()
+        if not (rung or due):  # the fallback: one look (two fetches' worth), then doze again
+            self._awake_since -= (
+                self._idle_seconds() - 2 * self._settings.awake_fetch_wait_ms / 1000
+            )
+        return True
 
     def _hand_out(self, link: _Joined, records: dict[Any, list[Any]], now: float) -> list[Batch]:
         for tp in [tp for tp in records if tp.partition in self._in_flight]:
@@ -249,7 +382,9 @@ class KafkaConsumer:
         want = {
             tp
             for tp in link.client.assignment()
-            if tp.partition in self._in_flight
+            if self._dozing
+            or self._lingering
+            or tp.partition in self._in_flight
             or (tp.topic == self.retry_topic and tp.partition in self._retry_wait)
         }
         paused = link.client.paused()
@@ -285,6 +420,7 @@ class KafkaConsumer:
             if self._in_flight.get(slot) is batch:
                 del self._in_flight[slot]
             self._settled.set()
+            self._awake_since = asyncio.get_running_loop().time()  # look again before dozing
             if isinstance(self._link, _Joined):
                 self._sync_pauses(self._link, time.time())
 

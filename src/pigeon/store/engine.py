@@ -86,6 +86,12 @@ class DatabaseUrl:
         rest = self.url.split("://", 1)[1]
         return f"postgresql+psycopg://{rest}"
 
+    def psycopg_conninfo(self) -> str:
+        """The URL as psycopg connects to it directly (PostgreSQL URLs only)."""
+        if self.dialect != "postgresql":
+            raise ValueError(f"{self} is not a PostgreSQL URL")
+        return "postgresql://" + self.url.split("://", 1)[1]
+
     def __str__(self) -> str:
         return _redact(self.url)
 

@@ -105,9 +105,7 @@ class PostgresLeadership:
     """Advisory lock + LISTEN on one dedicated psycopg connection."""
 
     def __init__(self, url: DatabaseUrl, channel: str) -> None:
-        self._conninfo = url.sqlalchemy_url(asynchronous=False).replace(
-            "postgresql+psycopg://", "postgresql://", 1
-        )
+        self._conninfo = url.psycopg_conninfo()
         self._channel = channel
         self._conn: Any = None
         self._woken = asyncio.Event()

@@ -1,8 +1,9 @@
 """A consumer-group member as a separate process, for the contract suite.
 
-Usage: python consumer_proc.py BUS_URL TOPIC GROUP OUT_FILE
+Usage: python consumer_proc.py BUS_URL TOPIC GROUP OUT_FILE [POSTGRES_URL]
 Appends one line per handled message (``key value``) to OUT_FILE *before*
-settling it, so a line means "handled at least once". Exits on SIGTERM.
+settling it, so a line means "handled at least once". Exits on SIGTERM. With POSTGRES_URL, Kafka
+consumers doze and are woken through that server (``pigeon.bus.kafka_doorbell``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from pigeon.bus.factory import bus_from_url
+from pigeon.bus.kafka_doorbell import PostgresDoorbell
 from pigeon.bus.port import ACK, Message, Outcome
 from pigeon.bus.runner import ConsumerRunner
 
 
-async def main(url: str, topic: str, group: str, out: str) -> None:
+async def main(url: str, topic: str, group: str, out: str, doorbell: str = "") -> None:
     """Consume until SIGTERM."""
     # the Kafka options match tests/integration/kafka_broker.py (Tansu); SQLite ignores them
     bus = bus_from_url(
@@ -29,6 +31,7 @@ async def main(url: str, topic: str, group: str, out: str) -> None:
         session_timeout_ms=3000,
         heartbeat_interval_ms=1000,
         fetch_max_wait_ms=10,
+        doorbell=PostgresDoorbell(doorbell) if doorbell else None,
     )
     await bus.start()
     fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -52,4 +55,4 @@ async def main(url: str, topic: str, group: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    asyncio.run(main(*sys.argv[1:6]))

@@ -25,6 +25,7 @@ from pigeon.bus.port import (
     RetryLater,
 )
 from pigeon.bus.runner import ConsumerRunner
+from tests.integration.postgres import POSTGRES_URL
 
 from .conftest import BusFactory, eventually
 
@@ -254,7 +255,7 @@ async def test_first_delivery_of_a_committed_message_is_prompt(
     assert lags[len(lags) // 2] < 0.05
 
 
-def _spawn(bus_url: str, topic: str, group: str, out: Path) -> subprocess.Popen[str]:
+def _spawn(bus_url: str, topic: str, group: str, out: Path, doorbell: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -263,6 +264,7 @@ def _spawn(bus_url: str, topic: str, group: str, out: Path) -> subprocess.Popen[
             topic,
             group,
             str(out),
+            doorbell,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -274,14 +276,15 @@ def _spawn(bus_url: str, topic: str, group: str, out: Path) -> subprocess.Popen[
 
 @pytest.mark.timeout(90)
 async def test_two_processes_share_a_group_and_a_kill_9_loses_nothing(
-    make_bus: BusFactory, bus_url: str, topic: str, tmp_path: Path
+    make_bus: BusFactory, bus_url: str, bus_backend: str, topic: str, tmp_path: Path
 ) -> None:
     """Two processes split one group's partitions; after kill -9 of one, the other finishes."""
     bus = await make_bus()
     await bus.ensure_topic(topic)
     out_a, out_b = tmp_path / "a.txt", tmp_path / "b.txt"
-    a = _spawn(bus_url, topic, "pair", out_a)
-    b = _spawn(bus_url, topic, "pair", out_b)
+    doorbell = POSTGRES_URL if bus_backend == "kafka-doorbell" else ""
+    a = _spawn(bus_url, topic, "pair", out_a, doorbell)
+    b = _spawn(bus_url, topic, "pair", out_b, doorbell)
 
     def lines(path: Path) -> list[str]:
         return path.read_text().splitlines() if path.exists() else []
