@@ -4,10 +4,11 @@ With Kafka as the bus, the API and the workers write each event into the
 store's ``outbox`` table in the same transaction as the state it describes.
 This loop sends those rows to Kafka in the order they were written (the
 producer keeps per-partition order, ``acks=all``), waits until the broker
-has acknowledged every one, and only then deletes them. A relay killed
-between the two steps leaves the rows in place: the next relay publishes
-them again - a duplicate, which consumers drop by event id - and never loses
-or reorders them.
+has acknowledged every one, and only then deletes them (on PostgreSQL one
+``DELETE ... RETURNING`` reads them, in a transaction committed after the
+acknowledgement). A relay killed between the two steps leaves the rows in
+place: the next relay publishes them again - a duplicate, which consumers
+drop by event id - and never loses or reorders them.
 
 Several relays may run (one per ``pigeon run``/``pigeon worker outbox-relay``):
 one holds the leadership (see :mod:`pigeon.store.outbox`), the rest stand by
@@ -84,23 +85,24 @@ class OutboxRelay:
 
     async def _relay(self) -> None:
         while not self._stopping.is_set():
-            rows = await self._store.outbox_batch(self._batch_size)
+            # the rows are deleted when the block ends, i.e. once Kafka has them all
+            async with self._store.outbox_claim(self._batch_size) as rows:
+                if rows:
+                    await self._leadership.confirm()  # a standby may have taken over
+                    records = [
+                        OutRecord(
+                            row.topic,
+                            partition_for(row.key, await self._bus.partitions(row.topic)),
+                            row.key,
+                            row.value,
+                            row.headers,
+                        )
+                        for row in rows
+                    ]
+                    await self._bus.produce(records)
             if not rows:
                 await self._leadership.wait(self._idle_wait)
                 continue
-            await self._leadership.confirm()  # a standby may have taken over
-            records = [
-                OutRecord(
-                    row.topic,
-                    partition_for(row.key, await self._bus.partitions(row.topic)),
-                    row.key,
-                    row.value,
-                    row.headers,
-                )
-                for row in rows
-            ]
-            await self._bus.produce(records)
-            await self._store.outbox_delete([row.id for row in rows])
             self.published += len(rows)
 
     async def _pause(self, seconds: float) -> None:

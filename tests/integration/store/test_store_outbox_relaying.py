@@ -1,8 +1,10 @@
-"""Commits that publish nothing wake no outbox relay (PostgreSQL ``NOTIFY``).
+"""The relay's side of the outbox on PostgreSQL: what wakes it, and what it claims.
 
 Every store commit on PostgreSQL used to ``NOTIFY`` the relay, which then read
 the outbox for nothing: after each projection, each usage count and each of its
-own deletions. A listener on the real server counts what arrives.
+own deletions. A listener on the real server counts what arrives. The relay
+claims rows with one ``DELETE ... RETURNING`` that commits only once they are
+published.
 """
 
 from __future__ import annotations
@@ -77,3 +79,30 @@ async def test_a_quiet_and_a_publishing_commit_in_one_group_still_notify(
     )
     assert await _rings(listener) >= 1
     assert len(await store.outbox_batch(10)) == 1
+
+
+async def _accept(store: SqlStore, account: str, count: int) -> None:
+    for n in range(count):
+        await store.accept(
+            Notification.new_sms(account_id=account, to=f"+1415555{n:04d}", body=f"m{n}")
+        )
+
+
+async def test_a_claim_deletes_its_rows_only_when_the_block_ends_without_error(
+    store_and_listener: tuple[SqlStore, psycopg.AsyncConnection],
+) -> None:
+    """The relay's claim: oldest first; a failed publish (or a crash) leaves the rows."""
+    store, _ = store_and_listener
+    account = (await store.ensure_account("acme")).id
+    await _accept(store, account, 5)
+    with pytest.raises(RuntimeError):
+        async with store.outbox_claim(3) as rows:
+            assert len(rows) == 3
+            raise RuntimeError("Kafka refused the batch")
+    assert len(await store.outbox_batch(10)) == 5  # rolled back: nothing lost
+    oldest = [row.id for row in await store.outbox_batch(10)]
+    async with store.outbox_claim(3) as rows:
+        assert [row.id for row in rows] == oldest[:3]
+        async with store.outbox_claim(10) as others:  # a second claimer skips locked rows
+            assert [row.id for row in others] == oldest[3:]
+    assert await store.outbox_batch(10) == []
