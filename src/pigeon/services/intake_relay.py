@@ -8,7 +8,9 @@ active relay (a doorbell of the intake file's own, so consumers are not woken
 for nothing); it looks whether the intake holds rows past what it last moved (a
 read, no lock), and if so moves them in chunks, each in one store transaction
 with the relay's position, so every row is moved exactly once, even across a
-takeover. The store's commit wakes the consumers. Moved rows are forgotten in
+takeover. The store's commit wakes the consumers. Under steady traffic the relay
+looks at most once per ``linger`` (a few rows per transaction rather than
+one); after a quiet spell it moves at once. Moved rows are forgotten in
 the intake file at most once per ``forget_every`` seconds, in one short
 transaction, so the API's writer is seldom held up by it.
 """
@@ -35,6 +37,7 @@ class IntakeRelay:
         store: SqlStore,
         *,
         batch_size: int = 512,
+        linger: float = 0.01,
         forget_every: float = 1.0,
         poll_interval: float = 1.0,
         standby_interval: float = 1.0,
@@ -45,6 +48,7 @@ class IntakeRelay:
         self._store = store
         self._lock = RelayLock(store.intake_path)
         self._batch_size = batch_size
+        self._linger = linger
         self._forget_every = forget_every
         self._poll_interval = poll_interval
         self._standby_interval = standby_interval
@@ -55,6 +59,8 @@ class IntakeRelay:
         self._seen: tuple[int, int] | None = None
         #: moved but not yet forgotten in the intake file
         self._unforgotten: Moved | None = None
+        #: whether the last look moved something (then the next one lingers first)
+        self._seen_moving = False
         self._forgot_at = time.monotonic()
         self.moved = 0
         #: set once the relay runs (moving, or standing by for another process's)
@@ -98,6 +104,10 @@ class IntakeRelay:
                 continue
             if busy:
                 continue
+            if self._seen_moving:
+                # under steady traffic each commit rings: let a few gather, so that
+                # one store transaction moves them (after a quiet spell: at once)
+                await asyncio.sleep(self._linger)
             await self._pause(self._forget_every if self._unforgotten else self._poll_interval)
         with contextlib.suppress(PigeonError):  # a last clean-up; the next relay does it anyway
             await self._forget(force=True)
@@ -106,10 +116,12 @@ class IntakeRelay:
         """One look (and move, if there is anything); True when more may be waiting."""
         heads = await self._store.intake_heads()
         if self._seen is not None and heads[0] <= self._seen[0] and heads[1] <= self._seen[1]:
+            self._seen_moving = False
             await self._forget(force=False)
             return False
         moved = await self._store.move_intake(self._batch_size)
         self._seen = (moved.notifications_seq, moved.callbacks_seq)
+        self._seen_moving = bool(moved.notifications or moved.callbacks)
         if moved.notifications or moved.callbacks:
             self.moved += moved.notifications + moved.callbacks
             self._unforgotten = moved

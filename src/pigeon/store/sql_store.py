@@ -256,6 +256,25 @@ class SqlStore:
         """Forget events the broker has acknowledged."""
         await outbox_sql.delete_rows(self._commits, ids)
 
+    @contextlib.asynccontextmanager
+    async def outbox_claim(self, limit: int) -> AsyncIterator[list[outbox_sql.OutboxRow]]:
+        """The oldest unpublished events, forgotten when the block ends without error.
+
+        PostgreSQL reads and deletes them in one statement whose transaction
+        commits after the block; elsewhere they are read, then deleted.
+        """
+        if self.url.dialect != "postgresql":
+            rows = await self.outbox_batch(limit)
+            yield rows
+            if rows:
+                await self.outbox_delete([row.id for row in rows])
+            return
+        try:
+            async with outbox_sql.claim_postgres(self._reader, limit) as rows:
+                yield rows
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"database {self.url} does not answer: {exc}") from exc
+
     def relay_leadership(self, poll_interval: float = 0.01) -> outbox_sql.Leadership:
         """How outbox relays on this database agree which one publishes."""
         if self.url.dialect == "postgresql":
@@ -853,22 +872,25 @@ def _notifications_for_messages(
     return {r.provider_message_id: (r.account_id, r.id) for r in rows}
 
 
+# built once: the sender runs them in every journal transaction
+_PENDING_FOR = (
+    select(
+        pending_callbacks.c.id, pending_callbacks.c.provider_message_id, pending_callbacks.c.params
+    )
+    .where(pending_callbacks.c.provider_message_id.in_(bindparam("ids", expanding=True)))
+    .order_by(pending_callbacks.c.id)
+)
+_DELETE_PENDING = delete(pending_callbacks).where(
+    pending_callbacks.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def _claim_pending_callbacks(conn: Connection, events: Sequence[Event]) -> list[Event]:
     """Events of callbacks that arrived before their message id was recorded."""
     sent = {e.provider_message_id: e for e in events if isinstance(e, SmsSent)}
     if not sent:
         return []
-    rows = (
-        conn.execute(
-            select(
-                pending_callbacks.c.id,
-                pending_callbacks.c.provider_message_id,
-                pending_callbacks.c.params,
-            )
-            .where(pending_callbacks.c.provider_message_id.in_(list(sent)))
-            .order_by(pending_callbacks.c.id)
-        )
-    ).all()
+    rows = conn.execute(_PENDING_FOR, {"ids": list(sent)}).all()
     claimed = []
     for row in rows:
         origin = sent[row.provider_message_id]
@@ -878,7 +900,5 @@ def _claim_pending_callbacks(conn: Connection, events: Sequence[Event]) -> list[
         if event is not None:
             claimed.append(event)
     if rows:
-        conn.execute(
-            delete(pending_callbacks).where(pending_callbacks.c.id.in_([r.id for r in rows]))
-        )
+        conn.execute(_DELETE_PENDING, {"ids": [r.id for r in rows]})
     return claimed
