@@ -86,7 +86,8 @@ class PostgresDoorbell:
         return self._listening.is_set()
 
     def listener_pid(self) -> int | None:
-        """The server process of the listening connection, if connected (for operators)."""
+        """The server process of the listening connection, if connected (terminating it
+        with ``pg_terminate_backend`` is how the tests cut the doorbell off)."""
         listener = self._listener
         return int(listener.info.backend_pid) if listener is not None else None
 

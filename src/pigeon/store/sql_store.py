@@ -836,7 +836,7 @@ def _lock_message_ids(conn: Connection, message_ids: Sequence[str]) -> None:
     if message_ids:
         conn.execute(
             _LOCK_MESSAGE_IDS,
-            {"lock_class": _MESSAGE_LOCK_CLASS, "message_ids": sorted(set(message_ids))},
+            {"lock_class": _MESSAGE_LOCK_CLASS, "message_ids": list(set(message_ids))},
         )
 
 

@@ -21,16 +21,22 @@ from pigeon.domain.notification import Notification
 from pigeon.store.engine import DatabaseUrl
 from pigeon.store.sql_store import OUTBOX_CHANNEL, SqlStore
 
+Relaying = tuple[SqlStore, psycopg.AsyncConnection, str]
+
 
 @pytest.fixture
-async def store_and_listener() -> AsyncIterator[tuple[SqlStore, psycopg.AsyncConnection]]:
+async def relaying() -> AsyncIterator[Relaying]:
+    """A store with an outbox, a listener on the relay's channel (nothing heard yet) and
+    an account's id."""
     with fresh_schema() as url:
         store = SqlStore(DatabaseUrl.parse(url), outbox=True, auto_migrate=True)
         await store.start()
         listener = await psycopg.AsyncConnection.connect(url, autocommit=True)
         await listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
         try:
-            yield store, listener
+            account = (await store.ensure_account("acme")).id
+            await _rings(listener, 0.1)
+            yield store, listener, account
         finally:
             await listener.close()
             await store.stop()
@@ -41,11 +47,9 @@ async def _rings(listener: psycopg.AsyncConnection, within: float = 0.3) -> int:
 
 
 async def test_only_commits_that_write_the_outbox_notify_the_relay(
-    store_and_listener: tuple[SqlStore, psycopg.AsyncConnection],
+    relaying: Relaying,
 ) -> None:
-    store, listener = store_and_listener
-    account = (await store.ensure_account("acme")).id
-    await _rings(listener, 0.1)
+    store, listener, account = relaying
     notification = Notification.new_sms(account_id=account, to="+14155550100", body="hello")
     await store.accept(notification)
     assert await _rings(listener) == 1  # accepted: its request event waits in the outbox
@@ -66,11 +70,9 @@ async def test_only_commits_that_write_the_outbox_notify_the_relay(
 
 
 async def test_a_quiet_and_a_publishing_commit_in_one_group_still_notify(
-    store_and_listener: tuple[SqlStore, psycopg.AsyncConnection],
+    relaying: Relaying,
 ) -> None:
-    store, listener = store_and_listener
-    account = (await store.ensure_account("acme")).id
-    await _rings(listener, 0.1)
+    store, listener, account = relaying
     notification = Notification.new_sms(account_id=account, to="+14155550102", body="together")
     await asyncio.gather(
         store.accept(notification),
@@ -89,11 +91,10 @@ async def _accept(store: SqlStore, account: str, count: int) -> None:
 
 
 async def test_a_claim_deletes_its_rows_only_when_the_block_ends_without_error(
-    store_and_listener: tuple[SqlStore, psycopg.AsyncConnection],
+    relaying: Relaying,
 ) -> None:
     """The relay's claim: oldest first; a failed publish (or a crash) leaves the rows."""
-    store, _ = store_and_listener
-    account = (await store.ensure_account("acme")).id
+    store, _, account = relaying
     await _accept(store, account, 5)
     with pytest.raises(RuntimeError):
         async with store.outbox_claim(3) as rows:
