@@ -278,7 +278,8 @@ class GroupCommitter:
 
 def _flush(conn: Connection, merged: dict[Executable, list[dict[str, Any]]]) -> None:
     for stmt, rows in merged.items():
-        conn.execute(stmt, rows)
+        # one row: a plain execute (an executemany of one row pays for a pipeline)
+        conn.execute(stmt, rows[0] if len(rows) == 1 else rows)
     merged.clear()
 
 

@@ -40,7 +40,7 @@ from pigeon.domain.notification import (
     UsageDay,
 )
 from pigeon.errors import ConflictError, NotFoundError, StoreUnavailable, ValidationError
-from pigeon.store import attempts, idempotency, migrate, projection, retention
+from pigeon.store import attempts, idempotency, migrate, pg_statements, projection, retention
 from pigeon.store import dead_letters as dlq
 from pigeon.store import intake as intake_sql
 from pigeon.store import outbox as outbox_sql
@@ -59,6 +59,7 @@ from pigeon.store.schema import (
     accounts,
     api_keys,
     notifications,
+    outbox,
     pending_callbacks,
     send_attempts,
     timeline,
@@ -350,6 +351,10 @@ class SqlStore:
             row = intake_sql.accepted_row(notification, self._log)
             await self._intake_commits.write([(_INSERT_INTAKE, [row])])
             return
+        if self.url.dialect == "postgresql":
+            # one statement for the group's rows and the relay's NOTIFY (pg_statements)
+            await self._commits.merged(_accept_postgres, notification, quiet=True)
+            return
         await self._commits.write(
             [
                 (_INSERT_NOTIFICATION, [notification_values(notification)]),
@@ -476,7 +481,11 @@ class SqlStore:
             # applied when the intake relay moves it (kept there if its id is not known yet)
             await self._intake_commits.write([(_INSERT_INTAKE_CALLBACK, [callback_row(params)])])
             return True
-        return bool(await self._callback_commits.merged(self.apply_callbacks, dict(params)))
+        # PostgreSQL: apply_callbacks notifies the relay in its own insert statement
+        quiet = self.url.dialect == "postgresql"
+        return bool(
+            await self._callback_commits.merged(self.apply_callbacks, dict(params), quiet=quiet)
+        )
 
     # -- the intake file (embedded default) ----------------------------------------
     async def move_intake(self, limit: int = 512) -> intake_sql.Moved:
@@ -550,6 +559,14 @@ class SqlStore:
             event = event_from_twilio_status(owner[0], owner[1], params)
             if event is not None:
                 events.append(event)
+        if conn.dialect.name == "postgresql":
+            # one statement; it notifies the relay (record_status_callback's commit is quiet)
+            pg_statements.insert_rows(
+                conn,
+                [(pending_callbacks, pending), (outbox, self._log.rows(events))],
+                notify=OUTBOX_CHANNEL if events else None,
+            )
+            return found
         if pending:
             conn.execute(_INSERT_PENDING, pending)
         append(self._log, conn, events)
@@ -801,6 +818,23 @@ class SqlStore:
         return await self._commits.submit(lambda conn: chunk(conn, before, limit), quiet=True)
 
 
+_OUTBOX_LOG = OutboxEventLog()
+
+
+def _accept_postgres(conn: Connection, accepted: list[Notification]) -> list[None]:
+    """A group of accepted notifications: rows, events and NOTIFY in one statement."""
+    pg_statements.insert_rows(
+        conn,
+        [
+            (notifications, [notification_values(n) for n in accepted]),
+            (timeline, [_accepted_entry(n) for n in accepted]),
+            (outbox, _OUTBOX_LOG.rows([n.requested_event() for n in accepted])),
+        ],
+        notify=OUTBOX_CHANNEL,
+    )
+    return [None] * len(accepted)
+
+
 def _accepted_entry(notification: Notification) -> dict[str, object]:
     return {
         "notification_id": notification.id,
@@ -814,9 +848,9 @@ def _accepted_entry(notification: Notification) -> dict[str, object]:
 _MESSAGE_LOCK_CLASS = 0x5049_474D
 #: every id's lock in one round trip, in ascending key order (one order everywhere:
 #: no deadlocks, even when two ids hash alike); the ordered subquery fixes the order
-_LOCK_MESSAGE_IDS = text(
-    "SELECT pg_advisory_xact_lock(:lock_class, k)"
-    " FROM (SELECT DISTINCT hashtext(m) AS k FROM unnest(CAST(:message_ids AS text[])) AS m"
+_LOCK_MESSAGE_IDS = (
+    "SELECT pg_advisory_xact_lock(%(lock_class)s, k)"
+    " FROM (SELECT DISTINCT hashtext(m) AS k FROM unnest(%(ids)s::text[]) AS m"
     " ORDER BY k) AS keys"
 )
 
@@ -834,9 +868,10 @@ def _lock_message_ids(conn: Connection, message_ids: Sequence[str]) -> None:
     if conn.dialect.name != "postgresql":
         return
     if message_ids:
-        conn.execute(
+        pg_statements.execute(
+            conn,
             _LOCK_MESSAGE_IDS,
-            {"lock_class": _MESSAGE_LOCK_CLASS, "message_ids": list(set(message_ids))},
+            {"lock_class": _MESSAGE_LOCK_CLASS, "ids": list(set(message_ids))},
         )
 
 
@@ -861,6 +896,14 @@ _OWNERS = (
 )
 
 
+#: _OWNERS on the driver's connection (the callback path's hot read)
+_OWNERS_POSTGRES = (
+    "SELECT a.provider_message_id, n.account_id, n.id FROM send_attempts AS a"
+    " JOIN notifications AS n ON n.id = a.notification_id"
+    " WHERE a.provider_message_id = ANY(%(ids)s::text[])"
+)
+
+
 def _notifications_for_messages(
     conn: Connection, message_ids: Sequence[str]
 ) -> dict[str, tuple[str, str]]:
@@ -868,6 +911,9 @@ def _notifications_for_messages(
     wanted = list({m for m in message_ids if m})
     if not wanted:
         return {}
+    if conn.dialect.name == "postgresql":
+        found = pg_statements.execute(conn, _OWNERS_POSTGRES, {"ids": wanted})
+        return {sid: (account_id, nid) for sid, account_id, nid in found}
     rows = conn.execute(_OWNERS, {"ids": wanted}).all()
     return {r.provider_message_id: (r.account_id, r.id) for r in rows}
 

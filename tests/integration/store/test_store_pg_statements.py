@@ -1,0 +1,83 @@
+"""One-statement inserts on PostgreSQL (``pigeon.store.pg_statements``), against the server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.engine import Engine
+from tests.integration.postgres import fresh_schema
+
+from pigeon.store import migrate
+from pigeon.store.engine import DatabaseUrl
+from pigeon.store.pg_statements import array_type, insert_rows
+from pigeon.store.schema import metadata, outbox, pending_callbacks
+
+
+@pytest.fixture
+def engine() -> Iterator[tuple[Engine, str]]:
+    """A migrated PostgreSQL schema: an engine on it, and its URL."""
+    with fresh_schema() as url:
+        database = DatabaseUrl.parse(url)
+        migrate.upgrade(database)
+        engine = create_engine(database.sqlalchemy_url(asynchronous=False))
+        try:
+            yield engine, url
+        finally:
+            engine.dispose()
+
+
+def test_every_column_of_every_table_has_an_array_type() -> None:
+    """A new column of a type insert_rows cannot send fails here, not in production."""
+    for table in metadata.tables.values():
+        for column in table.columns:
+            assert array_type(column.type).endswith("[]"), (table.name, column.name)
+
+
+def test_rows_of_two_tables_and_the_notify_arrive_in_one_statement(
+    engine: tuple[Engine, str],
+) -> None:
+    """Every row as given (NULLs, bytes, times kept), and a listener hears the channel."""
+    db, url = engine
+    now = datetime(2026, 11, 30, 8, 0, 0, 123456, tzinfo=UTC)
+    events = [
+        {
+            "topic": "t",
+            "key": f"k{i}",
+            "value": bytes([i, 0, 255]),
+            "headers": "{}",
+            "created_at": now,
+        }
+        for i in range(3)
+    ]
+    kept = [{"provider_message_id": "SM1", "params": '{"a": "b"}', "received_at": now}]
+    with psycopg.connect(DatabaseUrl.parse(url).psycopg_conninfo(), autocommit=True) as listener:
+        listener.execute("LISTEN pigeon_test")
+        with db.begin() as conn:
+            insert_rows(conn, [(outbox, events), (pending_callbacks, kept)], notify="pigeon_test")
+        heard = [n.channel for n in listener.notifies(timeout=5, stop_after=1)]
+    assert heard == ["pigeon_test"]
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(outbox.c.key, outbox.c.value, outbox.c.created_at).order_by(outbox.c.id)
+        ).all()
+        pending = conn.execute(select(pending_callbacks.c.params)).scalars().all()
+    assert [(r.key, bytes(r.value), r.created_at) for r in rows] == [
+        (f"k{i}", bytes([i, 0, 255]), now) for i in range(3)
+    ]
+    assert pending == ['{"a": "b"}']
+
+
+def test_a_failing_statement_writes_nothing(engine: tuple[Engine, str]) -> None:
+    """One bad row (a NULL where none may be) fails the statement: no table gets a row."""
+    db, _ = engine
+    now = datetime.now(UTC)
+    good = {"topic": "t", "key": "k", "value": b"v", "headers": "{}", "created_at": now}
+    bad = {"provider_message_id": None, "params": "{}", "received_at": now}
+    with pytest.raises(psycopg.errors.NotNullViolation), db.begin() as conn:
+        insert_rows(conn, [(outbox, [good]), (pending_callbacks, [bad])])
+    with db.connect() as conn:
+        assert conn.execute(select(outbox.c.id)).all() == []
