@@ -13,6 +13,12 @@ drop by event id - and never loses or reorders them.
 Several relays may run (one per ``pigeon run``/``pigeon worker outbox-relay``):
 one holds the leadership (see :mod:`pigeon.store.outbox`), the rest stand by
 and take over within ``standby_interval`` when it dies.
+
+Under a steady stream the relay claims at most once per ``linger`` (10 ms):
+at 50 requests/s every accept, sender commit and callback used to wake it for
+a claim, a publish, a doorbell ring and an empty claim of its own, about
+twenty PostgreSQL transactions per SMS. After a quiet spell the first row is
+claimed as soon as its commit's ``NOTIFY`` arrives.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class OutboxRelay:
         bus: KafkaEventBus,
         *,
         batch_size: int = 1000,
+        linger: float = 0.01,
         idle_wait: float = 1.0,
         standby_interval: float = 1.0,
         error_backoff: float = 1.0,
@@ -46,6 +53,7 @@ class OutboxRelay:
         self._store = store
         self._bus = bus
         self._batch_size = batch_size
+        self._linger = linger
         self._idle_wait = idle_wait
         self._standby_interval = standby_interval
         self._error_backoff = error_backoff
@@ -104,6 +112,11 @@ class OutboxRelay:
                 await self._leadership.wait(self._idle_wait)
                 continue
             self.published += len(rows)
+            if len(rows) < self._batch_size:
+                # a steady stream, not a backlog: let the next rows gather for a linger
+                # (one claim, produce and commit for several commits' rows, not one each);
+                # the first row after a quiet spell is claimed at once
+                await self._pause(self._linger)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

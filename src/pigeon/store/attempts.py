@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from pigeon.domain.events import utcnow
 from pigeon.domain.status import NotificationStatus
+from pigeon.store import pg_statements
 from pigeon.store.rows import utc
 from pigeon.store.schema import notifications, send_attempts
 
@@ -126,7 +127,9 @@ def begin_attempts(conn: Connection, requests: Sequence[tuple[str, str]]) -> lis
                     try_number=1 + sum(o not in _NOT_TRIES for _, o in previous),
                 )
             )
-    if rows:
+    if rows and conn.dialect.name == "postgresql":
+        pg_statements.insert_rows(conn, [(send_attempts, rows)])
+    elif rows:
         conn.execute(_INSERT_ATTEMPTS, rows)
     return starts
 
@@ -136,6 +139,24 @@ def finish_attempts(conn: Connection, results: Sequence[AttemptResult]) -> None:
     if not results:
         return
     now = utcnow()
+    if conn.dialect.name == "postgresql":
+        pg_statements.update_rows(
+            conn,
+            send_attempts,
+            ("notification_id", "attempt"),
+            [
+                {
+                    "notification_id": r.notification_id,
+                    "attempt": r.attempt,
+                    "outcome": r.outcome,
+                    "finished_at": now,
+                    "provider_message_id": r.provider_message_id,
+                    "error": r.error,
+                }
+                for r in results
+            ],
+        )
+        return
     conn.execute(
         _FINISH,
         [

@@ -93,3 +93,39 @@ def execute(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[An
     """Run ``sql`` (psycopg's ``%(name)s`` placeholders) in ``conn``'s transaction; its rows."""
     cursor = conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
     return list(cursor.fetchall()) if cursor.description is not None else []
+
+
+_UPDATES: dict[tuple[str, tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+def update_rows(
+    conn: Connection, table: Table, keys: tuple[str, ...], rows: Sequence[dict[str, Any]]
+) -> None:
+    """Update many rows, each found by its ``keys`` columns, in one statement.
+
+    Every row holds the key columns and the columns to set (the same ones in
+    each row): ``UPDATE … FROM unnest(…) WHERE`` the keys match.
+    """
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    shape = (table.name, keys, columns)
+    sql = _UPDATES.get(shape)
+    if sql is None:
+        arrays = ", ".join(f"%({name})s::{array_type(table.c[name].type)}" for name in columns)
+        assignments = ", ".join(f"{name} = v.{name}" for name in columns if name not in keys)
+        match = " AND ".join(f"t.{name} = v.{name}" for name in keys)
+        sql = _UPDATES[shape] = (
+            f"UPDATE {table.name} AS t SET {assignments}"
+            f" FROM unnest({arrays}) AS v({', '.join(columns)}) WHERE {match}"
+        )
+    params = {name: [row[name] for row in rows] for name in columns}
+    conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
+
+
+#: the events of ``consumer`` (first parameter) not recorded before, recorded now
+FIRST_TIME = (
+    "INSERT INTO processed_events (consumer, event_id)"
+    " SELECT %(consumer)s, e FROM unnest(%(ids)s::text[]) AS e"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)

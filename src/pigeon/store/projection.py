@@ -30,6 +30,7 @@ from pigeon.domain.events import (
     SmsUndelivered,
 )
 from pigeon.domain.status import NotificationStatus, can_advance
+from pigeon.store import pg_statements
 from pigeon.store.schema import notifications, processed_events, timeline, usage_daily
 
 E = TypeVar("E", bound=Event)
@@ -69,6 +70,16 @@ def first_time(conn: Connection, consumer: str, events: Sequence[E]) -> list[E]:
     unique = list({e.event_id: e for e in events}.values())
     if not unique:
         return []
+    if conn.dialect.name == "postgresql":
+        # one statement; a concurrent transaction recording the same id makes it wait,
+        # then skip the id if that one committed
+        recorded = pg_statements.execute(
+            conn,
+            pg_statements.FIRST_TIME,
+            {"consumer": consumer, "ids": [e.event_id for e in unique]},
+        )
+        new = {event_id for (event_id,) in recorded}
+        return [e for e in unique if e.event_id in new]
     seen = set(
         conn.execute(_SEEN, {"consumer": consumer, "ids": [e.event_id for e in unique]}).scalars()
     )
@@ -145,10 +156,14 @@ def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> 
                 }
             )
         row["updated_at"] = event.occurred_at
-    if entries:
-        conn.execute(_INSERT_TIMELINE, entries)
     # sorted: concurrent projectors on PostgreSQL lock rows in one order, never deadlock
     changed = [row for nid, row in sorted(rows.items()) if _differs(row, before[nid])]
+    if conn.dialect.name == "postgresql":
+        pg_statements.insert_rows(conn, [(timeline, entries)])
+        pg_statements.update_rows(conn, notifications, ("id",), changed)
+        return len(changed)
+    if entries:
+        conn.execute(_INSERT_TIMELINE, entries)
     if changed:
         conn.execute(
             _UPDATE_NOTIFICATION,
@@ -176,12 +191,11 @@ def meter_fresh(
         day_total = totals.setdefault((event.account_id, event.occurred_at.date()), [0, 0])
         day_total[0] += 1
         day_total[1] += event.segments
-    if totals:
-        conn.execute(
-            _usage_upsert(conn.dialect.name),
-            [
-                {"account_id": a, "day": d, "messages": m, "segments": n}
-                for (a, d), (m, n) in sorted(totals.items())
-            ],
-        )
+    rows = [
+        {"account_id": a, "day": d, "messages": m, "segments": n}
+        for (a, d), (m, n) in sorted(totals.items())
+    ]
+    if rows:
+        # one row (one account's day: the usual case) as a plain execute, not a pipeline
+        conn.execute(_usage_upsert(conn.dialect.name), rows[0] if len(rows) == 1 else rows)
     return fresh
