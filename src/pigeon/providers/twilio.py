@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from typing import Any, TypeGuard
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -45,6 +45,8 @@ MAX_QUOTED_CHARS = 300
 MAX_MESSAGE_ID_CHARS = 64
 
 _DEFAULT_SETTINGS_HINT = "PIGEON_TWILIO_ACCOUNT_SID, PIGEON_TWILIO_AUTH_TOKEN and PIGEON_SMS_FROM"
+#: the content type of a form encoded by hand (see send)
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 # Failures that prove no request left this machine; aiohttp < 3.10 lacks ConnectionTimeoutError.
 _NOT_CONNECTED: tuple[type[Exception], ...] = (aiohttp.ClientConnectorError,) + (
@@ -132,7 +134,10 @@ class TwilioSmsProvider:
         if message.status_callback:
             form["StatusCallback"] = message.status_callback
         try:
-            async with session.post(self._messages_url, data=form) as response:
+            # encoded here: given a dict, aiohttp builds a multipart writer (and a uuid4
+            # boundary it never uses) for every request before it urlencodes the form
+            body = urlencode(form).encode()
+            async with session.post(self._messages_url, data=body, headers=_FORM) as response:
                 status = response.status
                 raw = await response.read()
                 retry_after = response.headers.get("Retry-After")

@@ -931,20 +931,30 @@ _DELETE_PENDING = delete(pending_callbacks).where(
 )
 
 
+_CLAIM_PENDING_POSTGRES = (
+    "DELETE FROM pending_callbacks WHERE provider_message_id = ANY(%(ids)s::text[])"
+    " RETURNING id, provider_message_id, params"
+)
+
+
 def _claim_pending_callbacks(conn: Connection, events: Sequence[Event]) -> list[Event]:
     """Events of callbacks that arrived before their message id was recorded."""
     sent = {e.provider_message_id: e for e in events if isinstance(e, SmsSent)}
     if not sent:
         return []
-    rows = conn.execute(_PENDING_FOR, {"ids": list(sent)}).all()
+    if conn.dialect.name == "postgresql":
+        # read and deleted in one round trip; RETURNING keeps no order: by id, as they came
+        rows = sorted(pg_statements.execute(conn, _CLAIM_PENDING_POSTGRES, {"ids": list(sent)}))
+    else:
+        rows = [tuple(r) for r in conn.execute(_PENDING_FOR, {"ids": list(sent)}).all()]
+        if rows:
+            conn.execute(_DELETE_PENDING, {"ids": [r[0] for r in rows]})
     claimed = []
-    for row in rows:
-        origin = sent[row.provider_message_id]
+    for _, message_id, params in rows:
+        origin = sent[message_id]
         event = event_from_twilio_status(
-            origin.account_id, origin.notification_id, orjson.loads(row.params)
+            origin.account_id, origin.notification_id, orjson.loads(params)
         )
         if event is not None:
             claimed.append(event)
-    if rows:
-        conn.execute(_DELETE_PENDING, {"ids": [r.id for r in rows]})
     return claimed
