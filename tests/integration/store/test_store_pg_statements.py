@@ -13,8 +13,8 @@ from tests.integration.postgres import fresh_schema
 
 from pigeon.store import migrate
 from pigeon.store.engine import DatabaseUrl
-from pigeon.store.pg_statements import array_type, insert_rows
-from pigeon.store.schema import metadata, outbox, pending_callbacks
+from pigeon.store.pg_statements import array_type, insert_rows, update_rows
+from pigeon.store.schema import metadata, outbox, pending_callbacks, send_attempts
 
 
 @pytest.fixture
@@ -81,3 +81,39 @@ def test_a_failing_statement_writes_nothing(engine: tuple[Engine, str]) -> None:
         insert_rows(conn, [(outbox, [good]), (pending_callbacks, [bad])])
     with db.connect() as conn:
         assert conn.execute(select(outbox.c.id)).all() == []
+
+
+def test_update_rows_changes_exactly_the_rows_its_keys_name(engine: tuple[Engine, str]) -> None:
+    """Rows found by a two-column key get their new values; a row no key names keeps its own."""
+    db, _ = engine
+    now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    started = [
+        {"notification_id": nid, "attempt": attempt, "provider": "twilio", "started_at": now}
+        | {"outcome": "started"}
+        for nid, attempt in (("n1", 1), ("n1", 2), ("n2", 1))
+    ]
+    with db.begin() as conn:
+        insert_rows(conn, [(send_attempts, started)])
+        update_rows(
+            conn,
+            send_attempts,
+            ("notification_id", "attempt"),
+            [
+                {"notification_id": "n1", "attempt": 2, "outcome": "sent", "error": None},
+                {"notification_id": "n2", "attempt": 1, "outcome": "transient", "error": "503"},
+            ],
+        )
+    with db.connect() as conn:
+        found = conn.execute(
+            select(
+                send_attempts.c.notification_id,
+                send_attempts.c.attempt,
+                send_attempts.c.outcome,
+                send_attempts.c.error,
+            ).order_by(send_attempts.c.notification_id, send_attempts.c.attempt)
+        ).all()
+    assert [tuple(r) for r in found] == [
+        ("n1", 1, "started", None),
+        ("n1", 2, "sent", None),
+        ("n2", 1, "transient", "503"),
+    ]
