@@ -8,9 +8,17 @@ from pigeon.domain.events import Event, SmsDelivered, SmsFailed, SmsSent, SmsUnd
 
 
 def event_from_twilio_status(
-    account_id: str, notification_id: str, params: Mapping[str, str], provider: str = "twilio"
+    account_id: str,
+    notification_id: str,
+    params: Mapping[str, str],
+    provider: str = "twilio",
+    attempt: int = 0,
 ) -> Event | None:
-    """The event a Twilio status callback stands for; None for interim statuses."""
+    """The event a Twilio status callback stands for; None for interim statuses.
+
+    ``provider`` and ``attempt``: the provider and the attempt that sent the message
+    (the journal knows them; the callback does not say).
+    """
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     code = params.get("ErrorCode") or ""
@@ -20,7 +28,11 @@ def event_from_twilio_status(
     a, n = account_id, notification_id
     if status == "sent":
         return SmsSent(
-            account_id=a, notification_id=n, attempt=0, provider=provider, provider_message_id=sid
+            account_id=a,
+            notification_id=n,
+            attempt=attempt,
+            provider=provider,
+            provider_message_id=sid,
         )
     if status == "delivered":
         return SmsDelivered(account_id=a, notification_id=n, provider_message_id=sid)

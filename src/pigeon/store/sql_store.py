@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import orjson
 from sqlalchemy import bindparam, delete, func, insert, select, text
@@ -556,7 +556,15 @@ class SqlStore:
                     }
                 )
                 continue
-            event = event_from_twilio_status(owner[0], owner[1], params)
+            # the provider and attempt the journal recorded: with a failover list the
+            # callback comes from whichever provider sent it, not the default one
+            event = event_from_twilio_status(
+                owner.account_id,
+                owner.notification_id,
+                params,
+                provider=owner.provider,
+                attempt=owner.attempt,
+            )
             if event is not None:
                 events.append(event)
         if conn.dialect.name == "postgresql":
@@ -890,7 +898,13 @@ def _notification_for_message(conn: Connection, message_id: str) -> tuple[str, s
 
 
 _OWNERS = (
-    select(send_attempts.c.provider_message_id, notifications.c.account_id, notifications.c.id)
+    select(
+        send_attempts.c.provider_message_id,
+        notifications.c.account_id,
+        notifications.c.id,
+        send_attempts.c.provider,
+        send_attempts.c.attempt,
+    )
     .join(send_attempts, send_attempts.c.notification_id == notifications.c.id)
     .where(send_attempts.c.provider_message_id.in_(bindparam("ids", expanding=True)))
 )
@@ -898,24 +912,32 @@ _OWNERS = (
 
 #: _OWNERS on the driver's connection (the callback path's hot read)
 _OWNERS_POSTGRES = (
-    "SELECT a.provider_message_id, n.account_id, n.id FROM send_attempts AS a"
+    "SELECT a.provider_message_id, n.account_id, n.id, a.provider, a.attempt"
+    " FROM send_attempts AS a"
     " JOIN notifications AS n ON n.id = a.notification_id"
     " WHERE a.provider_message_id = ANY(%(ids)s::text[])"
 )
 
 
-def _notifications_for_messages(
-    conn: Connection, message_ids: Sequence[str]
-) -> dict[str, tuple[str, str]]:
-    """``message id -> (account_id, notification_id)`` for the ids recorded so far."""
+class _Sender(NamedTuple):
+    """Who a provider message id belongs to, and which attempt (and provider) sent it."""
+
+    account_id: str
+    notification_id: str
+    provider: str
+    attempt: int
+
+
+def _notifications_for_messages(conn: Connection, message_ids: Sequence[str]) -> dict[str, _Sender]:
+    """``message id -> its sender`` for the ids recorded so far."""
     wanted = list({m for m in message_ids if m})
     if not wanted:
         return {}
     if conn.dialect.name == "postgresql":
         found = pg_statements.execute(conn, _OWNERS_POSTGRES, {"ids": wanted})
-        return {sid: (account_id, nid) for sid, account_id, nid in found}
-    rows = conn.execute(_OWNERS, {"ids": wanted}).all()
-    return {r.provider_message_id: (r.account_id, r.id) for r in rows}
+    else:
+        found = [tuple(r) for r in conn.execute(_OWNERS, {"ids": wanted}).all()]
+    return {sid: _Sender(*rest) for sid, *rest in found}
 
 
 # built once: the sender runs them in every journal transaction
@@ -953,7 +975,11 @@ def _claim_pending_callbacks(conn: Connection, events: Sequence[Event]) -> list[
     for _, message_id, params in rows:
         origin = sent[message_id]
         event = event_from_twilio_status(
-            origin.account_id, origin.notification_id, orjson.loads(params)
+            origin.account_id,
+            origin.notification_id,
+            orjson.loads(params),
+            provider=origin.provider,
+            attempt=origin.attempt,
         )
         if event is not None:
             claimed.append(event)
