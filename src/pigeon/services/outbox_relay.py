@@ -14,11 +14,12 @@ Several relays may run (one per ``pigeon run``/``pigeon worker outbox-relay``):
 one holds the leadership (see :mod:`pigeon.store.outbox`), the rest stand by
 and take over within ``standby_interval`` when it dies.
 
-Under a steady stream the relay claims at most once per ``linger`` (10 ms):
-at 50 requests/s every accept, sender commit and callback used to wake it for
-a claim, a publish, a doorbell ring and an empty claim of its own, about
-twenty PostgreSQL transactions per SMS. After a quiet spell the first row is
-claimed as soon as its commit's ``NOTIFY`` arrives.
+Under a steady stream the relay claims at most once per ``linger`` (10 ms).
+Every accept, sender commit and callback used to wake it for a claim, a
+publish, a doorbell ring and an empty claim of its own: at 50 SMS/s the stack
+ran 26 PostgreSQL transactions per SMS (16 with the linger) and the relay used
+35 % of a core (15 %). After a quiet spell the first row is claimed as soon
+as its commit's ``NOTIFY`` arrives.
 """
 
 from __future__ import annotations
