@@ -67,7 +67,7 @@ def insert_rows(conn: Connection, inserts: Sequence[Rows], notify: str | None = 
     """Insert every table's rows and ``NOTIFY notify`` (if given) in one statement.
 
     Runs in ``conn``'s open transaction (PostgreSQL only). Tables without rows
-    are left out.
+    are left out. ``notify`` is a channel name of ours, written into the SQL.
     """
     shape_parts: list[tuple[str, tuple[str, ...]]] = []
     params: dict[str, list[Any]] = {}
@@ -123,7 +123,9 @@ def update_rows(
     conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
 
 
-#: the events of ``consumer`` (first parameter) not recorded before, recorded now
+#: ``ids`` (event ids) that ``consumer`` had not recorded before, recorded now: a
+#: concurrent transaction recording the same id makes this one wait, then skip it
+#: if that one committed
 FIRST_TIME = (
     "INSERT INTO processed_events (consumer, event_id)"
     " SELECT %(consumer)s, e FROM unnest(%(ids)s::text[]) AS e"

@@ -71,8 +71,7 @@ def first_time(conn: Connection, consumer: str, events: Sequence[E]) -> list[E]:
     if not unique:
         return []
     if conn.dialect.name == "postgresql":
-        # one statement; a concurrent transaction recording the same id makes it wait,
-        # then skip the id if that one committed
+        # one statement (see FIRST_TIME)
         recorded = pg_statements.execute(
             conn,
             pg_statements.FIRST_TIME,
