@@ -10,18 +10,23 @@ retry policies and HTTP handlers decide on *our* types, never on strings::
     ├── ValidationError            caller input is invalid; names the field and reason
     │   └── InvalidPhoneNumber
     ├── AuthenticationError        missing or unknown API key
+    ├── PermissionDenied           a known key that may not do this (an admin route)
     ├── NotFoundError              no such resource (for this account)
     ├── ConflictError              the request conflicts with stored state
+    ├── KeyAlreadyUsed             another request claimed this idempotency key first
     ├── DeliveryError              a send or processing step failed
     │   ├── TransientError         may succeed later: retry with backoff
     │   │   ├── ProviderUnavailable   timeout, connection error, 5xx
+    │   │   │   ├── ProviderOutcomeUnknown  the provider may have it: look it up first
+    │   │   │   └── CircuitOpen     no provider tried: every breaker is open
     │   │   └── ProviderRateLimited   429 / Twilio 20429; carries retry_after
     │   └── PermanentError         will never succeed: fail or dead-letter
     │       ├── ProviderRejected      e.g. Twilio 21211 invalid 'To'
     │       └── MalformedEvent        an event that cannot be parsed
     ├── BusError                   the event bus failed (I/O, lost lease)
     │   └── BusUnavailable
-    └── StoreUnavailable           the database cannot be read or written right now
+    ├── StoreUnavailable           the database cannot be read or written right now
+    └── SchemaNotMigrated          the database's schema is not this Pigeon's
 """
 
 from __future__ import annotations
@@ -69,6 +74,10 @@ class ConflictError(PigeonError):
     """The request conflicts with what is already stored."""
 
 
+class KeyAlreadyUsed(PigeonError):
+    """Another request claimed this idempotency key first (it may still be committing)."""
+
+
 class DeliveryError(PigeonError):
     """A delivery step failed; subclasses say whether retrying can help."""
 
@@ -97,6 +106,17 @@ class TransientError(DeliveryError):
 
 class ProviderUnavailable(TransientError):
     """The provider timed out, refused the connection or answered 5xx."""
+
+
+class ProviderOutcomeUnknown(ProviderUnavailable):
+    """The request may have reached the provider, but no answer came back.
+
+    A timeout after the request was written, a connection dropped before the
+    response, or a 2xx we cannot read. Retrying is right, but re-sending
+    blindly may deliver the SMS twice: look it up with
+    :meth:`~pigeon.providers.port.ReconcilingProvider.find_sent` first, and do
+    not fail over to another provider within the same attempt.
+    """
 
 
 class CircuitOpen(ProviderUnavailable):

@@ -3,7 +3,7 @@
 ::
 
     port.py           the interface, its value objects, ReconcilingProvider (find_sent)
-                      and ProviderOutcomeUnknown
+                      (ProviderOutcomeUnknown, re-exported here, lives in pigeon.errors)
     twilio.py         the adapter for Twilio's REST API (and Pigeon's sandbox)
     twilio_errors.py  Twilio error codes -> retry / slow down / give up
     twilio_lookup.py  finding a sent message through Twilio's list API
@@ -15,8 +15,8 @@
     factory.py        build_sms_provider() and parse_providers() for bootstrap
 """
 
+from pigeon.errors import ProviderOutcomeUnknown
 from pigeon.providers.port import (
-    ProviderOutcomeUnknown,
     ProviderReceipt,
     ReconcilingProvider,
     SmsMessage,

@@ -29,6 +29,7 @@ from datetime import datetime
 from pigeon.errors import (
     CircuitOpen,
     PermanentError,
+    ProviderOutcomeUnknown,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -36,7 +37,6 @@ from pigeon.errors import (
 )
 from pigeon.providers.breaker import BreakerState, CircuitBreaker
 from pigeon.providers.port import (
-    ProviderOutcomeUnknown,
     ProviderReceipt,
     ReconcilingProvider,
     SmsMessage,

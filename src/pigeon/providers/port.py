@@ -2,8 +2,8 @@
 
 Besides :class:`SmsProvider` it declares :class:`ReconcilingProvider`, the
 optional look-up that closes the duplicate window ("the provider accepted, we
-never heard"), and :class:`ProviderOutcomeUnknown`, the error that says a
-send ended in exactly that window.
+never heard"); :class:`~pigeon.errors.ProviderOutcomeUnknown` is the error
+that says a send ended in exactly that window.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
-
-from pigeon.errors import ProviderUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +68,7 @@ class ReconcilingProvider(SmsProvider, Protocol):
     """A provider that can tell whether it already accepted a message.
 
     The sender asks before re-sending a message whose earlier attempt ended in
-    :class:`ProviderOutcomeUnknown` or never finished (worker killed).
+    :class:`~pigeon.errors.ProviderOutcomeUnknown` or never finished (worker killed).
     """
 
     async def find_sent(
@@ -85,17 +83,6 @@ class ReconcilingProvider(SmsProvider, Protocol):
         ``sent_after`` must be timezone-aware.
         """
         ...
-
-
-class ProviderOutcomeUnknown(ProviderUnavailable):
-    """The request may have reached the provider, but no answer came back.
-
-    A timeout after the request was written, a connection dropped before the
-    response, or a 2xx we cannot read. Retrying is right, but re-sending
-    blindly may deliver the SMS twice: look it up with
-    :meth:`ReconcilingProvider.find_sent` first, and do not fail over to
-    another provider within the same attempt.
-    """
 
 
 def supports_find_sent(provider: SmsProvider) -> bool:

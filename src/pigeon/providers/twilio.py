@@ -31,9 +31,14 @@ import aiohttp
 import orjson
 
 from pigeon.domain.phone import mask_phone
-from pigeon.errors import ProviderRateLimited, ProviderRejected, ProviderUnavailable
+from pigeon.errors import (
+    ProviderOutcomeUnknown,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from pigeon.providers import twilio_lookup as lookup
-from pigeon.providers.port import ProviderOutcomeUnknown, ProviderReceipt, SmsMessage
+from pigeon.providers.port import ProviderReceipt, SmsMessage
 from pigeon.providers.retry_after import parse_retry_after
 from pigeon.providers.twilio_errors import ErrorKind, classify, meaning_of
 

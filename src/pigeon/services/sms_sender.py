@@ -37,9 +37,14 @@ from pigeon.domain.events import (
 )
 from pigeon.domain.phone import mask_phone
 from pigeon.domain.retry import RetryPolicy
-from pigeon.errors import CircuitOpen, MalformedEvent, PermanentError, TransientError
-from pigeon.providers.port import (
+from pigeon.errors import (
+    CircuitOpen,
+    MalformedEvent,
+    PermanentError,
     ProviderOutcomeUnknown,
+    TransientError,
+)
+from pigeon.providers.port import (
     ProviderReceipt,
     ReconcilingProvider,
     SmsMessage,

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from pigeon.domain.events import utcnow
-from pigeon.errors import PigeonError
+from pigeon.errors import KeyAlreadyUsed
 from pigeon.store.schema import idempotency_keys
 
 
@@ -42,10 +42,6 @@ class IdempotentRecord:
     notification_id: str
     response: str
     created_at: datetime
-
-
-class KeyAlreadyUsed(PigeonError):
-    """Another request claimed this idempotency key first (it may still be committing)."""
 
 
 def claim(

@@ -39,7 +39,13 @@ from pigeon.domain.notification import (
     TimelineEntry,
     UsageDay,
 )
-from pigeon.errors import ConflictError, NotFoundError, StoreUnavailable, ValidationError
+from pigeon.errors import (
+    ConflictError,
+    KeyAlreadyUsed,
+    NotFoundError,
+    StoreUnavailable,
+    ValidationError,
+)
 from pigeon.store import attempts, idempotency, migrate, pg_statements, projection, retention
 from pigeon.store import dead_letters as dlq
 from pigeon.store import intake as intake_sql
@@ -388,7 +394,7 @@ class SqlStore:
 
         try:
             await (self._intake_commits or self._commits).submit(work)
-        except idempotency.KeyAlreadyUsed:
+        except KeyAlreadyUsed:
             # a concurrent request with the same key won; answer as it was answered
             for _ in range(50):
                 found = await self.find_idempotent(request.account_id, request.key)

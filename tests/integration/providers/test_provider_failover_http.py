@@ -11,11 +11,11 @@ import pytest
 from providers_testkit import TO, entry
 from tests.support import eventually
 
-from pigeon.errors import ProviderRejected, ProviderUnavailable
+from pigeon.errors import ProviderOutcomeUnknown, ProviderRejected, ProviderUnavailable
 from pigeon.providers.breaker import BreakerState
 from pigeon.providers.factory import ProviderSettings, build_sms_provider
 from pigeon.providers.failover import FailoverProvider
-from pigeon.providers.port import ProviderOutcomeUnknown, SmsMessage
+from pigeon.providers.port import SmsMessage
 from pigeon.sandbox import FaultConfig, SandboxServer
 
 MESSAGE = SmsMessage(to=TO, body="Your table is ready")

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from providers_testkit import ACCOUNT_SID, AUTH_TOKEN, FROM, TO, entry
 
+from pigeon.errors import ProviderOutcomeUnknown
 from pigeon.providers.factory import ProviderSettings, build_sms_provider
-from pigeon.providers.port import ProviderOutcomeUnknown, SmsMessage
+from pigeon.providers.port import SmsMessage
 from pigeon.providers.twilio import TwilioSmsProvider
 from pigeon.sandbox import FaultConfig, SandboxServer
 

@@ -11,8 +11,13 @@ import pytest
 from sandbox_testkit import ACCOUNT_SID, AUTH_TOKEN, FROM, TO, CallbackReceiver
 from tests.support import eventually
 
-from pigeon.errors import ProviderRateLimited, ProviderRejected, ProviderUnavailable
-from pigeon.providers.port import ProviderOutcomeUnknown, SmsMessage
+from pigeon.errors import (
+    ProviderOutcomeUnknown,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from pigeon.providers.port import SmsMessage
 from pigeon.providers.signature import is_valid_signature
 from pigeon.providers.twilio import TwilioSmsProvider
 from pigeon.sandbox import FaultConfig, SandboxServer

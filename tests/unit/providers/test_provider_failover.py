@@ -9,6 +9,7 @@ import pytest
 
 from pigeon.errors import (
     CircuitOpen,
+    ProviderOutcomeUnknown,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -17,7 +18,6 @@ from pigeon.errors import (
 from pigeon.providers.breaker import BreakerState
 from pigeon.providers.failover import FailoverProvider
 from pigeon.providers.port import (
-    ProviderOutcomeUnknown,
     ProviderReceipt,
     SmsMessage,
     SmsProvider,

@@ -18,11 +18,12 @@ from tests.support import free_port
 from pigeon.errors import (
     DeliveryError,
     PermanentError,
+    ProviderOutcomeUnknown,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
 )
-from pigeon.providers.port import ProviderOutcomeUnknown, SmsMessage
+from pigeon.providers.port import SmsMessage
 from pigeon.providers.twilio import TwilioSmsProvider
 from pigeon.providers.twilio_errors import TWILIO_ERROR_CODES, ErrorKind, classify, meaning_of
 
