@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
@@ -38,7 +38,6 @@ _JOURNAL = select(
     send_attempts.c.outcome,
     send_attempts.c.started_at,
 ).where(send_attempts.c.notification_id.in_(_IDS))
-_INSERT_ATTEMPTS = insert(send_attempts)
 _FINISH = update(send_attempts).where(
     and_(
         send_attempts.c.notification_id == bindparam("nid"),
@@ -127,10 +126,7 @@ def begin_attempts(conn: Connection, requests: Sequence[tuple[str, str]]) -> lis
                     try_number=1 + sum(o not in _NOT_TRIES for _, o in previous),
                 )
             )
-    if rows and conn.dialect.name == "postgresql":
-        pg_statements.insert_rows(conn, [(send_attempts, rows)])
-    elif rows:
-        conn.execute(_INSERT_ATTEMPTS, rows)
+    pg_statements.insert_many(conn, send_attempts, rows)
     return starts
 
 

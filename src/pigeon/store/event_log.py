@@ -23,7 +23,7 @@ from sqlalchemy.sql.base import Executable
 from pigeon.bus.port import HEADER_EVENT_TYPE
 from pigeon.bus.sqlite_schema import log_row
 from pigeon.domain.events import Event, encode, route, utcnow
-from pigeon.store.pg_statements import insert_rows
+from pigeon.store.pg_statements import insert_many
 from pigeon.store.schema import outbox
 
 INSERT_EVENT = text(
@@ -144,9 +144,7 @@ def append(
 ) -> None:
     """Insert ``events`` (and ``raw`` messages) in ``conn``'s open transaction."""
     rows = log.rows(events) + log.raw_rows(raw)
-    if not rows:
-        return
-    if isinstance(log, OutboxEventLog) and conn.dialect.name == "postgresql":
-        insert_rows(conn, [(outbox, rows)])  # one statement, however many rows
-        return
-    conn.execute(log.statement, rows)
+    if isinstance(log, OutboxEventLog):
+        insert_many(conn, outbox, rows)  # on PostgreSQL one statement, however many rows
+    elif rows:
+        conn.execute(log.statement, rows)

@@ -15,10 +15,22 @@ the tables.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Date, DateTime, Integer, LargeBinary, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Insert,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    insert,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
@@ -42,25 +54,24 @@ def array_type(column_type: TypeEngine[Any]) -> str:
     raise TypeError(f"no array type for {column_type!r}")
 
 
-_SQL: dict[tuple[tuple[tuple[str, tuple[str, ...]], ...], str | None], str] = {}
+#: a statement's shape: each table with the columns written, and the channel notified
+_Shape = tuple[tuple[tuple[Table, tuple[str, ...]], ...], str | None]
+_SQL: dict[_Shape, str] = {}
 
 
-def _statement(shape: tuple[tuple[str, tuple[str, ...]], ...], notify: str | None) -> str:
+def _statement(shape: _Shape) -> str:
+    tables, notify = shape
     parts = []
-    for index, (table_name, columns) in enumerate(shape):
-        table = _TABLES[table_name]
+    for index, (table, columns) in enumerate(tables):
         arrays = ", ".join(
             f"%(t{index}_{name})s::{array_type(table.c[name].type)}" for name in columns
         )
         parts.append(
-            f"t{index} AS (INSERT INTO {table_name} ({', '.join(columns)})"
+            f"t{index} AS (INSERT INTO {table.name} ({', '.join(columns)})"
             f" SELECT * FROM unnest({arrays}))"
         )
     final = f"SELECT pg_notify('{notify}', '')" if notify is not None else "SELECT 1"
     return f"WITH {', '.join(parts)} {final}"
-
-
-_TABLES: dict[str, Table] = {}
 
 
 def insert_rows(conn: Connection, inserts: Sequence[Rows], notify: str | None = None) -> None:
@@ -69,24 +80,37 @@ def insert_rows(conn: Connection, inserts: Sequence[Rows], notify: str | None = 
     Runs in ``conn``'s open transaction (PostgreSQL only). Tables without rows
     are left out. ``notify`` is a channel name of ours, written into the SQL.
     """
-    shape_parts: list[tuple[str, tuple[str, ...]]] = []
+    tables: list[tuple[Table, tuple[str, ...]]] = []
     params: dict[str, list[Any]] = {}
     for table, rows in inserts:
         if not rows:
             continue
-        _TABLES.setdefault(table.name, table)
         columns = tuple(rows[0])
-        index = len(shape_parts)
-        shape_parts.append((table.name, columns))
         for name in columns:
-            params[f"t{index}_{name}"] = [row[name] for row in rows]
-    if not shape_parts:
+            params[f"t{len(tables)}_{name}"] = [row[name] for row in rows]
+        tables.append((table, columns))
+    if not tables:
         return
-    shape = (tuple(shape_parts), notify)
+    shape = (tuple(tables), notify)
     sql = _SQL.get(shape)
     if sql is None:
-        sql = _SQL[shape] = _statement(*shape)
+        sql = _SQL[shape] = _statement(shape)
     conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``table``: one statement on PostgreSQL, an executemany elsewhere."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        insert_rows(conn, [(table, rows)])
+    else:
+        conn.execute(_insert(table), list(rows))
+
+
+@functools.cache
+def _insert(table: Table) -> Insert:
+    return insert(table)
 
 
 def execute(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:

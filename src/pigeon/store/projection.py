@@ -61,7 +61,6 @@ _LOCKED = (
 _STEPS = select(timeline.c.notification_id, timeline.c.status, timeline.c.detail).where(
     timeline.c.notification_id.in_(_IDS)
 )
-_INSERT_TIMELINE = insert(timeline)
 _UPDATE_NOTIFICATION = update(notifications).where(notifications.c.id == bindparam("nid"))
 
 
@@ -157,12 +156,10 @@ def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> 
         row["updated_at"] = event.occurred_at
     # sorted: concurrent projectors on PostgreSQL lock rows in one order, never deadlock
     changed = [row for nid, row in sorted(rows.items()) if _differs(row, before[nid])]
+    pg_statements.insert_many(conn, timeline, entries)
     if conn.dialect.name == "postgresql":
-        pg_statements.insert_rows(conn, [(timeline, entries)])
         pg_statements.update_rows(conn, notifications, ("id",), changed)
         return len(changed)
-    if entries:
-        conn.execute(_INSERT_TIMELINE, entries)
     if changed:
         conn.execute(
             _UPDATE_NOTIFICATION,

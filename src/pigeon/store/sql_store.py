@@ -359,7 +359,7 @@ class SqlStore:
             return
         if self.url.dialect == "postgresql":
             # one statement for the group's rows and the relay's NOTIFY (pg_statements)
-            await self._commits.merged(_accept_postgres, notification, quiet=True)
+            await self._commits.merged(self._accept_postgres, notification, quiet=True)
             return
         await self._commits.write(
             [
@@ -368,6 +368,19 @@ class SqlStore:
                 (self._log.statement, self._log.rows([notification.requested_event()])),
             ]
         )
+
+    def _accept_postgres(self, conn: Connection, accepted: list[Notification]) -> list[None]:
+        """A group of accepted notifications: rows, events and NOTIFY in one statement."""
+        pg_statements.insert_rows(
+            conn,
+            [
+                (notifications, [notification_values(n) for n in accepted]),
+                (timeline, [_accepted_entry(n) for n in accepted]),
+                (outbox, self._log.rows([n.requested_event() for n in accepted])),
+            ],
+            notify=OUTBOX_CHANNEL,
+        )
+        return [None] * len(accepted)
 
     async def accept_idempotent(
         self, notification: Notification, request: idempotency.IdempotentRequest
@@ -830,23 +843,6 @@ class SqlStore:
     ) -> int:
         # quiet: a purge publishes nothing, so its commit wakes no consumer
         return await self._commits.submit(lambda conn: chunk(conn, before, limit), quiet=True)
-
-
-_OUTBOX_LOG = OutboxEventLog()
-
-
-def _accept_postgres(conn: Connection, accepted: list[Notification]) -> list[None]:
-    """A group of accepted notifications: rows, events and NOTIFY in one statement."""
-    pg_statements.insert_rows(
-        conn,
-        [
-            (notifications, [notification_values(n) for n in accepted]),
-            (timeline, [_accepted_entry(n) for n in accepted]),
-            (outbox, _OUTBOX_LOG.rows([n.requested_event() for n in accepted])),
-        ],
-        notify=OUTBOX_CHANNEL,
-    )
-    return [None] * len(accepted)
 
 
 def _accepted_entry(notification: Notification) -> dict[str, object]:
