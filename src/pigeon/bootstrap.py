@@ -44,7 +44,7 @@ from pigeon.services.dead_letter_recorder import DeadLetterRecorder
 from pigeon.services.intake_relay import IntakeRelay
 from pigeon.services.outbox_relay import OutboxRelay
 from pigeon.services.projector import STATUS_GROUP, USAGE_GROUP, StatusProjector, UsageMeter
-from pigeon.services.retention import Retention, RetentionPolicy
+from pigeon.services.retention import PlannerStatistics, Retention, RetentionPolicy
 from pigeon.services.sms_sender import GROUP as SENDER_GROUP
 from pigeon.services.sms_sender import SmsSender
 from pigeon.services.status_poller import StatusPoller
@@ -230,6 +230,8 @@ class Pigeon:
         if name == "status-projector":
             # every stack runs this worker; several running passes at once is harmless
             periodic.append(self.retention())
+            if self.store.keeps_planner_statistics:
+                periodic.append(PlannerStatistics(self.store))
         if isinstance(self.bus, SqliteEventBus) and not self._intake_relay:
             # one per worker process: what the API accepted reaches the log whichever runs
             self._intake_relay.append(IntakeRelay(self.store))

@@ -179,3 +179,41 @@ class Retention(Periodic):
                 await asyncio.wait_for(self._stopping.wait(), self._policy.pause_seconds)
             if self._stopping.is_set():
                 return total
+
+
+class StatisticsStore(Protocol):
+    """A store whose query plans depend on table statistics it keeps itself."""
+
+    async def refresh_statistics(self) -> list[str]:
+        """Bring stale table statistics up to date; the tables refreshed."""
+        ...
+
+
+class PlannerStatistics(Periodic):
+    """Keeps the store's planner statistics fresh as its tables grow (PostgreSQL).
+
+    Run beside :class:`Retention` by each status-projector worker; a pass is one
+    catalog query, plus an ``ANALYZE`` of the tables that changed by more than
+    autovacuum's threshold since their last one (see
+    :mod:`pigeon.store.planner_statistics` for why Pigeon does not leave this to
+    the server).
+    """
+
+    WHAT = "planner statistics refresh"
+    CATCH_ALL = True
+
+    #: between passes: a young table's plans improve within seconds of it growing
+    INTERVAL_SECONDS = 2.0
+
+    def __init__(self, store: StatisticsStore, interval: float = INTERVAL_SECONDS) -> None:
+        super().__init__(interval)
+        self._store = store
+        #: completed passes (tests wait on it)
+        self.passes = 0
+
+    async def sweep(self) -> list[str]:
+        tables = await self._store.refresh_statistics()
+        self.passes += 1
+        if tables:
+            log.debug("analyzed %s", ", ".join(tables))
+        return tables

@@ -46,7 +46,15 @@ from pigeon.errors import (
     StoreUnavailable,
     ValidationError,
 )
-from pigeon.store import attempts, idempotency, migrate, pg_statements, projection, retention
+from pigeon.store import (
+    attempts,
+    idempotency,
+    migrate,
+    pg_statements,
+    planner_statistics,
+    projection,
+    retention,
+)
 from pigeon.store import dead_letters as dlq
 from pigeon.store import intake as intake_sql
 from pigeon.store import outbox as outbox_sql
@@ -837,6 +845,21 @@ class SqlStore:
         """Delete up to ``limit`` final notifications last changed before ``before``, with
         their timeline and attempts; returns how many notifications."""
         return await self._purge(retention.purge_notifications, before, limit)
+
+    @property
+    def keeps_planner_statistics(self) -> bool:
+        """Whether :meth:`refresh_statistics` has work to do (on PostgreSQL)."""
+        return self.url.dialect == "postgresql"
+
+    async def refresh_statistics(self) -> list[str]:
+        """``ANALYZE`` the tables that changed enough since their last one (PostgreSQL;
+        see :mod:`pigeon.store.planner_statistics`); returns their names."""
+        if not self.keeps_planner_statistics:
+            return []
+        async with self._read() as conn:
+            tables = await conn.run_sync(planner_statistics.refresh)
+            await conn.commit()
+        return tables
 
     async def _purge(
         self, chunk: Callable[[Connection, datetime, int], int], before: datetime, limit: int
