@@ -18,7 +18,7 @@ from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.admin import admin_router
 from pigeon.api.deps import AccountDep, could_be_our_id, json_response
-from pigeon.api.fast_path import FastPath, SignatureCheck, callback_refusal
+from pigeon.api.fast_path import FastPath, SignatureCheck
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.limits import BodySizeLimit
 from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
@@ -27,6 +27,7 @@ from pigeon.domain.events import (
 )
 from pigeon.errors import ConflictError, NotFoundError, PigeonError
 from pigeon.providers.signature import is_valid_signature
+from pigeon.providers.twilio_reports import callback_refusal, report_from_callback
 from pigeon.store.idempotency import IdempotentRequest
 from pigeon.store.sql_store import SqlStore
 
@@ -198,7 +199,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         refusal = callback_refusal(params)
         if refusal is not None:
             return problems.problem(400, refusal)
-        if not await store.record_status_callback(params):
+        if not await store.record_delivery_report(report_from_callback(params)):
             log.info("status callback for a message id we have not recorded yet; kept")
         return Response(status_code=200)
 

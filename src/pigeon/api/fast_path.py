@@ -31,7 +31,7 @@ from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.problems import store_unavailable
 from pigeon.api.schemas import SendNotification
 from pigeon.errors import PigeonError, StoreUnavailable
-from pigeon.providers.twilio import MAX_MESSAGE_ID_CHARS
+from pigeon.providers.twilio_reports import callback_refusal, report_from_callback
 from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class FastPath:
         if not self._signature_ok(query, params, signature) or callback_refusal(params):
             return False
         try:
-            if not await self._store.record_status_callback(params):
+            if not await self._store.record_delivery_report(report_from_callback(params)):
                 log.info("status callback for a message id we have not recorded yet; kept")
         except StoreUnavailable as exc:
             log.error("store unavailable: %s", exc)
@@ -139,19 +139,6 @@ class FastPath:
             return True
         await _respond(send, 200, b"", [])
         return True
-
-
-def callback_refusal(params: dict[str, str]) -> str | None:
-    """Why a signed status callback cannot be stored (a 400), or None when it can."""
-    sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    if len(sid) > MAX_MESSAGE_ID_CHARS:
-        # Twilio's ids have 34 characters; a longer one is none we sent, nor storable
-        return f"MessageSid is longer than {MAX_MESSAGE_ID_CHARS} characters"
-    for name, value in params.items():
-        # no provider sends NUL, and PostgreSQL text cannot hold it: refuse, do not store
-        if "\x00" in name or "\x00" in value:
-            return f"status callback field {name!r} holds a NUL character (%00)"
-    return None
 
 
 async def _read(receive: Receive, limit: int) -> tuple[list[bytes], bool]:

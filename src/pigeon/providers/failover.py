@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pigeon.domain.delivery import DeliveryReport
 from pigeon.errors import (
     CircuitOpen,
     PermanentError,
@@ -41,6 +42,7 @@ from pigeon.providers.port import (
     ReconcilingProvider,
     SmsMessage,
     SmsProvider,
+    StatusFetchingProvider,
     supports_find_sent,
 )
 
@@ -164,15 +166,14 @@ class FailoverProvider:
             return receipt
         raise self._exhausted(failures, skipped)
 
-    async def fetch_status(self, message_id: str, provider_name: str) -> dict[str, str]:
-        """The status of ``message_id`` at the member called ``provider_name``."""
+    async def fetch_status(self, message_id: str, provider_name: str) -> DeliveryReport:
+        """The report on ``message_id`` of the member called ``provider_name``
+        (:class:`~pigeon.providers.port.StatusLookup`)."""
         for member in self.members:
             if member.provider.name == provider_name:
-                fetch = getattr(member.provider, "fetch_status", None)
-                if fetch is None:
+                if not isinstance(member.provider, StatusFetchingProvider):
                     break
-                result: dict[str, str] = await fetch(message_id)
-                return result
+                return await member.provider.fetch_status(message_id)
         raise ProviderRejected(f"{self.name}: no provider {provider_name!r} can fetch statuses")
 
     async def find_sent(

@@ -34,12 +34,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from pigeon.domain.delivery import DeliveryReport
 from pigeon.errors import ProviderRejected, ProviderUnavailable
 from pigeon.providers.port import (
     ProviderReceipt,
     ReconcilingProvider,
     SmsMessage,
     SmsProvider,
+    StatusFetchingProvider,
     supports_find_sent,
 )
 
@@ -332,13 +334,11 @@ class PacedProvider:
                 raise
         return await self.inner.send(message)
 
-    async def fetch_status(self, message_id: str) -> dict[str, str]:
+    async def fetch_status(self, message_id: str) -> DeliveryReport:
         """Delegate, unpaced: a read does not send anything."""
-        fetch = getattr(self.inner, "fetch_status", None)
-        if fetch is None:
+        if not isinstance(self.inner, StatusFetchingProvider):
             raise ProviderRejected(f"{self.name} cannot fetch message statuses")
-        result: dict[str, str] = await fetch(message_id)
-        return result
+        return await self.inner.fetch_status(message_id)
 
     async def find_sent(
         self, message: SmsMessage, *, sent_after: datetime

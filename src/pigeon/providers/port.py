@@ -2,8 +2,11 @@
 
 Besides :class:`SmsProvider` it declares :class:`ReconcilingProvider`, the
 optional look-up that closes the duplicate window ("the provider accepted, we
-never heard"); :class:`~pigeon.errors.ProviderOutcomeUnknown` is the error
-that says a send ended in exactly that window.
+never heard"), and :class:`StatusFetchingProvider`, the optional status fetch
+that recovers a lost status callback, answered as a domain
+:class:`~pigeon.domain.delivery.DeliveryReport`.
+:class:`~pigeon.errors.ProviderOutcomeUnknown` is the error that says a send
+ended in exactly that duplicate window.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+from pigeon.domain.delivery import DeliveryReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,27 @@ class ReconcilingProvider(SmsProvider, Protocol):
         :class:`~pigeon.errors.PermanentError` when it refuses to answer at all.
         ``sent_after`` must be timezone-aware.
         """
+        ...
+
+
+@runtime_checkable
+class StatusFetchingProvider(SmsProvider, Protocol):
+    """A provider that can say where a message it accepted is now."""
+
+    async def fetch_status(self, message_id: str) -> DeliveryReport:
+        """The provider's current report on ``message_id``.
+
+        Raises a :class:`~pigeon.errors.TransientError` when it cannot be asked
+        now, a :class:`~pigeon.errors.PermanentError` when it cannot answer.
+        """
+        ...
+
+
+class StatusLookup(Protocol):
+    """Asks the provider that sent a message where it is now (the status poller's port)."""
+
+    async def fetch_status(self, message_id: str, provider_name: str) -> DeliveryReport:
+        """The report of the provider called ``provider_name`` on ``message_id``."""
         ...
 
 

@@ -30,6 +30,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 
+from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.phone import mask_phone
 from pigeon.errors import (
     ProviderOutcomeUnknown,
@@ -41,13 +42,12 @@ from pigeon.providers import twilio_lookup as lookup
 from pigeon.providers.port import ProviderReceipt, SmsMessage
 from pigeon.providers.retry_after import parse_retry_after
 from pigeon.providers.twilio_errors import ErrorKind, classify, meaning_of
+from pigeon.providers.twilio_reports import MAX_MESSAGE_ID_CHARS, report_from_resource
 
 #: how much of an unreadable answer an error quotes
 RAW_EXCERPT_BYTES = 200
 #: the longest text from an answer (Twilio's message, its docs link) an error quotes
 MAX_QUOTED_CHARS = 300
-#: the longest message id we accept (Twilio's have 34 characters; the store keeps 64)
-MAX_MESSAGE_ID_CHARS = 64
 
 _DEFAULT_SETTINGS_HINT = "PIGEON_TWILIO_ACCOUNT_SID, PIGEON_TWILIO_AUTH_TOKEN and PIGEON_SMS_FROM"
 #: the content type of a form encoded by hand (see send)
@@ -191,11 +191,11 @@ class TwilioSmsProvider:
                 return self._receipt(dict(match[0]), 200, b"")
         return None
 
-    async def fetch_status(self, message_id: str) -> dict[str, str]:
-        """The message's current status as callback parameters (``GET Messages/{Sid}.json``).
+    async def fetch_status(self, message_id: str) -> DeliveryReport:
+        """The message's current status (``GET Messages/{Sid}.json``).
 
         Used when status callbacks were lost (our API was down when the provider
-        called back): ``MessageSid``, ``MessageStatus`` and, if any, ``ErrorCode``.
+        called back).
         """
         url = self._messages_url.removesuffix(".json") + f"/{quote(message_id)}.json"
         session = self._state.session
@@ -214,18 +214,10 @@ class TwilioSmsProvider:
                 f"answer {_excerpt(raw)}",
                 http_status=status,
             )
-        state = payload.get("status")
-        params = {
-            "MessageSid": message_id,
-            "MessageStatus": _quoted(state) if isinstance(state, str) else "",
-        }
-        code = _code_or_none(payload.get("error_code"))
-        if code is not None:
-            params["ErrorCode"] = str(code)
         error_message = payload.get("error_message")
-        if isinstance(error_message, str) and error_message:
-            params["ErrorMessage"] = _quoted(error_message)
-        return params
+        if isinstance(error_message, str):  # quoted like every text taken from an answer
+            payload["error_message"] = _quoted(error_message)
+        return report_from_resource(message_id, payload)
 
     async def _get_page(
         self, message: SmsMessage, url: str, query: dict[str, str] | None

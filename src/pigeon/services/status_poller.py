@@ -12,20 +12,33 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
+from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.events import utcnow
 from pigeon.errors import PigeonError
-from pigeon.providers.failover import FailoverProvider
+from pigeon.providers.port import StatusLookup
 from pigeon.services.periodic import Periodic
-from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
 
-#: statuses worth recording: the provider has decided
-FINAL_AT_PROVIDER = ("delivered", "undelivered", "failed")
 #: a message still not final this long after sending is left alone
 GIVE_UP_AFTER = timedelta(days=3)
+
+
+class StaleSent(Protocol):
+    """What the poller needs of the store: who is stuck, and where reports go."""
+
+    async def stale_sent(
+        self, *, older_than: datetime, newer_than: datetime, limit: int = 200
+    ) -> list[tuple[str, str, str]]:
+        """``(notification, provider message id, provider)`` still ``sent`` in that window."""
+        ...
+
+    async def record_delivery_report(self, report: DeliveryReport) -> bool:
+        """Apply (or keep) a provider's report, as a status callback would be."""
+        ...
 
 
 class StatusPoller(Periodic):
@@ -35,8 +48,8 @@ class StatusPoller(Periodic):
 
     def __init__(
         self,
-        store: SqlStore,
-        provider: FailoverProvider,
+        store: StaleSent,
+        provider: StatusLookup,
         *,
         after_seconds: float,
         interval_seconds: float,
@@ -64,12 +77,12 @@ class StatusPoller(Periodic):
                 continue
             self._asked[notification_id] = clock
             try:
-                params = await self._provider.fetch_status(message_id, provider)
+                report = await self._provider.fetch_status(message_id, provider)
             except PigeonError as exc:
                 log.info("could not fetch the status of %s: %s", message_id, exc)
                 continue
-            if params.get("MessageStatus") in FINAL_AT_PROVIDER:
-                await self._store.record_status_callback(params)
+            if report.is_final:
+                await self._store.record_delivery_report(report)
                 recovered += 1
         if len(self._asked) > 100_000:  # forget old entries; they would be asked again
             self._asked.clear()

@@ -9,7 +9,8 @@ ever writes:
 
 - an accepted notification is one row of ``intake_notifications``: the
   notification's columns and its request event, in the form the store keeps them;
-- a status callback is one row of ``intake_callbacks`` (its raw parameters);
+- a status callback is one row of ``intake_callbacks`` (the provider's delivery
+  report, :meth:`~pigeon.domain.delivery.DeliveryReport.to_json`);
 - idempotency keys live here too, so an accept with a key stays one transaction.
 
 A ``202`` still means committed: the row is in the intake file's WAL before the
@@ -31,12 +32,11 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     Column,
     Float,
@@ -52,7 +52,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from pigeon.bus.sqlite_schema import INSERT_LOG, configure
+from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.notification import Notification
+from pigeon.providers.twilio_reports import upgrade_stored_callback
 from pigeon.store.event_log import EventLog
 from pigeon.store.rows import notification_values
 from pigeon.store.schema import idempotency_keys, notifications
@@ -128,8 +130,8 @@ _POSITIONS = "SELECT name, seq FROM intake_positions"
 _SET_POSITION = "INSERT OR REPLACE INTO intake_positions (name, seq) VALUES (?, ?)"
 _CREATED = NOTIFICATION_COLUMNS.index("created_at")
 
-#: applies callbacks' parameters in the store's transaction (see ``SqlStore``)
-CallbackApplier = Callable[[Connection, list[dict[str, str]]], list[bool]]
+#: applies delivery reports in the store's transaction (see ``SqlStore``)
+CallbackApplier = Callable[[Connection, list[DeliveryReport]], list[bool]]
 
 
 def intake_path(database: Path) -> Path:
@@ -152,8 +154,19 @@ def create_intake(path: Path) -> None:
         configure(conn)
         conn.execute("PRAGMA busy_timeout=10000")  # once per process: plain waiting is fine
         conn.executescript("BEGIN IMMEDIATE;\n" + ";\n".join(ddl) + ";\nCOMMIT;")
+        _upgrade_kept_callbacks(conn)
     finally:
         conn.close()
+
+
+def _upgrade_kept_callbacks(conn: sqlite3.Connection) -> None:
+    """Callbacks an older version appended as raw provider forms, as delivery reports
+    (the same conversion as the store's migration 0004)."""
+    rows = conn.execute("SELECT seq, params FROM intake_callbacks").fetchall()
+    upgraded = [(new, seq) for seq, params in rows if (new := upgrade_stored_callback(params))]
+    if upgraded:
+        with conn:
+            conn.executemany("UPDATE intake_callbacks SET params = ? WHERE seq = ?", upgraded)
 
 
 def accepted_row(notification: Notification, log: EventLog) -> dict[str, Any]:
@@ -172,9 +185,9 @@ def accepted_row(notification: Notification, log: EventLog) -> dict[str, Any]:
     return row
 
 
-def callback_row(params: Mapping[str, str]) -> dict[str, Any]:
-    """The intake row of a status callback."""
-    return {"params": orjson.dumps(dict(params)).decode()}
+def callback_row(report: DeliveryReport) -> dict[str, Any]:
+    """The intake row of a provider's delivery report (a status callback)."""
+    return {"params": report.to_json()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +233,7 @@ def move_chunk(
     callbacks = intake.execute(_SELECT_CALLBACKS, (at_c, limit)).fetchall()
     kept = 0
     if callbacks:
-        found = apply_callbacks(conn, [orjson.loads(params) for _, params in callbacks])
+        found = apply_callbacks(conn, [DeliveryReport.from_json(p) for _, p in callbacks])
         kept = found.count(False)
         at_c = callbacks[-1][0]
         raw.execute(_SET_POSITION, ("callbacks", at_c))

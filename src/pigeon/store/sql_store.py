@@ -13,13 +13,12 @@ import contextlib
 import hashlib
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-import orjson
 from sqlalchemy import bindparam, delete, func, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,7 +28,7 @@ from pigeon.bus.port import Message
 from pigeon.bus.sqlite_schema import create_schema
 from pigeon.bus.sqlite_signals import CommitSignals
 from pigeon.bus.sqlite_write_lock import FileWriteLock
-from pigeon.domain.callbacks import event_from_twilio_status
+from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.events import Event, SmsRequested, SmsSent, utcnow
 from pigeon.domain.ids import ulid
 from pigeon.domain.notification import (
@@ -495,24 +494,22 @@ class SqlStore:
             timeline=[TimelineEntry(e.status, utc(e.at), e.detail) for e in entries],
         )
 
-    async def record_status_callback(self, params: Mapping[str, str]) -> bool:
-        """Turn a provider status callback into an event, atomically.
+    async def record_delivery_report(self, report: DeliveryReport) -> bool:
+        """Turn a provider's delivery report (a status callback) into an event, atomically.
 
-        Returns False when no notification has the callback's message id yet;
-        the callback is then kept and applied once the sender records the id
+        Returns False when no notification has the report's message id yet;
+        the report is then kept and applied once the sender records the id
         (see :meth:`finish_attempts`), since providers may call back before
-        our own write of that id commits. With an intake file the callback is
+        our own write of that id commits. With an intake file the report is
         only appended there (True): the intake relay applies or keeps it.
         """
         if self._intake_commits is not None:
             # applied when the intake relay moves it (kept there if its id is not known yet)
-            await self._intake_commits.write([(_INSERT_INTAKE_CALLBACK, [callback_row(params)])])
+            await self._intake_commits.write([(_INSERT_INTAKE_CALLBACK, [callback_row(report)])])
             return True
         # PostgreSQL: apply_callbacks notifies the relay in its own insert statement
         quiet = self.url.dialect == "postgresql"
-        return bool(
-            await self._callback_commits.merged(self.apply_callbacks, dict(params), quiet=quiet)
-        )
+        return bool(await self._callback_commits.merged(self.apply_callbacks, report, quiet=quiet))
 
     # -- the intake file (embedded default) ----------------------------------------
     async def move_intake(self, limit: int = 512) -> intake_sql.Moved:
@@ -562,40 +559,40 @@ class SqlStore:
 
         return await self._intake_commits.submit(work, quiet=True)
 
-    def apply_callbacks(self, conn: Connection, callbacks: list[dict[str, str]]) -> list[bool]:
-        """Every callback of a group commit, set-based: one look-up, one insert each way."""
-        sids = [p.get("MessageSid") or p.get("SmsSid") or "" for p in callbacks]
+    def apply_callbacks(self, conn: Connection, reports: list[DeliveryReport]) -> list[bool]:
+        """Every delivery report of a group commit, set-based: one look-up, one insert
+        each way; a report whose message id no attempt recorded yet is kept."""
+        sids = [r.provider_message_id for r in reports]
         _lock_message_ids(conn, [sid for sid in sids if sid])
         owners = _notifications_for_messages(conn, sids)
         events: list[Event] = []
         pending: list[dict[str, object]] = []
         found: list[bool] = []
         now = utcnow()
-        for sid, params in zip(sids, callbacks, strict=True):
-            owner = owners.get(sid)
+        for report in reports:
+            owner = owners.get(report.provider_message_id)
             found.append(owner is not None)
             if owner is None:
                 pending.append(
                     {
-                        "provider_message_id": sid,
-                        "params": orjson.dumps(params).decode(),
+                        "provider_message_id": report.provider_message_id,
+                        "params": report.to_json(),
                         "received_at": now,
                     }
                 )
                 continue
             # the provider and attempt the journal recorded: with a failover list the
-            # callback comes from whichever provider sent it, not the default one
-            event = event_from_twilio_status(
+            # report comes from whichever provider sent it, not the default one
+            event = report.event(
                 owner.account_id,
                 owner.notification_id,
-                params,
                 provider=owner.provider,
                 attempt=owner.attempt,
             )
             if event is not None:
                 events.append(event)
         if conn.dialect.name == "postgresql":
-            # one statement; it notifies the relay (record_status_callback's commit is quiet)
+            # one statement; it notifies the relay (record_delivery_report's commit is quiet)
             pg_statements.insert_rows(
                 conn,
                 [(pending_callbacks, pending), (outbox, self._log.rows(events))],
@@ -999,10 +996,9 @@ def _claim_pending_callbacks(conn: Connection, events: Sequence[Event]) -> list[
     claimed = []
     for _, message_id, params in rows:
         origin = sent[message_id]
-        event = event_from_twilio_status(
+        event = DeliveryReport.from_json(params).event(
             origin.account_id,
             origin.notification_id,
-            orjson.loads(params),
             provider=origin.provider,
             attempt=origin.attempt,
         )

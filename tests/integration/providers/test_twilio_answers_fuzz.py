@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from tests.fuzzing import TIMEOUT, json_values, nasty_text, scaled
 from tests.support import serve_http
 
+from pigeon.domain.delivery import DeliveryReport
 from pigeon.errors import PermanentError, ProviderRateLimited, TransientError
 from pigeon.providers.port import ProviderReceipt, SmsMessage
 from pigeon.providers.retry_after import MAX_RETRY_AFTER_SECONDS
@@ -188,13 +189,14 @@ async def test_any_answer_to_a_status_fetch_or_look_up_is_a_result_or_a_transien
     script.answer = answer
 
     try:
-        params = await provider.fetch_status("SM" + "a" * 32)
+        report = await provider.fetch_status("SM" + "a" * 32)
     except Exception as exc:
         _check_error(exc, answer)
     else:
-        for value in params.values():
-            _check_storable(value)
-            assert len(value) <= 300
+        assert report.provider_message_id == "SM" + "a" * 32
+        _check_storable(report.error)
+        assert len(report.error) <= 300
+        assert DeliveryReport.from_json(report.to_json()) == report
     try:
         found = await provider.find_sent(MESSAGE, sent_after=datetime.now(UTC))
     except Exception as exc:

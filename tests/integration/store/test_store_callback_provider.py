@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from pigeon.domain.delivery import DeliveryReport, ReportedStatus
 from pigeon.domain.events import SmsSent, decode
 from pigeon.domain.notification import Notification
 from pigeon.store.attempts import AttemptResult
@@ -61,12 +62,12 @@ async def test_a_sent_callback_names_the_provider_and_attempt_of_the_journal(
     account = await store.ensure_account("acme")
     notification = Notification.new_sms(account_id=account.id, to="+14155550123", body="hi")
     await store.accept(notification)
-    callback = {"MessageSid": "SM0123456789", "MessageStatus": "sent"}
+    callback = DeliveryReport("SM0123456789", ReportedStatus.SENT)
     if early:
-        assert await store.record_status_callback(callback) is False  # kept for later
+        assert await store.record_delivery_report(callback) is False  # kept for later
     journaled = await _sent_by_backup(store, notification, "SM0123456789")
     if not early:
-        assert await store.record_status_callback(callback) is True
+        assert await store.record_delivery_report(callback) is True
 
     events = await _callback_events(store)
     assert len(events) == 2  # the sender's and the callback's

@@ -14,10 +14,10 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 import pytest
 from tests.support import eventually
 
+from pigeon.domain.delivery import DeliveryReport, ReportedStatus
 from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode
 from pigeon.domain.notification import Account, Notification
 from pigeon.services.intake_relay import IntakeRelay
@@ -182,8 +182,8 @@ async def test_an_idempotency_key_is_claimed_with_its_notification_in_the_intake
 async def test_callbacks_are_appended_and_applied_when_moved(
     store: SqlStore, url: DatabaseUrl
 ) -> None:
-    params = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered"}
-    assert await store.record_status_callback(params)
+    report = DeliveryReport("SM" + "0" * 32, ReportedStatus.DELIVERED)
+    assert await store.record_delivery_report(report)
     assert _count(url.path, "SELECT COUNT(*) FROM pending_callbacks") == 0
     moved = await store.move_intake()
     assert moved.callbacks == 1
@@ -194,7 +194,7 @@ async def test_callbacks_are_appended_and_applied_when_moved(
         (kept,) = conn.execute("SELECT params FROM pending_callbacks").fetchone()
     finally:
         conn.close()
-    assert orjson.loads(kept) == params
+    assert DeliveryReport.from_json(kept) == report
 
 
 async def test_one_relay_moves_an_accept_as_soon_as_it_is_committed_another_stands_by(

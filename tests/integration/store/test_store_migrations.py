@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
+from pigeon.domain.delivery import DeliveryReport, ReportedStatus
+from pigeon.domain.events import utcnow
 from pigeon.errors import SchemaNotMigrated
 from pigeon.store import migrate
 from pigeon.store.engine import DatabaseUrl
-from pigeon.store.schema import metadata
+from pigeon.store.schema import metadata, pending_callbacks
 
 
 def test_the_migrated_schema_matches_the_sqlalchemy_metadata(database: DatabaseUrl) -> None:
@@ -84,3 +86,25 @@ def test_a_current_database_is_checked_and_upgraded_without_loading_alembic(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_callbacks_kept_as_twilio_forms_become_delivery_reports(database: DatabaseUrl) -> None:
+    """Migration 0004: a callback an older version kept (its raw form) is applied later
+    by code that reads only reports."""
+    migrate.upgrade(database, "0003")
+    legacy = '{"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "30003"}'
+    engine = create_engine(database.sqlalchemy_url(asynchronous=False))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                pending_callbacks.insert(),
+                {"provider_message_id": "SM1", "params": legacy, "received_at": utcnow()},
+            )
+        migrate.upgrade(database)
+        with engine.connect() as conn:
+            (kept,) = conn.execute(select(pending_callbacks.c.params)).one()
+    finally:
+        engine.dispose()
+    assert DeliveryReport.from_json(kept) == DeliveryReport(
+        "SM1", ReportedStatus.UNDELIVERED, 30003
+    )

@@ -1,15 +1,21 @@
-"""Twilio status callbacks mapped to domain events."""
+"""Twilio status callbacks mapped to delivery reports, and reports to domain events."""
 
 from __future__ import annotations
 
 import pytest
 
-from pigeon.domain.callbacks import event_from_twilio_status
+from pigeon.domain.delivery import DeliveryReport, ReportedStatus
 from pigeon.domain.events import SmsDelivered, SmsFailed, SmsSent, SmsUndelivered
+from pigeon.providers.twilio_reports import (
+    downgrade_stored_report,
+    report_from_callback,
+    report_from_resource,
+    upgrade_stored_callback,
+)
 
 
 def _map(**params: str) -> object:
-    return event_from_twilio_status("acc_1", "ntf_1", params)
+    return report_from_callback(params).event("acc_1", "ntf_1", provider="twilio", attempt=0)
 
 
 def test_sent_becomes_sms_sent_with_the_message_id() -> None:
@@ -79,10 +85,47 @@ def test_the_legacy_sms_sid_and_sms_status_names_are_understood() -> None:
     assert event.provider_message_id == "SM9"
 
 
-def test_the_provider_name_can_be_given() -> None:
-    """A provider other than Twilio that speaks the same callbacks names itself."""
-    event = event_from_twilio_status(
-        "acc_1", "ntf_1", {"MessageSid": "SM1", "MessageStatus": "sent"}, provider="sandbox"
-    )
+def test_the_provider_and_attempt_of_the_journal_name_the_event() -> None:
+    """A report does not say who sent the message: the attempt journal does."""
+    report = report_from_callback({"MessageSid": "SM1", "MessageStatus": "sent"})
+    event = report.event("acc_1", "ntf_1", provider="backup", attempt=3)
     assert isinstance(event, SmsSent)
-    assert event.provider == "sandbox"
+    assert (event.provider, event.attempt) == ("backup", 3)
+
+
+def test_a_fetched_message_resource_becomes_the_same_report_as_its_callback() -> None:
+    """``GET Messages/{Sid}.json`` and the status callback agree."""
+    fetched = report_from_resource(
+        "SM1", {"status": "undelivered", "error_code": 30003, "error_message": "Unreachable"}
+    )
+    called_back = report_from_callback(
+        {
+            "MessageSid": "SM1",
+            "MessageStatus": "undelivered",
+            "ErrorCode": "30003",
+            "ErrorMessage": "Unreachable",
+        }
+    )
+    assert (
+        fetched
+        == called_back
+        == DeliveryReport("SM1", ReportedStatus.UNDELIVERED, 30003, "Unreachable")
+    )
+    assert fetched.is_final
+    assert not report_from_resource("SM1", {"status": "queued"}).is_final
+
+
+def test_a_report_survives_being_kept_and_a_form_kept_by_an_older_version_is_upgraded() -> None:
+    """Kept reports are JSON of our own; rows an older version kept were raw forms."""
+    report = DeliveryReport("SM1", ReportedStatus.FAILED, 30008, "Unknown error")
+    assert DeliveryReport.from_json(report.to_json()) == report
+    assert upgrade_stored_callback(report.to_json()) is None  # already a report
+    legacy = (
+        '{"MessageSid": "SM1", "MessageStatus": "failed",'
+        ' "ErrorCode": "30008", "ErrorMessage": "Unknown error"}'
+    )
+    upgraded = upgrade_stored_callback(legacy)
+    assert upgraded is not None and DeliveryReport.from_json(upgraded) == report
+    assert upgrade_stored_callback(downgrade_stored_report(report.to_json())) == report.to_json()
+    with pytest.raises(ValueError, match="not a stored delivery report"):
+        DeliveryReport.from_json(legacy)

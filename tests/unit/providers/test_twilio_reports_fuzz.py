@@ -6,8 +6,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from tests.fuzzing import scaled
 
-from pigeon.domain.callbacks import event_from_twilio_status
+from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.events import decode, encode
+from pigeon.providers.twilio_reports import report_from_callback
 
 FIELDS = ("MessageSid", "SmsSid", "MessageStatus", "SmsStatus", "ErrorCode", "ErrorMessage")
 STATUSES = ("queued", "sent", "delivered", "undelivered", "failed")
@@ -25,8 +26,11 @@ form_values = st.one_of(
 def test_any_callback_form_maps_to_no_event_or_one_that_round_trips(
     params: dict[str, str],
 ) -> None:
-    """The callback parser never raises, and its event encodes and decodes to itself."""
-    event = event_from_twilio_status("acc_1", "ntf_1", params)
+    """The callback parser never raises, its report survives being kept, and its event
+    encodes and decodes to itself."""
+    report = report_from_callback(params)
+    assert DeliveryReport.from_json(report.to_json()) == report
+    event = report.event("acc_1", "ntf_1", provider="twilio", attempt=0)
 
     if event is not None:
         assert decode(encode(event)) == event
