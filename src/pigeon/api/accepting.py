@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pigeon.api.bodies import accepted_body
 from pigeon.api.schemas import SendNotification
-from pigeon.domain.events import format_time
 from pigeon.domain.notification import Notification
 
 
@@ -25,12 +25,5 @@ def new_notification(request: SendNotification, account_id: str) -> Notification
 
 
 def accepted_answer(notification: Notification) -> dict[str, Any]:
-    """The body of the ``202`` for ``notification``."""
-    return {
-        "id": notification.id,
-        "status": notification.status.value,
-        "channel": notification.channel,
-        "to": notification.to,
-        "segments": notification.segments,
-        "created_at": format_time(notification.created_at),
-    }
+    """The body of the ``202`` for ``notification`` (see :mod:`pigeon.api.bodies`)."""
+    return accepted_body(notification)

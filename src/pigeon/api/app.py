@@ -17,14 +17,12 @@ from pigeon import __version__
 from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.admin import admin_router
+from pigeon.api.bodies import detail_body, usage_item
 from pigeon.api.deps import AccountDep, could_be_our_id, json_response
 from pigeon.api.fast_path import FastPath, SignatureCheck
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.limits import BodySizeLimit
 from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
-from pigeon.domain.events import (
-    format_time,
-)
 from pigeon.errors import ConflictError, NotFoundError, PigeonError
 from pigeon.providers.signature import is_valid_signature
 from pigeon.providers.twilio_reports import callback_refusal, report_from_callback
@@ -142,27 +140,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         )
         if view is None:
             raise NotFoundError(f"no notification {notification_id!r} in this account")
-        n = view.notification
-        return _json(
-            {
-                "id": n.id,
-                "status": n.status.value,
-                "channel": n.channel,
-                "to": n.to,
-                "segments": n.segments,
-                "metadata": n.metadata,
-                "created_at": format_time(n.created_at),
-                "updated_at": format_time(view.updated_at),
-                "attempts": view.attempts,
-                "provider": view.provider,
-                "provider_message_id": view.provider_message_id,
-                "last_error": view.last_error,
-                "timeline": [
-                    {"status": e.status, "at": format_time(e.at), "detail": e.detail}
-                    for e in view.timeline
-                ],
-            }
-        )
+        return _json(detail_body(view))
 
     @app.get(
         "/v1/usage",
@@ -176,12 +154,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         to: Annotated[date, Query(description="Last day, YYYY-MM-DD (UTC), inclusive")],
     ) -> Response:
         days = await store.usage(account.id, from_, to)
-        return _json(
-            [
-                {"date": d.day.isoformat(), "messages": d.messages, "segments": d.segments}
-                for d in days
-            ]
-        )
+        return _json([usage_item(d) for d in days])
 
     @app.post(
         TWILIO_STATUS_PATH,
