@@ -51,19 +51,45 @@ from pigeon.services.status_poller import StatusPoller
 from pigeon.store import migrate
 from pigeon.store.sql_store import SqlStore
 
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One topic a worker reads, as which group, and where what it cannot handle goes."""
+
+    topic: str
+    group: str
+    dead_letter_topic: str
+
+
+#: The worker topology, in one place: what each consumer worker (``pigeon worker
+#: NAME``) reads. ``workers()`` builds one handler per subscription from it; the
+#: benchmark and the tests read it too, instead of restating it.
+SUBSCRIPTIONS: dict[str, tuple[Subscription, ...]] = {
+    "sms-sender": (Subscription(TOPIC_SMS_REQUESTED, SENDER_GROUP, TOPIC_SMS_DEAD),),
+    "usage-meter": (Subscription(TOPIC_SMS_REQUESTED, USAGE_GROUP, TOPIC_SMS_DEAD),),
+    "status-projector": (
+        Subscription(TOPIC_STATUS, STATUS_GROUP, TOPIC_STATUS_DEAD),
+        Subscription(TOPIC_SMS_REQUESTED, STATUS_GROUP, TOPIC_SMS_DEAD),
+        # dead letters become rows operators can list and replay ('pigeon dlq')
+        *(
+            Subscription(dead, DEAD_LETTER_GROUP, dead + ".unrecorded")
+            for dead in (TOPIC_SMS_DEAD, TOPIC_STATUS_DEAD)
+        ),
+    ),
+}
 #: the consumers of the events; every deployment runs each at least once
-CONSUMERS = ("sms-sender", "usage-meter", "status-projector")
+CONSUMERS = tuple(SUBSCRIPTIONS)
 #: publishes the store's outbox to Kafka (needed only with PIGEON_BUS_URL=kafka://)
 RELAY = "outbox-relay"
 WORKERS = (*CONSUMERS, RELAY)
 TOPICS = (TOPIC_SMS_REQUESTED, TOPIC_STATUS, TOPIC_SMS_DEAD, TOPIC_STATUS_DEAD)
-#: the groups that read each topic (see workers()): the embedded log keeps every event
-#: until each of them has read it, even one whose worker has not started yet
+#: the groups that read each topic: the embedded log keeps every event until each of
+#: them has read it, even one whose worker has not started yet
 READERS = {
-    TOPIC_SMS_REQUESTED: (SENDER_GROUP, USAGE_GROUP, STATUS_GROUP),
-    TOPIC_STATUS: (STATUS_GROUP,),
-    TOPIC_SMS_DEAD: (DEAD_LETTER_GROUP,),
-    TOPIC_STATUS_DEAD: (DEAD_LETTER_GROUP,),
+    topic: tuple(
+        dict.fromkeys(s.group for subs in SUBSCRIPTIONS.values() for s in subs if s.topic == topic)
+    )
+    for topic in TOPICS
 }
 
 
@@ -198,24 +224,18 @@ class Pigeon:
         if name == RELAY:
             return [self.relay()]
         periodic: list[Runner] = []
-        builders: dict[str, Callable[[], list[tuple[str, str, str, BatchHandler]]]] = {
-            "sms-sender": self._sender,
-            "usage-meter": lambda: [
-                (TOPIC_SMS_REQUESTED, USAGE_GROUP, TOPIC_SMS_DEAD, UsageMeter(self.store))
-            ],
-            "status-projector": lambda: [
-                (TOPIC_STATUS, STATUS_GROUP, TOPIC_STATUS_DEAD, StatusProjector(self.store)),
-                (TOPIC_SMS_REQUESTED, STATUS_GROUP, TOPIC_SMS_DEAD, StatusProjector(self.store)),
-                # dead letters become rows operators can list and replay ('pigeon dlq')
-                *(
-                    (dead, DEAD_LETTER_GROUP, dead + ".unrecorded", DeadLetterRecorder(self.store))
-                    for dead in (TOPIC_SMS_DEAD, TOPIC_STATUS_DEAD)
-                ),
-            ],
-        }
-        if name not in builders:
+        if name not in SUBSCRIPTIONS:
             raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
-        specs = builders[name]()  # builds (and registers) the sender's provider first
+        handlers: dict[str, Callable[[], BatchHandler]] = {
+            SENDER_GROUP: self._sender,  # builds (and registers) the sender's provider
+            USAGE_GROUP: lambda: UsageMeter(self.store),
+            STATUS_GROUP: lambda: StatusProjector(self.store),
+            DEAD_LETTER_GROUP: lambda: DeadLetterRecorder(self.store),
+        }
+        specs = [
+            (s.topic, s.group, s.dead_letter_topic, handlers[s.group]())
+            for s in SUBSCRIPTIONS[name]
+        ]
         if name == "sms-sender":
             provider = self._providers[-1]
             assert isinstance(provider, FailoverProvider)
@@ -268,7 +288,7 @@ class Pigeon:
         """What ``pigeon run`` runs: every consumer, and the relay with Kafka."""
         return worker_names(self.settings)
 
-    def _sender(self) -> list[tuple[str, str, str, BatchHandler]]:
+    def _sender(self) -> SmsSender:
         s = self.settings
         provider = build_sms_provider(provider_settings(s))
         self._providers.append(provider)
@@ -279,7 +299,7 @@ class Pigeon:
             policy=self.retry_policy(),
             concurrency=s.sender_concurrency,
         )
-        return [(TOPIC_SMS_REQUESTED, SENDER_GROUP, TOPIC_SMS_DEAD, sender)]
+        return sender
 
 
 def provider_settings(s: Settings) -> ProviderSettings:

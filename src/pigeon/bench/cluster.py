@@ -39,18 +39,16 @@ from pigeon.bench.stacks import (
     tansu_binary,
     tansu_command,
 )
+from pigeon.bootstrap import CONSUMERS, RELAY, SUBSCRIPTIONS
+from pigeon.services.dead_letter_recorder import GROUP as DEAD_LETTER_GROUP
 
-#: worker name -> the (group, topic) pairs it consumes
+#: worker name -> the (group, topic) pairs of the pipeline it consumes, read from the
+#: worker topology (the dead-letter recorder's subscriptions are not the pipeline's)
 WORKER_GROUPS = {
-    "sms-sender": [("sms-sender", "sms.requested")],
-    "usage-meter": [("usage-meter", "sms.requested")],
-    "status-projector": [
-        ("status-projector", "notification.status"),
-        ("status-projector", "sms.requested"),
-    ],
+    worker: [(s.group, s.topic) for s in subs if s.group != DEAD_LETTER_GROUP]
+    for worker, subs in SUBSCRIPTIONS.items()
 }
-WORKERS = tuple(WORKER_GROUPS)
-RELAY = "outbox-relay"
+WORKERS = CONSUMERS
 RELAY_READY_LINE = "outbox relay: active"
 BROKER = "kafka"
 #: notification statuses after which nothing more happens to a notification
