@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import socket
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+from pigeon.bench.processes import free_port
+
+__all__ = ["eventually", "free_port", "serve_http"]
 
 
 async def eventually(
@@ -25,7 +28,7 @@ async def eventually(
             return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval)  # the one wait of the tests: between looks
 
 
 async def serve_http(
@@ -42,10 +45,3 @@ async def serve_http(
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

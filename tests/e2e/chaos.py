@@ -35,6 +35,7 @@ import httpx
 import orjson
 
 from tests.e2e.e2e_processes import PigeonCluster, PigeonProcess, inbox, usage_today
+from tests.support import eventually
 
 #: about 30 % of sends fail transiently, 1 % permanently (an unsubscribed number)
 FAULTS: dict[str, Any] = {
@@ -115,14 +116,14 @@ class _Load:
                     )
                 except httpx.TransportError:
                     self.retries += 1  # no answer: retry with the same key
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.2)  # part of the scenario: a client's backoff
                     continue
                 if response.status_code == 202:
                     self.ids[index] = response.json()["id"]
                     return
                 if response.status_code in (502, 503):
                     self.retries += 1
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.2)  # part of the scenario: a client's backoff
                     continue
                 raise AssertionError(f"request {index}: {response.status_code} {response.text}")
 
@@ -171,8 +172,10 @@ async def run_chaos(
         nonlocal api, sender
         # kill by progress, so the kills land mid-run whatever the machine's speed
         for share, victim in kill_plan:
-            while len(load.ids) < share * count:  # noqa: ASYNC110 - polls a plain counter
-                await asyncio.sleep(0.02)
+            await eventually(
+                lambda share=share: len(load.ids) >= share * count,
+                within=600,
+            )
             if victim == "sender":
                 fresh = cluster.worker("sms-sender")
                 await _restart(cluster, sender, fresh)
@@ -202,7 +205,7 @@ async def run_chaos(
             break
         if progress:
             print(f"  draining: {len(pending)} not final yet", file=sys.stderr)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # part of the scenario: the drain is watched once a second
     report.drain_seconds = time.monotonic() - drain_started
     report.stuck = len(pending)
     statuses = Counter(state for state, _ in states.values())
@@ -213,7 +216,9 @@ async def run_chaos(
         1 for state, error in states.values() if state == "failed" and not error
     )
 
-    await asyncio.sleep(1.0)  # late duplicates, if any, would land now
+    # part of the scenario: a window for late duplicates. No marker can prove their
+    # absence: a send a killed sender had started has no later message to wait for.
+    await asyncio.sleep(1.0)
     async with cluster.sandbox_client() as control:
         messages = await inbox(control)
         report.sandbox_stats = (await control.get("/sandbox/stats")).json()

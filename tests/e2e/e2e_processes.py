@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.integration.kafka_broker import KafkaBroker
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 PIGEON = str(Path(sys.executable).with_name("pigeon"))
 START_WITHIN = 30.0
@@ -104,17 +104,19 @@ class PigeonProcess:
 
     async def wait_ready(self, within: float = START_WITHIN) -> None:
         """Wait until the health URL answers 200 or the ready line is logged."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
         async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
-            while True:
+
+            async def ready() -> bool:
                 if not self.running:
                     raise AssertionError(f"{self.name} exited before it was ready\n{self.logs()}")
-                if await self._is_ready(client):
-                    return
-                if loop.time() > deadline:
-                    raise AssertionError(f"{self.name} not ready in {within}s\n{self.logs()}")
-                await asyncio.sleep(0.05)
+                return await self._is_ready(client)
+
+            try:
+                await eventually(ready, within, 0.05)
+            except AssertionError as exc:
+                if "exited before" in str(exc):
+                    raise
+                raise AssertionError(f"{self.name} not ready in {within}s\n{self.logs()}") from None
 
     async def _is_ready(self, client: httpx.AsyncClient) -> bool:
         if self.ready_line is not None and self.ready_line not in self.stdout() + self.stderr():
@@ -348,17 +350,19 @@ async def wait_for(
     interval: float = 0.1,
 ) -> T:
     """Call ``probe`` until ``done`` holds for its answer; that answer, or a failure."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if loop.time() > deadline:
-            shown = repr(value)
-            shown = shown if len(shown) <= 500 else shown[:500] + "..."
-            raise AssertionError(f"{what}: not in {within}s; last seen {shown}")
-        await asyncio.sleep(interval)
+    seen: list[T] = []
+
+    async def holds() -> bool:
+        seen[:] = [await probe()]
+        return done(seen[0])
+
+    try:
+        await eventually(holds, within, interval)
+    except AssertionError:
+        shown = repr(seen[0]) if seen else "nothing"
+        shown = shown if len(shown) <= 500 else shown[:500] + "..."
+        raise AssertionError(f"{what}: not in {within}s; last seen {shown}") from None
+    return seen[0]
 
 
 async def inbox(sandbox: httpx.AsyncClient) -> list[dict[str, Any]]:

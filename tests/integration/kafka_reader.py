@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tests.support import eventually
+
 __all__ = ["read_topic"]
 
 Records = Sequence[Any]  # aiokafka ConsumerRecord (the library ships no type hints)
@@ -43,13 +45,19 @@ async def read_topic(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         partitions: set[int] | None = None
-        while not partitions:
+
+        async def known() -> bool:
+            nonlocal partitions
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                if loop.time() > deadline:
-                    raise AssertionError(f"topic {topic!r} does not exist")
-                await asyncio.sleep(0.05)
                 await consumer.topics()  # refreshes the cluster metadata
+            return bool(partitions)
+
+        try:
+            await eventually(known, within, 0.05)
+        except AssertionError:
+            raise AssertionError(f"topic {topic!r} does not exist") from None
+        assert partitions
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)

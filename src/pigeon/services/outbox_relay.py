@@ -62,6 +62,8 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self.published = 0
         self.is_leader = False
+        #: attempts to become active that found another relay active (tests, health)
+        self.refused = 0
 
     def wake(self) -> None:
         """Rows were committed in this process: look now rather than at the next poll."""
@@ -78,6 +80,7 @@ class OutboxRelay:
             while not self._stopping.is_set():
                 try:
                     if not await self._leadership.acquire():
+                        self.refused += 1
                         await self._pause(self._standby_interval)
                         continue
                     self.is_leader = True

@@ -15,7 +15,7 @@ import pytest
 from api_testkit import AUTH_TOKEN, PUBLIC_URL, SMALL_LIMIT, StoredEvent, Tenant
 from fastapi import FastAPI
 from sqlalchemy import Engine, create_engine, text
-from tests.integration.kafka_broker import KafkaBroker, kafka_broker
+from tests.integration.kafka_broker import KafkaBroker, kafka_broker, kafka_stack_settings
 from tests.integration.postgres import fresh_schema
 
 from pigeon.api.app import ApiConfig, create_app
@@ -52,16 +52,7 @@ def settings(stack: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
         return
     broker: KafkaBroker = request.getfixturevalue("kafka_broker")
     with fresh_schema() as database_url:
-        yield common.model_copy(
-            update={
-                "database_url": database_url,
-                "bus_url": broker.url,
-                "kafka_partitions": 2,
-                "kafka_idempotence": False,  # Tansu has no idempotent producer
-                "kafka_session_timeout_ms": 3000,
-                "kafka_fetch_max_wait_ms": 10,
-            }
-        )
+        yield common.model_copy(update=kafka_stack_settings(broker, database_url))
 
 
 @pytest.fixture

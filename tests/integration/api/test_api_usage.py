@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date
 
 import httpx
 import pytest
 from api_testkit import PROBLEM_JSON, StoredEvent, Tenant
 from tests.integration.kafka_reader import read_topic
+from tests.support import eventually
 
 from pigeon.bootstrap import RELAY, Pigeon, Runner
 from pigeon.bus.kafka import KafkaEventBus
 from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode
 from pigeon.services.projector import USAGE_GROUP
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Await until the coroutine ``check()`` returns truthy, or fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -167,7 +158,7 @@ async def test_the_usage_meter_counts_messages_and_segments_per_account(
         theirs = await _usage(client, other_tenant, today, today)
         return ours[0]["messages"] == 3 and theirs[0]["messages"] == 1
 
-    await _eventually(metered)
+    await eventually(metered)
     assert await _usage(client, tenant, today, today) == [
         {"date": today, "messages": 3, "segments": 6}
     ]
@@ -189,7 +180,7 @@ async def test_usage_is_counted_on_the_day_the_request_was_accepted(
         days = await _usage(client, tenant, today.isoformat(), today.isoformat())
         return days[0]["messages"] == 1
 
-    await _eventually(metered)
+    await eventually(metered)
     days = await _usage(client, tenant, yesterday, tomorrow)
     assert [(d["messages"], d["segments"]) for d in days] == [(0, 0), (1, 1), (0, 0)]
 
@@ -227,7 +218,7 @@ async def test_an_event_already_metered_by_the_worker_is_not_counted_again(
     async def metered() -> bool:
         return (await _usage(client, tenant, today, today))[0]["messages"] == 1
 
-    await _eventually(metered)
+    await eventually(metered)
     event = await _request_event(pigeon, events, str(sent["id"]))
 
     assert await pigeon.store.meter_usage(USAGE_GROUP, [event]) == 0

@@ -39,7 +39,8 @@ async def main(url: str, topic: str, group: str, out: str, doorbell: str = "") -
     async def handle(messages: Sequence[Message]) -> Sequence[Outcome]:
         lines = "".join(f"{m.key} {m.value.decode()}\n" for m in messages)
         os.write(fd, lines.encode())
-        await asyncio.sleep(0.002 * len(messages))  # some work, so a kill lands mid-batch
+        # part of the scenario: some work, so a kill lands mid-batch
+        await asyncio.sleep(0.002 * len(messages))
         return [ACK] * len(messages)
 
     runner = ConsumerRunner(

@@ -62,9 +62,14 @@ class Collector:
         self.seen_at.extend([now] * len(messages))
         return [self._decide(m) for m in messages]
 
+    @property
+    def data(self) -> list[Message]:
+        """Messages seen, markers (see :func:`after_markers`) left out."""
+        return [m for m in self.seen if m.value != MARKER]
+
     def values(self) -> list[str]:
-        """Payloads seen, in the order they were handed over."""
-        return [m.value.decode() for m in self.seen]
+        """Payloads seen, in the order they were handed over (markers left out)."""
+        return [m.value.decode() for m in self.data]
 
     async def __aenter__(self) -> Collector:
         self._task = asyncio.create_task(self.runner.run())
@@ -84,6 +89,24 @@ async def collecting(
     """A running :class:`Collector`, stopped on exit."""
     async with Collector(bus, topic, group, decide, together=together) as collector:
         yield collector
+
+
+#: the payload of a marker message
+MARKER = b"marker"
+
+
+async def after_markers(
+    bus: EventBus, topic: str, *collectors: Collector, keys: Sequence[str]
+) -> None:
+    """Publish a marker on each of ``keys``, and return once every collector was handed
+    all of them: a key's earlier messages come before its marker (per-key order), so
+    whatever the collectors were going to get of those, they have got. Tests that show
+    something does *not* happen wait for this, not for a sleep."""
+    for key in keys:
+        await bus.publish(topic, key, MARKER)
+    await eventually(
+        lambda: all(sum(m.value == MARKER for m in c.seen) >= len(keys) for c in collectors)
+    )
 
 
 async def publish_range(bus: EventBus, topic: str, count: int, keys: int = 3) -> None:
@@ -133,9 +156,9 @@ async def test_a_restarted_group_resumes_after_its_last_settled_position(
     later = await make_bus()  # a new process
     async with collecting(later, topic, "resume") as second:
         await eventually(lambda: len(second.seen) >= 10)
-        await asyncio.sleep(0.3)
+        await after_markers(later, topic, second, keys=["k0", "k1", "k2"])
     assert len(first.seen) == 20
-    assert len(second.seen) == 10
+    assert len(second.data) == 10
 
 
 async def test_a_batch_never_settled_is_delivered_again(make_bus: BusFactory, topic: str) -> None:
@@ -199,8 +222,8 @@ async def test_a_dead_lettered_message_moves_to_the_dead_letter_topic_with_its_r
         for value in (b"1", b"poison", b"2"):
             await bus.publish(topic, "k", value)
         await eventually(lambda: len(dead.seen) >= 1 and len(c.seen) >= 3)
-        await asyncio.sleep(0.3)
-    assert [m.value for m in c.seen] == [b"1", b"poison", b"2"]  # not redelivered
+        await after_markers(bus, topic, c, keys=["k"])
+    assert [m.value for m in c.data] == [b"1", b"poison", b"2"]  # not redelivered
     (letter,) = dead.seen
     assert letter.value == b"poison"
     assert letter.headers[HEADER_DEAD_REASON] == "cannot parse"
@@ -231,8 +254,8 @@ async def test_batches_of_several_partitions_settled_together_keep_each_outcome(
     assert [m.value for m in dead.seen] == [b"9"]
     later = await make_bus()  # a new process of the group finds nothing left
     async with collecting(later, topic, "together") as again:
-        await asyncio.sleep(0.5)
-    assert again.seen == []
+        await after_markers(later, topic, again, keys=[f"k{i}" for i in range(12)])
+    assert again.data == []
 
 
 async def test_first_delivery_of_a_committed_message_is_prompt(
@@ -243,7 +266,7 @@ async def test_first_delivery_of_a_committed_message_is_prompt(
     consumer_side = await make_bus()  # another instance: no in-process wake-up
     await publisher.ensure_topic(topic)
     async with collecting(consumer_side, topic, "prompt") as c:
-        await asyncio.sleep(0.3)  # idle
+        await asyncio.sleep(0.3)  # part of the scenario: the consumer has gone idle
         lags = []
         for i in range(10):
             sent = time.monotonic()
@@ -299,7 +322,7 @@ async def test_two_processes_share_a_group_and_a_kill_9_loses_nothing(
             for _ in range(50):
                 await bus.publish(topic, f"key{total % 40}", str(total).encode())
                 total += 1
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # part of the scenario: publishing in waves
         for _ in range(200):
             await bus.publish(topic, f"key{total % 40}", str(total).encode())
             total += 1

@@ -22,7 +22,7 @@ async def _work(consumer: Consumer, seen: list[Batch], stop: asyncio.Event) -> N
     tasks: set[asyncio.Task[None]] = set()
 
     async def handle(batch: Batch) -> None:
-        await asyncio.sleep(0.05)  # a little work per batch, as a sender has
+        await asyncio.sleep(0.05)  # part of the scenario: a little work per batch
         await consumer.settle(batch, [ACK] * len(batch.messages))
 
     while not stop.is_set():

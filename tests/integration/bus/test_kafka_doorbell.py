@@ -125,7 +125,6 @@ async def test_stopping_a_dozing_runner_is_prompt(
     started = time.monotonic()
     await collector.__aexit__(None, None, None)
     assert time.monotonic() - started < DOZE_FALLBACK_SECONDS
-    await asyncio.sleep(0)
 
 
 async def test_under_a_steady_stream_a_lingering_member_takes_fewer_bigger_batches(
@@ -149,7 +148,7 @@ async def test_under_a_steady_stream_a_lingering_member_takes_fewer_bigger_batch
         await eventually(lambda: member.dozing)
         for n in range(60):  # about 0.6 s of one message every 10 ms
             await publishing.publish(topic, "one-key", str(n).encode())
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # part of the scenario: a steady stream
         await eventually(lambda: sum(len(c) for c in calls) >= 60)
     finally:
         runner.request_stop()

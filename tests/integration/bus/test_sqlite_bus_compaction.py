@@ -123,7 +123,7 @@ async def test_rows_inside_the_window_stay_though_everyone_has_read_them(
 ) -> None:
     """Only rows written before the cutoff go (here: the first three of five)."""
     await publish(bus, 3, "old")
-    await asyncio.sleep(0.01)  # the two lots are written at clearly different times
+    await asyncio.sleep(0.01)  # part of the scenario: two lots written at different times
     await publish(bus, 2, "new")
     await read_all(bus, "a")
     await read_all(bus, "b")

@@ -36,7 +36,7 @@ async def test_a_lingering_group_batches_a_steady_stream_and_reads_a_lone_event_
     try:
         await asyncio.wait_for(runner.started.wait(), 10)
         await bus.ensure_topic("steady")
-        await asyncio.sleep(LINGER * 2)  # a quiet spell
+        await asyncio.sleep(LINGER * 2)  # part of the scenario: a quiet spell
 
         # Given a lone event after a quiet spell, it is read at once, not after the linger
         published = time.monotonic()
@@ -48,7 +48,7 @@ async def test_a_lingering_group_batches_a_steady_stream_and_reads_a_lone_event_
         # When 40 events follow one by one, over about 2 lingers
         for i in range(40):
             await bus.publish("steady", "k", str(i).encode())
-            await asyncio.sleep(LINGER / 20)
+            await asyncio.sleep(LINGER / 20)  # part of the scenario: one by one
         await eventually(lambda: sum(len(values) for _, values in calls) == 41)
 
         # Then they arrive in order, in a few batches: at most one read per linger

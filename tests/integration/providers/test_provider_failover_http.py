@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
@@ -108,12 +107,7 @@ async def test_a_primary_down_for_a_while_is_used_again_by_itself(
     async def primary_sends() -> bool:
         return (await provider.send(MESSAGE)).provider == "primary"
 
-    for _ in range(200):
-        if await primary_sends():
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("traffic never came back to the primary")
+    await eventually(primary_sends, interval=0.05)  # traffic comes back to the primary
 
 
 async def test_a_hung_primary_is_not_followed_by_a_second_send_elsewhere(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import httpx
-from test_sms_sender_service import accept, running, status_of
+from services_testkit import Stack
+from test_sms_sender_service import accept, handled_before, running, sent_bodies, wait_status
 from tests.support import eventually
 
 from pigeon.bootstrap import Pigeon
@@ -15,24 +13,23 @@ from pigeon.store.dead_letters import DeadLetterView
 
 
 async def _wait_status(pigeon: Pigeon, nid: str, status: str) -> None:
-    for _ in range(500):
-        if await status_of(pigeon, nid) == status:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{nid} never became {status}; it is {await status_of(pigeon, nid)}")
+    await wait_status(pigeon, nid, status)
 
 
 async def _letters(pigeon: Pigeon, count: int) -> list[DeadLetterView]:
-    for _ in range(500):
+    letters: list[DeadLetterView] = []
+
+    async def recorded() -> bool:
+        nonlocal letters
         letters = await pigeon.store.dead_letters(include_replayed=True)
-        if len(letters) >= count:
-            return letters
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {count} dead letters, found {len(letters)}")
+        return len(letters) >= count
+
+    await eventually(recorded)
+    return letters
 
 
-async def test_exhausted_retries_are_recorded_and_a_replay_sends_once(tmp_path: Path) -> None:
-    async with running(tmp_path, max_attempts=2) as (pigeon, sandbox):
+async def test_exhausted_retries_are_recorded_and_a_replay_sends_once(stack: Stack) -> None:
+    async with running(stack, max_attempts=2) as (pigeon, sandbox):
         sandbox.faults.config = FaultConfig(down=True)
         nid = await accept(pigeon)
         await _wait_status(pigeon, nid, "failed")
@@ -56,8 +53,8 @@ async def test_exhausted_retries_are_recorded_and_a_replay_sends_once(tmp_path: 
             assert "already replayed" in str(exc)
         else:
             raise AssertionError("replaying twice was accepted")
-        await asyncio.sleep(0.3)
-        assert len(sandbox.inbox) == 1
+        await handled_before(pigeon)
+        assert sent_bodies(sandbox) == ["hello"]
 
         account = await pigeon.store.ensure_account("acme")
         view = await pigeon.store.get_view(account.id, nid)
@@ -70,9 +67,9 @@ async def test_exhausted_retries_are_recorded_and_a_replay_sends_once(tmp_path: 
 
 
 async def test_a_permanent_rejection_is_dead_lettered_and_replay_all_requeues_it(
-    tmp_path: Path,
+    stack: Stack,
 ) -> None:
-    async with running(tmp_path) as (pigeon, sandbox):
+    async with running(stack) as (pigeon, sandbox):
         sandbox.faults.config = FaultConfig(error_codes={"21610": 1.0})  # unsubscribed
         first = await accept(pigeon, to="+14155550123")
         second = await accept(pigeon, to="+14155550124")
@@ -89,12 +86,13 @@ async def test_a_permanent_rejection_is_dead_lettered_and_replay_all_requeues_it
         await eventually(lambda: len(sandbox.inbox) == 2)
         again = await pigeon.store.replay_dead_letters()
         assert again.replayed == [] and again.skipped == []  # nothing left to replay
-        await asyncio.sleep(0.3)
-        assert len(sandbox.inbox) == 2
+        await handled_before(pigeon, to="+14155550123")
+        await handled_before(pigeon, to="+14155550124")
+        assert len(sent_bodies(sandbox)) == 2
 
 
-async def test_admin_routes_list_show_and_replay_with_an_admin_key_only(tmp_path: Path) -> None:
-    async with running(tmp_path, max_attempts=1) as (pigeon, sandbox):
+async def test_admin_routes_list_show_and_replay_with_an_admin_key_only(stack: Stack) -> None:
+    async with running(stack, max_attempts=1) as (pigeon, sandbox):
         sandbox.faults.config = FaultConfig(down=True)
         nid = await accept(pigeon)
         await _wait_status(pigeon, nid, "failed")
@@ -130,5 +128,5 @@ async def test_admin_routes_list_show_and_replay_with_an_admin_key_only(tmp_path
             await eventually(lambda: len(sandbox.inbox) == 1)
             bulk = (await http.post("/v1/admin/dead-letters/replay", headers=admin)).json()
             assert bulk == {"replayed": [], "skipped": []}
-        await asyncio.sleep(0.3)
-        assert len(sandbox.inbox) == 1
+        await handled_before(pigeon)
+        assert sent_bodies(sandbox) == ["hello"]

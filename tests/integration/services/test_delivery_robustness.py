@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-from test_sms_sender_service import SID, TOKEN, accept, running, status_of
+from services_testkit import Stack
+from test_sms_sender_service import (
+    SID,
+    TOKEN,
+    accept,
+    handled_before,
+    running,
+    sent_bodies,
+    wait_status,
+)
 from tests.support import eventually
 
 from pigeon.bootstrap import Pigeon
@@ -14,51 +22,50 @@ from pigeon.sandbox.server import SandboxServer
 
 
 async def _view_when(pigeon: Pigeon, nid: str, status: str) -> list[str]:
+    """The timeline's details once the notification is ``status``."""
+    await wait_status(pigeon, nid, status)
     account = await pigeon.store.ensure_account("acme")
-    for _ in range(500):
-        view = await pigeon.store.get_view(account.id, nid)
-        assert view is not None
-        if view.notification.status.value == status:
-            return [e.detail for e in view.timeline]
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{nid} never became {status}; it is {await status_of(pigeon, nid)}")
+    view = await pigeon.store.get_view(account.id, nid)
+    assert view is not None
+    return [e.detail for e in view.timeline]
 
 
 async def test_an_answer_lost_after_the_provider_accepted_is_reconciled_not_resent(
-    tmp_path: Path,
+    stack: Stack,
 ) -> None:
     """The provider keeps the message but drops the connection: the next attempt
     finds it through the message list API instead of sending it again."""
-    async with running(tmp_path) as (pigeon, sandbox):
+    async with running(stack) as (pigeon, sandbox):
         sandbox.faults.config = FaultConfig(drop_after_accept_rate=1.0)
         nid = await accept(pigeon, body="lost answer")
         await eventually(lambda: len(sandbox.inbox) == 1)
         sandbox.faults.config = FaultConfig()
         details = await _view_when(pigeon, nid, "sent")
-        await asyncio.sleep(0.5)
-        assert len(sandbox.inbox) == 1  # never sent twice
-        (message,) = list(sandbox.inbox)
+        await handled_before(pigeon)
+        assert sent_bodies(sandbox) == ["lost answer"]  # never sent twice
+        (message,) = [m for m in sandbox.inbox if m.body == "lost answer"]
         assert message.status_callback is not None
         assert message.status_callback.endswith(f"?n={nid}")
         assert any("attempt 1 via twilio failed" in d for d in details)
         assert any(message.sid in d for d in details)
 
 
-async def test_many_lost_answers_still_give_exactly_one_message_each(tmp_path: Path) -> None:
+async def test_many_lost_answers_still_give_exactly_one_message_each(stack: Stack) -> None:
     # lost answers count against the breaker: let it probe again soon
-    async with running(tmp_path, extra={"breaker_reset_seconds": 0.3}) as (pigeon, sandbox):
+    async with running(stack, extra={"breaker_reset_seconds": 0.3}) as (pigeon, sandbox):
         sandbox.faults.config = FaultConfig(drop_after_accept_rate=0.5)
         ids = [await accept(pigeon, to=f"+1415555{i:04d}", body="same body") for i in range(30)]
         for nid in ids:
             await _view_when(pigeon, nid, "sent")
-        await asyncio.sleep(0.3)
-        recipients = [m.to for m in sandbox.inbox]
+        sandbox.faults.config = FaultConfig()
+        await asyncio.gather(*(handled_before(pigeon, f"+1415555{i:04d}") for i in range(30)))
+        recipients = [m.to for m in sandbox.inbox if m.body != "marker"]
         assert len(recipients) == 30
         assert len(set(recipients)) == 30
 
 
 async def test_failover_moves_to_the_backup_provider_and_the_timeline_says_so(
-    tmp_path: Path,
+    stack: Stack,
 ) -> None:
     async with SandboxServer(account_sid=SID, auth_token=TOKEN, seed=3) as backup:
         providers = [
@@ -78,7 +85,7 @@ async def test_failover_moves_to_the_backup_provider_and_the_timeline_says_so(
             },
         ]
         async with running(
-            tmp_path,
+            stack,
             providers=providers,
             extra={"breaker_failure_threshold": 2, "breaker_reset_seconds": 0.5},
         ) as (pigeon, primary):
@@ -94,7 +101,7 @@ async def test_failover_moves_to_the_backup_provider_and_the_timeline_says_so(
             # the primary recovers: a half-open probe (one message: sends that overlap
             # it go to the backup) closes the circuit, and traffic is back on the primary
             primary.faults.config = FaultConfig()
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.6)  # part of the scenario: the breaker's reset time passes
             probe = await accept(pigeon, to="+14165550000")
             await _view_when(pigeon, probe, "sent")
             later = [await accept(pigeon, to=f"+1416555{i:04d}") for i in range(1, 5)]
@@ -104,8 +111,8 @@ async def test_failover_moves_to_the_backup_provider_and_the_timeline_says_so(
             assert len(backup.inbox) == 5
 
 
-async def test_pacing_holds_the_rate_and_loses_nothing(tmp_path: Path) -> None:
-    async with running(tmp_path, extra={"sms_rate_per_second": 20, "sms_rate_burst": 1}) as (
+async def test_pacing_holds_the_rate_and_loses_nothing(stack: Stack) -> None:
+    async with running(stack, extra={"sms_rate_per_second": 20, "sms_rate_burst": 1}) as (
         pigeon,
         sandbox,
     ):

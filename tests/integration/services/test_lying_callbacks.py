@@ -7,12 +7,18 @@ per-notification URL), and the projected status and timeline must stay true.
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
-from test_sms_sender_service import SID, TOKEN, accept, running
+from services_testkit import Stack
+from test_sms_sender_service import (
+    SID,
+    TOKEN,
+    accept,
+    projected_before,
+    running,
+    wait_status,
+)
 from tests.support import eventually
 
 from pigeon.bootstrap import Pigeon
@@ -42,12 +48,8 @@ async def _view(pigeon: Pigeon, nid: str) -> NotificationView:
 
 
 async def _status(pigeon: Pigeon, nid: str, status: str) -> NotificationView:
-    for _ in range(500):
-        view = await _view(pigeon, nid)
-        if view.notification.status.value == status:
-            return view
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{nid} never became {status}")
+    await wait_status(pigeon, nid, status)
+    return await _view(pigeon, nid)
 
 
 async def _callback(
@@ -67,8 +69,8 @@ async def _callback(
     )
 
 
-async def test_lying_callbacks_never_move_a_status_backwards_or_crash(tmp_path: Path) -> None:
-    async with running(tmp_path) as (pigeon, sandbox):
+async def test_lying_callbacks_never_move_a_status_backwards_or_crash(stack: Stack) -> None:
+    async with running(stack) as (pigeon, sandbox):
         # the sandbox's own callbacks go nowhere here: we play the provider
         api_url = "http://127.0.0.1:9"
         transport = httpx.ASGITransport(app=pigeon.api())
@@ -81,8 +83,8 @@ async def test_lying_callbacks_never_move_a_status_backwards_or_crash(tmp_path: 
             for _ in range(3):
                 assert (await _callback(http, url, sid, "delivered")).status_code == 200
             assert (await _callback(http, url, sid, "undelivered")).status_code == 200
-            view = await _status(pigeon, nid, "delivered")
-            await asyncio.sleep(0.3)  # let every event reach the projector
+            await _status(pigeon, nid, "delivered")
+            await projected_before(pigeon, nid)  # every callback's event, contradicting ones too
             view = await _view(pigeon, nid)
             assert view.notification.status.value == "delivered"
             delivered = [e for e in view.timeline if e.status == "delivered"]
@@ -108,7 +110,8 @@ async def test_lying_callbacks_never_move_a_status_backwards_or_crash(tmp_path: 
                 },
             )
             assert params_url_mismatch.status_code == 403  # signed for another URL
-            await asyncio.sleep(0.3)
+            await projected_before(pigeon, other)
+            await projected_before(pigeon, nid)
             assert (await _view(pigeon, other)).notification.status.value == "sent"
             assert (await _view(pigeon, nid)).notification.status.value == "delivered"
             health = await http.get("/healthz")

@@ -1,4 +1,9 @@
-"""The SMS sender against the real sandbox over HTTP, on a real SQLite store and bus."""
+"""The SMS sender against the real sandbox over HTTP, on each stack (see ``conftest``).
+
+Also the service suites' shared kit: ``running`` starts a Pigeon with its sender and
+status projector (and, on Kafka, the outbox relay); the marker helpers wait for a
+later message instead of sleeping when a test shows that something does *not* happen.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,20 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from services_testkit import Stack
 from tests.support import eventually
 
-from pigeon.bootstrap import Pigeon, build
-from pigeon.bus.port import HEADER_DEAD_REASON, HEADER_GROUP, Message
+from pigeon.bootstrap import RELAY, Pigeon, build
+from pigeon.bus.partitioning import partition_for
+from pigeon.bus.port import Message
+from pigeon.bus.runner import ConsumerRunner
 from pigeon.config import Settings
-from pigeon.domain.events import TOPIC_SMS_DEAD, TOPIC_SMS_REQUESTED, encode
+from pigeon.domain.events import TOPIC_SMS_REQUESTED, TOPIC_STATUS, encode
 from pigeon.domain.notification import Notification
 from pigeon.sandbox import FaultConfig, SandboxServer
+from pigeon.store.dead_letters import DeadLetterView
 
 SID = "AC" + "1" * 32
 TOKEN = "test-token"
@@ -24,14 +32,15 @@ TOKEN = "test-token"
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path,
+    stack: Stack,
     *,
     token: str = TOKEN,
     max_attempts: int = 10,
     providers: list[dict[str, str]] | None = None,
     extra: dict[str, object] | None = None,
 ) -> AsyncIterator[tuple[Pigeon, SandboxServer]]:
-    """A sandbox, a started Pigeon, and its sender and projector running.
+    """A sandbox, a started Pigeon on ``stack``, and its sender and projector running
+    (on Kafka the outbox relay too).
 
     ``providers``: a failover list for PIGEON_SMS_PROVIDERS; an entry with an
     empty ``url`` points at this sandbox. ``extra``: more settings.
@@ -40,7 +49,7 @@ async def running(
         if providers is not None:
             providers = [{**p, "url": p["url"] or sandbox.url} for p in providers]
         settings = Settings(
-            data_dir=tmp_path,
+            data_dir=stack.data_dir,
             sms_provider_url=sandbox.url,
             twilio_account_sid=SID,
             twilio_auth_token=token,
@@ -51,18 +60,28 @@ async def running(
             public_url="http://127.0.0.1:9",  # callbacks go nowhere: not under test here
             auto_migrate=True,
             sms_providers=json.dumps(providers) if providers is not None else "",
-            **(extra or {}),  # type: ignore[arg-type]
+            **{**stack.settings, **(extra or {})},  # type: ignore[arg-type]
         )
         pigeon = build(settings)
         await pigeon.start()
         runners = [*await pigeon.workers("sms-sender"), *await pigeon.workers("status-projector")]
+        if stack.kafka:
+            runners += await pigeon.workers(RELAY)
         tasks = [asyncio.create_task(r.run()) for r in runners]
         try:
+            # every consumer holds its partitions before the test publishes (joining a
+            # Kafka group takes seconds; a message published meanwhile would wait)
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *(r.started.wait() for r in runners if isinstance(r, ConsumerRunner))
+                ),
+                60,
+            )
             yield pigeon, sandbox
         finally:
             for runner in runners:
                 runner.request_stop()
-            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
             await pigeon.stop()
 
 
@@ -82,25 +101,77 @@ async def status_of(pigeon: Pigeon, notification_id: str) -> str:
     return view.notification.status.value
 
 
+async def wait_status(pigeon: Pigeon, notification_id: str, *statuses: str) -> str:
+    """Wait until the notification's status is one of ``statuses``; returns it."""
+    seen = ""
+
+    async def reached() -> bool:
+        nonlocal seen
+        seen = await status_of(pigeon, notification_id)
+        return seen in statuses
+
+    try:
+        await eventually(reached)
+    except AssertionError:
+        raise AssertionError(f"{notification_id} never became {statuses}; it is {seen}") from None
+    return seen
+
+
+#: the body of a marker message (see ``handled_before``)
+MARKER = "marker"
+
+
+async def handled_before(pigeon: Pigeon, to: str = "+14155550123") -> None:
+    """Return once everything published for ``to`` before now has been handled.
+
+    A marker message to the same recipient travels on the same partition, after
+    them, and the sender handles a partition in order: once the marker's outcome
+    is recorded, nothing published earlier for ``to`` is still on its way (what a
+    test that shows something does *not* happen waits for, instead of a sleep).
+    """
+    marker = await accept(pigeon, to=to, body=MARKER)
+    await wait_status(pigeon, marker, "sent", "delivered", "failed")
+
+
+async def projected_before(pigeon: Pigeon, notification_id: str) -> None:
+    """Return once the status projector has handled every status event of
+    ``notification_id`` published before now.
+
+    Status events are keyed by notification: a marker notification whose id puts its
+    events on the same partition is sent; its events come after the earlier ones
+    (the outbox relay publishes in order), and the projector handles a partition in
+    order, so once the marker shows ``sent`` the earlier events are projected.
+    """
+    partitions = await pigeon.bus.partitions(TOPIC_STATUS)
+    target = partition_for(notification_id, partitions)
+    account = await pigeon.store.ensure_account("acme")
+    while True:
+        marker = Notification.new_sms(account_id=account.id, to="+14155550199", body=MARKER)
+        if partition_for(marker.id, partitions) == target:
+            break
+    await pigeon.store.accept(marker)
+    await wait_status(pigeon, marker.id, "sent", "delivered", "failed")
+
+
+async def dead_letters(pigeon: Pigeon, group: str) -> list[DeadLetterView]:
+    """The dead letters ``group`` made, as recorded for operators (either stack)."""
+    letters = await pigeon.store.dead_letters(include_replayed=True)
+    return [letter for letter in letters if letter.consumer_group == group]
+
+
+def sent_bodies(sandbox: SandboxServer) -> list[str]:
+    """What the provider received, markers left out."""
+    return [m.body for m in sandbox.inbox if m.body != MARKER]
+
+
 async def test_an_accepted_sms_reaches_the_provider_once_and_is_marked_sent(
-    tmp_path: Path,
+    stack: Stack,
 ) -> None:
     """Given a healthy provider, one accepted SMS lands once and the journal records it."""
-    async with running(tmp_path) as (pigeon, sandbox):
+    async with running(stack) as (pigeon, sandbox):
         nid = await accept(pigeon, body="hi there")
         await eventually(lambda: len(sandbox.inbox) == 1)
-        status = ""
-
-        async def sent() -> bool:
-            nonlocal status
-            status = await status_of(pigeon, nid)
-            return status == "sent"
-
-        for _ in range(200):
-            if await sent():
-                break
-            await asyncio.sleep(0.02)
-        assert status == "sent"
+        await wait_status(pigeon, nid, "sent")
         (message,) = list(sandbox.inbox)
         assert message.body == "hi there"
         account = await pigeon.store.ensure_account("acme")
@@ -111,37 +182,34 @@ async def test_an_accepted_sms_reaches_the_provider_once_and_is_marked_sent(
 
 
 async def test_transient_provider_errors_are_retried_until_the_provider_recovers(
-    tmp_path: Path,
+    stack: Stack,
 ) -> None:
     """Given a provider answering 500, the SMS is retried and sent once it recovers."""
-    async with running(tmp_path) as (pigeon, sandbox):
+    async with running(stack) as (pigeon, sandbox):
         sandbox.faults.config = FaultConfig(error_rate=1.0)
         nid = await accept(pigeon)
         await eventually(lambda: sandbox.stats.rejected_by_fault >= 2)
         assert len(sandbox.inbox) == 0
         sandbox.faults.config = FaultConfig()
         await eventually(lambda: len(sandbox.inbox) == 1)
-        await asyncio.sleep(0.3)
+        await wait_status(pigeon, nid, "sent")
+        await handled_before(pigeon)
         account = await pigeon.store.ensure_account("acme")
         view = await pigeon.store.get_view(account.id, nid)
         assert view is not None
         assert view.attempts >= 3
         assert any("failed" in e.detail and "retrying" in e.detail for e in view.timeline)
-        assert len(sandbox.inbox) == 1
+        assert sent_bodies(sandbox) == ["hello"]
 
 
 async def test_a_permanent_provider_error_fails_the_notification_without_retrying(
-    tmp_path: Path,
+    stack: Stack,
 ) -> None:
     """Given wrong credentials (Twilio 20003), the notification fails after one attempt."""
-    async with running(tmp_path, token="wrong-token") as (pigeon, sandbox):
+    async with running(stack, token="wrong-token") as (pigeon, sandbox):
         nid = await accept(pigeon)
-        for _ in range(200):
-            if await status_of(pigeon, nid) == "failed":
-                break
-            await asyncio.sleep(0.02)
-        assert await status_of(pigeon, nid) == "failed"
-        await asyncio.sleep(0.3)
+        await wait_status(pigeon, nid, "failed")
+        await handled_before(pigeon)  # no retry of it is still coming
         account = await pigeon.store.ensure_account("acme")
         view = await pigeon.store.get_view(account.id, nid)
         assert view is not None
@@ -151,50 +219,39 @@ async def test_a_permanent_provider_error_fails_the_notification_without_retryin
 
 
 async def test_exhausted_retries_fail_the_notification_and_dead_letter_the_request(
-    tmp_path: Path,
+    stack: Stack,
 ) -> None:
     """Given a provider that is down, after the last attempt the request is in sms.dead."""
-    async with running(tmp_path, max_attempts=3) as (pigeon, sandbox):
+    async with running(stack, max_attempts=3) as (pigeon, sandbox):
         sandbox.faults.config = FaultConfig(down=True)
         nid = await accept(pigeon)
-        for _ in range(300):
-            if await status_of(pigeon, nid) == "failed":
-                break
-            await asyncio.sleep(0.02)
-        assert await status_of(pigeon, nid) == "failed"
-        dead = await pigeon.bus.read(TOPIC_SMS_DEAD)
-        assert len(dead) == 1
-        assert dead[0].headers[HEADER_GROUP] == "sms-sender"
-        assert "retries exhausted after 3 attempts" in dead[0].headers[HEADER_DEAD_REASON]
+        await wait_status(pigeon, nid, "failed")
+        await eventually(lambda: dead_letters(pigeon, "sms-sender"))
+        (dead,) = await dead_letters(pigeon, "sms-sender")
+        assert dead.notification_id == nid
+        assert "retries exhausted after 3 attempts" in dead.reason
 
 
-async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(tmp_path: Path) -> None:
+async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(stack: Stack) -> None:
     """A poison message goes to sms.dead; the next message is still sent."""
-    async with running(tmp_path) as (pigeon, sandbox):
+    async with running(stack) as (pigeon, sandbox):
         await pigeon.bus.publish(TOPIC_SMS_REQUESTED, "+14155550123", b"{not json")
         await accept(pigeon, to="+14155550123")
         await eventually(lambda: len(sandbox.inbox) == 1)
 
-        async def senders_dead_letters() -> list[Message]:
-            # every group reading the topic dead-letters it once, marked with its name
-            letters = await pigeon.bus.read(TOPIC_SMS_DEAD)
-            return [m for m in letters if m.headers[HEADER_GROUP] == "sms-sender"]
-
-        for _ in range(100):
-            if await senders_dead_letters():
-                break
-            await asyncio.sleep(0.02)
-        (dead,) = await senders_dead_letters()
-        assert dead.value == b"{not json"
-        assert dead.headers[HEADER_DEAD_REASON].startswith("MalformedEvent")
+        # every group reading the topic dead-letters it once, marked with its name
+        await eventually(lambda: dead_letters(pigeon, "sms-sender"))
+        (dead,) = await dead_letters(pigeon, "sms-sender")
+        assert dead.payload == b"{not json"
+        assert dead.reason.startswith("MalformedEvent")
 
 
 @pytest.mark.parametrize("copies", [2, 3])
 async def test_a_redelivered_request_that_was_already_sent_is_not_sent_again(
-    tmp_path: Path, copies: int
+    stack: Stack, copies: int
 ) -> None:
     """At-least-once delivery of one request sends one SMS, in one batch or across batches."""
-    async with running(tmp_path) as (pigeon, sandbox):
+    async with running(stack) as (pigeon, sandbox):
         nid = await accept(pigeon)
         await eventually(lambda: len(sandbox.inbox) == 1)
         account = await pigeon.store.ensure_account("acme")
@@ -205,6 +262,5 @@ async def test_a_redelivered_request_that_was_already_sent_is_not_sent_again(
         sender = runners[0]._handler  # the same handler a redelivery would reach
         duplicate = Message(TOPIC_SMS_REQUESTED, 0, 999, event.to, encode(event))
         outcomes = await sender([duplicate] * copies)
-        assert len(outcomes) == copies
-        await asyncio.sleep(0.2)
+        assert len(outcomes) == copies  # the handler has returned: it sent nothing more
         assert len(sandbox.inbox) == 1

@@ -99,7 +99,7 @@ async def test_two_usage_meters_count_each_request_once(stores: list[SqlStore]) 
                 await store.meter_usage(USAGE_GROUP, [event])
                 return
             except StoreUnavailable:  # the other process recorded the event id first
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # part of the scenario: a retry's backoff
         raise AssertionError("metering kept failing")
 
     await asyncio.gather(*(meter(s, e) for e in events for s in (first, second)))

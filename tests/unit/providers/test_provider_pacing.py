@@ -170,7 +170,7 @@ async def test_a_cancelled_wait_gives_its_token_back() -> None:
     await paced.start()
     await paced.send(MESSAGE)  # takes the only token; the next is due in 10 s
     waiting = asyncio.create_task(paced.send(MESSAGE))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # part of the scenario: the send is waiting for its token
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting

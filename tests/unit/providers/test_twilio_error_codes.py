@@ -206,7 +206,7 @@ async def test_a_timeout_is_an_unknown_outcome(server: tuple[Scripted, str]) -> 
     """No answer within the timeout may mean accepted: ProviderOutcomeUnknown, cause kept."""
 
     async def hang(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # part of the scenario: a provider that does not answer
         return web.Response(status=500)
 
     server[0].handler = hang
