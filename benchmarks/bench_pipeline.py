@@ -11,23 +11,21 @@ a table plus a JSON file of every raw figure. See ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import math
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from pigeon.bench.runner import environment_of, run_loop, sigterm_unwinds
 from pigeon.bench.stacks import (
     KAFKA_POSTGRES,
     STACKS,
@@ -39,7 +37,7 @@ from pigeon.bench.stacks import (
 from pigeon.errors import ConfigurationError
 from pipebench import echo_targets
 from pipebench.cluster import stop_everything
-from pipebench.report import comparisons, cpu_lines, environment, scale_out_lines, table
+from pipebench.report import comparisons, cpu_lines, scale_out_lines, table
 from pipebench.scenarios import ALL_SCENARIOS, Options, run_scenario
 
 T = TypeVar("T")
@@ -256,19 +254,6 @@ async def run_all(args: argparse.Namespace, root: Path) -> Results:
     return results
 
 
-def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop when available: the load generator should be as cheap as it can be."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
-def _terminate(signum: int, _frame: object) -> NoReturn:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; every process is stopped."""
     args = parse_args(argv)
@@ -278,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigurationError as exc:
             print(f"bench_pipeline: error: {exc}", file=sys.stderr)
             return 2
-    signal.signal(signal.SIGTERM, _terminate)
-    env = environment(args.stacks)
+    env = environment_of(kafka_postgres=KAFKA_POSTGRES in args.stacks)
     root = Path(tempfile.mkdtemp(prefix="pigeon-bench-"))
     try:
-        results = run_loop(run_all(args, root))
+        with sigterm_unwinds():
+            results = run_loop(run_all(args, root))
     finally:
         stop_everything()
         drop_live_schemas()

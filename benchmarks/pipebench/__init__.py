@@ -4,5 +4,5 @@ cluster.py    Pigeon as real processes on 127.0.0.1 on either stack: start, wait
               stop by PID (the stacks themselves are in pigeon.bench.stacks)
 load.py       the load generators (closed loop, open loop) and exact percentiles
 scenarios.py  the measurements: accept throughput, accept latency, end to end, scale-out
-report.py     environment, targets, the stack comparison and the tables
+report.py     targets, the stack comparison and the tables
 """

@@ -1,18 +1,12 @@
-"""The environment a run happened in, the targets, and the tables on stdout."""
+"""The targets of a run, and the tables on stdout (the environment: pigeon.bench.runner)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from pigeon.bench.machine import KAFKA_PACKAGES
-from pigeon.bench.machine import environment as machine_environment
 from pigeon.bench.stacks import (
     KAFKA_POSTGRES,
     SQLITE,
-    database_url,
-    server_version,
-    tansu_version,
 )
 from pipebench.echo_targets import NOT_PIGEON
 
@@ -42,16 +36,6 @@ TARGET_SCALE_RATIO = 3.0
 SCALE_FROM, SCALE_TO = 1, 4
 
 Results = dict[str, dict[str, dict[str, dict[str, Any]]]]
-
-
-def environment(stacks: Iterable[str] = (SQLITE,)) -> dict[str, Any]:
-    """Machine, Python and package versions; with Kafka + PostgreSQL the servers' too."""
-    if KAFKA_POSTGRES not in stacks:
-        return machine_environment(PACKAGES)
-    env = machine_environment((*PACKAGES, *KAFKA_PACKAGES))
-    env["postgresql"] = server_version(database_url())
-    env["tansu"] = tansu_version()
-    return env
 
 
 def verdict(ok: bool) -> str:

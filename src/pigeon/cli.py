@@ -17,6 +17,7 @@ import orjson
 import typer
 import uvicorn
 
+from pigeon import loop as event_loop
 from pigeon.api.admin import dead_letter_json
 from pigeon.bench.command import register as register_bench
 from pigeon.bootstrap import WORKERS, Pigeon, Runner, build, worker_names
@@ -88,12 +89,7 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     # long, with every other process queued behind the lock.
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
-        try:
-            import uvloop
-
-            uvloop.run(main())
-        except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-            asyncio.run(main())
+        event_loop.run(main())
     except PigeonError as exc:
         typer.echo(f"pigeon: error: {exc}", err=True)
         raise typer.Exit(2) from None

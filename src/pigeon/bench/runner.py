@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
+from pigeon import loop as event_loop
 from pigeon.bench.designs import find_baseline
 from pigeon.bench.machine import KAFKA_PACKAGES, PACKAGES, environment
 from pigeon.bench.options import PIGEON, BenchOptions, is_pigeon
@@ -84,26 +85,40 @@ def uses_kafka_postgres(options: BenchOptions) -> bool:
 
 def stack_environment(options: BenchOptions) -> dict[str, Any]:
     """The machine and versions; with Kafka + PostgreSQL also the broker's and the server's."""
-    if not uses_kafka_postgres(options):
+    return environment_of(kafka_postgres=uses_kafka_postgres(options))
+
+
+def environment_of(*, kafka_postgres: bool) -> dict[str, Any]:
+    """The machine and versions; with Kafka + PostgreSQL also the broker's and the server's
+    (both benchmarks report this)."""
+    if not kafka_postgres:
         return environment()
     env = environment((*PACKAGES, *KAFKA_PACKAGES))
-    base = database_url()
-    env["postgresql"] = server_version(base)
+    env["postgresql"] = server_version(database_url())
     env["tansu"] = tansu_version()
     return env
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run on uvloop when available: the load generator should cost as little as it can."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-        return asyncio.run(main)
-    return uvloop.run(main)
+    return event_loop.run(main)
 
 
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C meanwhile, so that the processes started so far are
+    stopped (in the main thread; elsewhere signals cannot be handled)."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def bench(
@@ -125,14 +140,10 @@ def bench(
     if uses_kafka_postgres(options):
         check_kafka_postgres(database_url())
     work = Path(tempfile.mkdtemp(prefix="pigeon-bench-"))
-    # SIGTERM unwinds like Ctrl-C, so that the processes started so far are stopped
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
     try:
-        report = run_loop(run_scenarios(Context(options, work, baseline, progress)))
+        with sigterm_unwinds():
+            report = run_loop(run_scenarios(Context(options, work, baseline, progress)))
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
         stop_everything()
         drop_live_schemas()  # normally dropped as each deployment stops; this is the net
         progress.done()
