@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from pigeon.bench import loadgen
 from pigeon.bench.client import Requests, connector, post_one, recipients
 from pigeon.bench.loadgen import LATE_DISPATCH_SECONDS, Schedule
 from pigeon.bench.stats import percentile, summarize_ms
@@ -95,37 +96,29 @@ async def open_loop(
     connections: int = 512,
     keep_warmup: bool = False,
 ) -> OpenLoopResult:
-    """Send at ``rate``/s at fixed intended times; latency counts from the intended time."""
-    result = OpenLoopResult(rate=rate, window_seconds=duration)
+    """Send at ``rate``/s at fixed intended times; latency counts from the intended time.
+
+    The open loop of ``pigeon bench`` (:func:`pigeon.bench.loadgen.open_loop`), posting
+    ``requests``' bodies; its samples as the pipeline scenarios read them.
+    """
+    schedule = Schedule(rate=rate, duration=duration, warmup=warmup)
+    tags: dict[int, int] = {}  # schedule index -> the sequence number in the body
     timeout = aiohttp.ClientTimeout(total=30)
-    tasks: set[asyncio.Task[None]] = set()
     async with aiohttp.ClientSession(connector=connector(connections), timeout=timeout) as session:
-        start = time.perf_counter() + 0.05
-        wall_offset = time.time() - time.perf_counter()
 
-        async def one(intended: float, measured: bool) -> None:
-            seq, data = requests.next_body()
-            status = await post_one(session, requests, data)
-            if measured:
-                result.statuses[status] += 1
-                result.latencies.append(time.perf_counter() - intended)
-            if status == 202:
-                result.accepted_at[seq] = intended + wall_offset
+        async def send(index: int) -> int:
+            tags[index], data = requests.next_body()
+            return await post_one(session, requests, data)
 
-        plan = Schedule(rate=rate, duration=duration, warmup=warmup)
-        for index, offset in enumerate(plan.offsets()):
-            intended = start + offset
-            delay = intended - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            measured = keep_warmup or plan.is_measured(index)
-            if measured:
-                result.dispatch_lags.append(time.perf_counter() - intended)
-            task = asyncio.create_task(one(intended, measured))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+        run = await loadgen.open_loop(send, schedule)
+    result = OpenLoopResult(rate=rate, window_seconds=duration)
+    for sample in sorted(run.samples, key=lambda s: s.seq):
+        if keep_warmup or schedule.is_measured(sample.seq):
+            result.statuses[sample.status] += 1
+            result.latencies.append(sample.latency)
+            result.dispatch_lags.append(run.dispatch_lags[sample.seq])
+        if sample.status == 202:
+            result.accepted_at[tags[sample.seq]] = run.started_at + sample.offset
     return result
 
 

@@ -114,6 +114,8 @@ class RunResult:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     dispatch_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
     late_dispatches: int = 0
+    #: how late each request (warm-up included) was sent, by sequence
+    dispatch_lags: dict[int, float] = field(default_factory=dict)
 
     def record(self, seq: int, offset: float, status: int, latency: float) -> None:
         """One answered (or failed) request; 2xx latencies of measured ones go to the histogram."""
@@ -126,6 +128,7 @@ class RunResult:
     def record_dispatch(self, seq: int, lag: float) -> None:
         """How late the generator sent request ``seq``."""
         self.dispatched += 1
+        self.dispatch_lags[seq] = lag
         if self.schedule.is_measured(seq):
             self.dispatch_lag.record(lag)
             self.late_dispatches += lag > LATE_DISPATCH_SECONDS
