@@ -23,6 +23,7 @@ from sqlalchemy.sql.elements import BindParameter
 from pigeon.domain.events import (
     Event,
     SmsAttemptFailed,
+    SmsDelivered,
     SmsFailed,
     SmsRequested,
     SmsSending,
@@ -104,19 +105,31 @@ def _usage_upsert(dialect: str) -> Executable:
 
 
 def _changes(event: Event, row: dict[str, Any]) -> None:
-    """Fold ``event`` into ``row`` (a notification's columns), status forward-only."""
+    """Fold ``event`` into ``row`` (a notification's columns), status forward-only.
+
+    ``last_error`` says why the latest attempt failed: a later attempt that
+    succeeds (or a delivery) clears it, and an older attempt's failure that
+    arrives late does not bring it back.
+    """
+    latest = True
     if isinstance(event, SmsSending | SmsSent | SmsAttemptFailed):
+        latest = event.attempt >= row["attempts"]
         row["attempts"] = max(row["attempts"], event.attempt)
-        row["provider"] = event.provider
+        if latest:
+            row["provider"] = event.provider
     if isinstance(event, SmsSent):
         row["provider_message_id"] = event.provider_message_id
-    if isinstance(event, SmsAttemptFailed):
+        if latest:
+            row["last_error"] = None
+    if isinstance(event, SmsAttemptFailed) and latest:
         row["last_error"] = event.error
     if isinstance(event, SmsFailed | SmsUndelivered):
         row["last_error"] = event.detail()
     current = NotificationStatus(row["status"])
     if event.status is not None and can_advance(current, event.status):
         row["status"] = event.status.value
+        if isinstance(event, SmsDelivered):
+            row["last_error"] = None
 
 
 def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> int:

@@ -1,0 +1,106 @@
+"""``last_error`` tells why the *latest* attempt failed (both dialects).
+
+A replayed or retried notification that a later attempt sends shows no error any
+more, and a failure of an older attempt that the projector sees late (events of
+one notification are in order per partition, but a test or a replay can publish
+anything) does not bring it back, nor the older attempt's provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pigeon.domain.events import (
+    Event,
+    SmsAttemptFailed,
+    SmsDelivered,
+    SmsSending,
+    SmsSent,
+    SmsUndelivered,
+)
+from pigeon.domain.notification import Notification, NotificationView
+from pigeon.services.projector import STATUS_GROUP
+from pigeon.store.engine import DatabaseUrl
+from pigeon.store.sql_store import SqlStore
+
+
+@pytest.fixture
+async def store(database: DatabaseUrl) -> AsyncIterator[SqlStore]:
+    store = SqlStore(database, outbox=True, auto_migrate=True)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+async def _notification(store: SqlStore) -> Notification:
+    account = await store.ensure_account("acme")
+    notification = Notification.new_sms(account_id=account.id, to="+14155550123", body="hi")
+    await store.accept(notification)
+    return notification
+
+
+async def _project(store: SqlStore, n: Notification, *events: Event) -> NotificationView:
+    await store.project_status(STATUS_GROUP, list(events))
+    view = await store.get_view(n.account_id, n.id)
+    assert view is not None
+    return view
+
+
+def _ids(n: Notification) -> dict[str, str]:
+    return {"account_id": n.account_id, "notification_id": n.id}
+
+
+def _failed(n: Notification, attempt: int, provider: str) -> SmsAttemptFailed:
+    return SmsAttemptFailed(
+        **_ids(n), attempt=attempt, provider=provider, error="HTTP 503", retry_in_seconds=1.0
+    )
+
+
+async def test_a_later_success_clears_the_error_and_a_late_old_failure_does_not_return(
+    store: SqlStore,
+) -> None:
+    n = await _notification(store)
+    view = await _project(
+        store, n, SmsSending(**_ids(n), attempt=1, provider="primary"), _failed(n, 1, "primary")
+    )
+    assert view.last_error == "HTTP 503"
+
+    view = await _project(
+        store,
+        n,
+        SmsSending(**_ids(n), attempt=2, provider="backup"),
+        SmsSent(**_ids(n), attempt=2, provider="backup", provider_message_id="SM2"),
+    )
+    assert view.notification.status.value == "sent"
+    assert (view.last_error, view.provider, view.attempts) == (None, "backup", 2)
+
+    # attempt 1's failure, seen again late (a redelivery with another event id)
+    view = await _project(store, n, _failed(n, 1, "primary"))
+    assert (view.last_error, view.provider, view.attempts) == (None, "backup", 2)
+
+
+async def test_a_delivery_clears_the_error_and_an_undelivered_report_sets_it(
+    store: SqlStore,
+) -> None:
+    n = await _notification(store)
+    await _project(
+        store, n, SmsSending(**_ids(n), attempt=1, provider="twilio"), _failed(n, 1, "twilio")
+    )
+    view = await _project(store, n, SmsDelivered(**_ids(n), provider_message_id="SM1"))
+    assert (view.notification.status.value, view.last_error) == ("delivered", None)
+
+    other = await _notification(store)
+    view = await _project(
+        store,
+        other,
+        SmsSent(**_ids(other), attempt=1, provider="twilio", provider_message_id="SM3"),
+        SmsUndelivered(
+            **_ids(other), provider_message_id="SM3", error_code=30003, error="Unreachable"
+        ),
+    )
+    assert view.notification.status.value == "undelivered"
+    assert view.last_error == "undelivered: Unreachable"
