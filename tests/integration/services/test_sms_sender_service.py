@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -230,6 +231,29 @@ async def test_exhausted_retries_fail_the_notification_and_dead_letter_the_reque
         (dead,) = await dead_letters(pigeon, "sms-sender")
         assert dead.notification_id == nid
         assert "retries exhausted after 3 attempts" in dead.reason
+        await _attempted_exactly(pigeon, nid, 3)
+
+
+async def _attempted_exactly(pigeon: Pigeon, nid: str, attempts: int) -> None:
+    """The notification shows ``attempts`` attempts, each once in its timeline."""
+    account = await pigeon.store.ensure_account("acme")
+    view = await pigeon.store.get_view(account.id, nid)
+    assert view is not None
+    assert view.attempts == attempts
+    details = [e.detail for e in view.timeline]
+    started = sorted(d for d in details if re.fullmatch(r"attempt \d+ via twilio", d))
+    assert started == [f"attempt {n} via twilio" for n in range(1, attempts + 1)], details
+
+
+async def test_waits_on_an_open_circuit_are_not_attempts(stack: Stack) -> None:
+    """With the breaker opening after every failure, the sends it refuses are waits: the
+    notification still fails after exactly the limit of attempts, never above it."""
+    settings = {"breaker_failure_threshold": 1, "breaker_reset_seconds": 0.2}
+    async with running(stack, max_attempts=3, extra=settings) as (pigeon, sandbox):
+        sandbox.faults.config = FaultConfig(down=True)
+        nid = await accept(pigeon)
+        await wait_status(pigeon, nid, "failed")
+        await _attempted_exactly(pigeon, nid, 3)
 
 
 async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(stack: Stack) -> None:
