@@ -18,7 +18,7 @@ import typer
 import uvicorn
 
 from pigeon import loop as event_loop
-from pigeon.api.admin import dead_letter_json
+from pigeon.api.admin import api_key_json, dead_letter_json
 from pigeon.bench.command import register as register_bench
 from pigeon.bootstrap import WORKERS, Pigeon, Runner, build, worker_names
 from pigeon.children import (
@@ -476,6 +476,62 @@ def keys_create(
         acc, key = await store.create_api_key(account, admin=admin)
         kind = "admin api key" if admin else "api key"
         typer.echo(f"account: {acc.name} ({acc.id})\n{kind}: {key}")
+
+    _with_store(work)
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[str | None, typer.Option(help="Only this account's keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List API keys, oldest first: id, account, first characters, kind, state (never the key)."""
+
+    async def work(store: SqlStore) -> None:
+        keys = await store.api_keys(account)
+        if as_json:
+            for key in keys:
+                typer.echo(orjson.dumps(api_key_json(key)).decode())
+            return
+        if not keys:
+            typer.echo("no API keys" + (f" for account {account!r}" if account else ""))
+            return
+        for key in keys:
+            state = f"revoked {format_time(key.revoked_at)}" if key.revoked_at else "active"
+            kind = "admin" if key.is_admin else "api"
+            typer.echo(
+                f"{key.id}  {key.account_name:20}  {key.prefix}…  {kind:5}  "
+                f"created {format_time(key.created_at)}  {state}"
+            )
+
+    _with_store(work)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")]) -> None:
+    """Revoke an API key: every API process refuses it within a second."""
+
+    async def work(store: SqlStore) -> None:
+        key = await store.revoke_api_key(key_id)
+        typer.echo(f"revoked {key.id} ({key.prefix}…) of account {key.account_name}")
+
+    _with_store(work)
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")]) -> None:
+    """Replace an API key by a new one of the same account and kind, and revoke the old one.
+
+    The new key is printed once; deploy it before running this where a gap matters
+    (or create a second key first, switch to it, then revoke the first).
+    """
+
+    async def work(store: SqlStore) -> None:
+        old, key = await store.rotate_api_key(key_id)
+        kind = "admin api key" if old.is_admin else "api key"
+        typer.echo(
+            f"revoked {old.id} ({old.prefix}…) of account {old.account_name}\nnew {kind}: {key}"
+        )
 
     _with_store(work)
 

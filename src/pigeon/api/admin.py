@@ -13,10 +13,12 @@ from pigeon.api.deps import AdminDep, could_be_our_id, json_response
 from pigeon.api.problems import AUTHENTICATED, documented
 from pigeon.domain.events import format_time
 from pigeon.errors import NotFoundError
+from pigeon.store.api_keys import ApiKeyView
 from pigeon.store.dead_letters import DeadLetterView
 from pigeon.store.sql_store import SqlStore
 
 PREFIX = "/v1/admin/dead-letters"
+KEYS_PREFIX = "/v1/admin/keys"
 
 
 def dead_letter_json(letter: DeadLetterView, *, payload: bool = False) -> dict[str, Any]:
@@ -43,13 +45,67 @@ def dead_letter_json(letter: DeadLetterView, *, payload: bool = False) -> dict[s
     return out
 
 
+def api_key_json(key: ApiKeyView) -> dict[str, Any]:
+    """An API key as the admin API (and ``pigeon keys list --json``) shows it: never the key."""
+    return {
+        "id": key.id,
+        "account_id": key.account_id,
+        "account": key.account_name,
+        "prefix": key.prefix,
+        "admin": key.is_admin,
+        "created_at": format_time(key.created_at),
+        "revoked_at": format_time(key.revoked_at) if key.revoked_at else None,
+        "active": key.active,
+    }
+
+
+def store_of(request: Request) -> SqlStore:
+    """The store the app was made with."""
+    store: SqlStore = request.app.state.store
+    return store
+
+
+def keys_router() -> APIRouter:
+    """List, revoke and rotate API keys; every route requires an admin key."""
+    router = APIRouter(prefix=KEYS_PREFIX, tags=["admin"])
+
+    @router.get("", summary="List API keys", responses=documented(*AUTHENTICATED, 403))
+    async def list_keys(
+        request: Request,
+        _admin: AdminDep,
+        account: Annotated[str | None, Query(description="Only this account's keys.")] = None,
+    ) -> Response:
+        keys = await store_of(request).api_keys(account)
+        return json_response([api_key_json(key) for key in keys])
+
+    @router.post(
+        "/{key_id}/revoke",
+        summary="Revoke an API key (every API process refuses it within a second)",
+        responses=documented(*AUTHENTICATED, 403, 404, 409),
+    )
+    async def revoke_key(request: Request, key_id: str, _admin: AdminDep) -> Response:
+        if not could_be_our_id(key_id):
+            raise NotFoundError(f"no API key {key_id!r}")
+        return json_response(api_key_json(await store_of(request).revoke_api_key(key_id)))
+
+    @router.post(
+        "/{key_id}/rotate",
+        status_code=201,
+        summary="Replace an API key by a new one (shown only once) and revoke it",
+        responses=documented(*AUTHENTICATED, 403, 404, 409),
+    )
+    async def rotate_key(request: Request, key_id: str, _admin: AdminDep) -> Response:
+        if not could_be_our_id(key_id):
+            raise NotFoundError(f"no API key {key_id!r}")
+        old, key = await store_of(request).rotate_api_key(key_id)
+        return json_response({"revoked": api_key_json(old), "key": key}, 201)
+
+    return router
+
+
 def admin_router() -> APIRouter:
     """The admin routes; every one requires an admin key."""
     router = APIRouter(prefix=PREFIX, tags=["admin"])
-
-    def store_of(request: Request) -> SqlStore:
-        store: SqlStore = request.app.state.store
-        return store
 
     @router.get("", summary="List dead letters", responses=documented(*AUTHENTICATED, 403))
     async def list_dead_letters(

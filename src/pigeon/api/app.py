@@ -16,7 +16,7 @@ from starlette.responses import Response
 from pigeon import __version__
 from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
-from pigeon.api.admin import admin_router
+from pigeon.api.admin import admin_router, keys_router
 from pigeon.api.bodies import detail_body, usage_item
 from pigeon.api.deps import AccountDep, could_be_our_id, json_response
 from pigeon.api.fast_path import FastPath, SignatureCheck
@@ -195,6 +195,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         return _json({"status": "ready"})
 
     app.include_router(admin_router())
+    app.include_router(keys_router())
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
     app.add_middleware(
         FastPath,

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -45,6 +46,7 @@ from pigeon.errors import (
     StoreUnavailable,
     ValidationError,
 )
+from pigeon.store import api_keys as api_keys_sql
 from pigeon.store import (
     attempts,
     idempotency,
@@ -57,6 +59,7 @@ from pigeon.store import (
 from pigeon.store import dead_letters as dlq
 from pigeon.store import intake as intake_sql
 from pigeon.store import outbox as outbox_sql
+from pigeon.store.api_keys import ApiKeyView
 from pigeon.store.engine import DatabaseUrl, reader_engine, writer_engine
 from pigeon.store.event_log import (
     EventLog,
@@ -91,6 +94,27 @@ _INTAKE_HEADS = select(
     select(func.max(intake_sql.intake_callbacks.c.seq)).scalar_subquery(),
 )
 MAX_USAGE_DAYS = 366
+
+
+#: how long a process trusts a key it checked before asking again: a key revoked
+#: elsewhere stops working in every API process within this long
+KEY_CACHE_SECONDS = 1.0
+#: keys kept in that cache at most
+KEY_CACHE_SIZE = 10_000
+
+
+def _insert_key(conn: Connection, account_id: str, key: str, admin: bool) -> None:
+    """Store a new key: its hash, its first characters, whose it is."""
+    conn.execute(
+        insert(api_keys).values(
+            id="key_" + ulid(),
+            account_id=account_id,
+            key_hash=hash_key(key),
+            prefix=key[:8],
+            created_at=utcnow(),
+            is_admin=admin,
+        )
+    )
 
 
 def hash_key(key: str) -> str:
@@ -172,7 +196,8 @@ class SqlStore:
             if url.dialect == "postgresql"
             else self._commits
         )
-        self._key_cache: dict[str, Account] = {}
+        #: key hash -> (account, until when it may be used without asking the database)
+        self._key_cache: dict[str, tuple[Account, float]] = {}
         self.intake_path: Path | None = None
         self._intake_commits: GroupCommitter | None = None
         self._intake_reader: AsyncEngine | None = None
@@ -321,28 +346,45 @@ class SqlStore:
         """
         account = await self.ensure_account(account_name)
         key = KEY_PREFIX + secrets.token_urlsafe(24)
-
-        def work(conn: Connection) -> None:
-            conn.execute(
-                insert(api_keys).values(
-                    id="key_" + ulid(),
-                    account_id=account.id,
-                    key_hash=hash_key(key),
-                    prefix=key[:8],
-                    created_at=utcnow(),
-                    is_admin=admin,
-                )
-            )
-
-        await self._commits.submit(work)
+        await self._commits.submit(lambda conn: _insert_key(conn, account.id, key, admin))
         return Account(account.id, account.name, admin), key
+
+    async def api_keys(self, account_name: str | None = None) -> list[ApiKeyView]:
+        """Every API key (of ``account_name``'s account, if given), oldest first."""
+        async with self._read() as conn:
+            return await conn.run_sync(api_keys_sql.list_keys, account_name)
+
+    async def revoke_api_key(self, key_id: str) -> ApiKeyView:
+        """Revoke a key: this process refuses it at once, every other within
+        :data:`KEY_CACHE_SECONDS`. ``NotFoundError``, or ``ConflictError`` when it was
+        revoked before."""
+        view, digest = await self._commits.submit(
+            lambda conn: api_keys_sql.revoke(conn, key_id, utcnow())
+        )
+        self._key_cache.pop(digest, None)
+        return view
+
+    async def rotate_api_key(self, key_id: str) -> tuple[ApiKeyView, str]:
+        """Replace an active key by a new one of the same account and kind, in one
+        transaction: the old key's view (revoked) and the new key, shown only once."""
+        key = KEY_PREFIX + secrets.token_urlsafe(24)
+
+        def work(conn: Connection) -> tuple[ApiKeyView, str]:
+            old, digest = api_keys_sql.revoke(conn, key_id, utcnow())
+            _insert_key(conn, old.account_id, key, old.is_admin)
+            return old, digest
+
+        old, digest = await self._commits.submit(work)
+        self._key_cache.pop(digest, None)
+        return old, key
 
     async def authenticate(self, key: str) -> Account | None:
         """The account an API key belongs to, or None."""
         digest = hash_key(key)
         cached = self._key_cache.get(digest)
-        if cached is not None:
-            return cached
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
         async with self._read() as conn:
             row = (
                 await conn.execute(
@@ -354,7 +396,9 @@ class SqlStore:
         if row is None:
             return None
         account = Account(row.id, row.name, bool(row.is_admin))
-        self._key_cache[digest] = account
+        if len(self._key_cache) > KEY_CACHE_SIZE:  # keys tried once: forget them all
+            self._key_cache.clear()
+        self._key_cache[digest] = (account, now + KEY_CACHE_SECONDS)
         return account
 
     # -- notifications -----------------------------------------------------------

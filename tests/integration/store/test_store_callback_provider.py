@@ -9,26 +9,13 @@ ends with ``"provider": "backup"`` and one ``sent`` step, not a second one
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from pigeon.domain.delivery import DeliveryReport, ReportedStatus
 from pigeon.domain.events import SmsSent, decode
 from pigeon.domain.notification import Notification
 from pigeon.store.attempts import AttemptResult
-from pigeon.store.engine import DatabaseUrl
 from pigeon.store.sql_store import SqlStore
-
-
-@pytest.fixture
-async def store(database: DatabaseUrl) -> AsyncIterator[SqlStore]:
-    store = SqlStore(database, outbox=True, auto_migrate=True)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
 
 
 async def _sent_by_backup(store: SqlStore, notification: Notification, sid: str) -> SmsSent:

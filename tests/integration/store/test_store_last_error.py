@@ -8,10 +8,6 @@ anything) does not bring it back, nor the older attempt's provider.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from pigeon.domain.events import (
     Event,
     SmsAttemptFailed,
@@ -22,18 +18,7 @@ from pigeon.domain.events import (
 )
 from pigeon.domain.notification import Notification, NotificationView
 from pigeon.services.projector import STATUS_GROUP
-from pigeon.store.engine import DatabaseUrl
 from pigeon.store.sql_store import SqlStore
-
-
-@pytest.fixture
-async def store(database: DatabaseUrl) -> AsyncIterator[SqlStore]:
-    store = SqlStore(database, outbox=True, auto_migrate=True)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
 
 
 async def _notification(store: SqlStore) -> Notification:
