@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -17,16 +17,25 @@ from pigeon import __version__
 from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.admin import admin_router, keys_router
-from pigeon.api.bodies import detail_body, usage_item
+from pigeon.api.bodies import detail_body, page_body, usage_item
 from pigeon.api.deps import AccountDep, could_be_our_id, json_response
 from pigeon.api.fast_path import FastPath, SignatureCheck
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.limits import BodySizeLimit
-from pigeon.api.schemas import NotificationAccepted, NotificationDetail, SendNotification, UsageItem
-from pigeon.errors import ConflictError, NotFoundError, PigeonError
+from pigeon.api.schemas import (
+    NotificationAccepted,
+    NotificationDetail,
+    NotificationPage,
+    SendNotification,
+    UsageItem,
+)
+from pigeon.domain.phone import normalize_e164
+from pigeon.domain.status import NotificationStatus
+from pigeon.errors import ConflictError, NotFoundError, PigeonError, ValidationError
 from pigeon.providers.signature import is_valid_signature
 from pigeon.providers.twilio_reports import callback_refusal, report_from_callback
 from pigeon.store.idempotency import IdempotentRequest
+from pigeon.store.listing import MAX_PAGE, Cursor, NotificationFilter
 from pigeon.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -127,6 +136,46 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         )
 
     @app.get(
+        "/v1/notifications",
+        response_model=NotificationPage,
+        summary="List and search notifications, newest first",
+        description=(
+            "Filters combine (all must hold). Add `metadata.<key>=<value>` for each metadata "
+            "key that must have exactly that string value. Pages follow `next`: pass it as "
+            "`cursor` with the same filters; a page never repeats or skips a notification "
+            "while new ones arrive."
+        ),
+        responses=problems.documented(*problems.AUTHENTICATED, 400),
+    )
+    async def list_notifications(
+        request: Request,
+        account: AccountDep,
+        *,
+        status: Annotated[
+            NotificationStatus | None, Query(description="Only notifications in this status.")
+        ] = None,
+        to: Annotated[str | None, Query(description="Only those to this number (E.164).")] = None,
+        since: Annotated[
+            datetime | None, Query(description="Created at or after (ISO 8601, with a zone).")
+        ] = None,
+        until: Annotated[
+            datetime | None, Query(description="Created before (ISO 8601, with a zone).")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 50,
+        cursor: Annotated[
+            str | None, Query(description="The `next` of the previous page.", max_length=200)
+        ] = None,
+    ) -> Response:
+        filt = listing_filter(request, status=status, to=to, since=since, until=until)
+        after = Cursor.decode(cursor) if cursor is not None else None
+        page = await store.list_notifications(account.id, filt, limit=limit + 1, after=after)
+        more = len(page) > limit
+        page = page[:limit]
+        last = page[-1].notification if more else None
+        following = Cursor(last.created_at, last.id).encode() if last is not None else None
+        return _json(page_body((page, following)))
+
+    @app.get(
         "/v1/notifications/{notification_id}",
         response_model=NotificationDetail,
         summary="A notification's status and timeline",
@@ -205,3 +254,46 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         max_bytes=config.max_request_bytes,
     )
     return app
+
+
+#: the query parameters of GET /v1/notifications besides metadata.<key>
+_LIST_PARAMS = frozenset({"status", "to", "since", "until", "limit", "cursor"})
+_METADATA = "metadata."
+
+
+def listing_filter(
+    request: Request,
+    *,
+    status: NotificationStatus | None,
+    to: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> NotificationFilter:
+    """The filter a listing asks for; an unknown parameter or a bad value is a 400/422
+    naming it (a typo must not silently list everything)."""
+    metadata: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name.startswith(_METADATA):
+            key = name.removeprefix(_METADATA)
+            if not key or len(key) > 64 or any(c in key for c in '"\\') or not key.isprintable():
+                raise ValidationError(
+                    name, "a metadata key is 1 to 64 printable characters, no quote or backslash"
+                )
+            if key in metadata:
+                raise ValidationError(name, "is given twice")
+            metadata[key] = value
+        elif name not in _LIST_PARAMS:
+            raise ValidationError(
+                name,
+                "is not a filter; use status, to, since, until, limit, cursor or metadata.<key>",
+            )
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise ValidationError(name, "needs a time zone, e.g. 2026-11-30T10:00:00Z")
+    return NotificationFilter(
+        status=status,
+        to=normalize_e164(to, "to") if to is not None else None,
+        since=since,
+        until=until,
+        metadata=metadata,
+    )

@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from pigeon.api.schemas import NotificationAccepted, NotificationDetail, TimelineItem, UsageItem
+from pigeon.api.schemas import (
+    NotificationAccepted,
+    NotificationDetail,
+    NotificationPage,
+    NotificationSummary,
+    TimelineItem,
+    UsageItem,
+)
 from pigeon.domain.events import format_time
 from pigeon.domain.notification import Notification, NotificationView, TimelineEntry, UsageDay
 
@@ -63,22 +70,41 @@ timeline_item: Callable[[TimelineEntry], dict[str, Any]] = shape(
     },
 )
 
-detail_body: Callable[[NotificationView], dict[str, Any]] = shape(
-    NotificationDetail,
+#: every field a body about a stored notification can have
+_VIEW_FIELDS: dict[str, Callable[[NotificationView], Any]] = {
+    "id": lambda v: v.notification.id,
+    "status": lambda v: v.notification.status.value,
+    "channel": lambda v: v.notification.channel,
+    "to": lambda v: v.notification.to,
+    "segments": lambda v: v.notification.segments,
+    "metadata": lambda v: v.notification.metadata,
+    "created_at": lambda v: format_time(v.notification.created_at),
+    "updated_at": lambda v: format_time(v.updated_at),
+    "attempts": lambda v: v.attempts,
+    "provider": lambda v: v.provider,
+    "provider_message_id": lambda v: v.provider_message_id,
+    "last_error": lambda v: v.last_error,
+    "timeline": lambda v: [timeline_item(e) for e in v.timeline],
+}
+
+
+def _of_view(model: type[BaseModel]) -> Callable[[NotificationView], dict[str, Any]]:
+    """``model``'s body from a view: its fields' getters, in its order (a field without
+    one is a ``KeyError`` at import)."""
+    return shape(model, {name: _VIEW_FIELDS[name] for name in model.model_fields})
+
+
+detail_body = _of_view(NotificationDetail)
+summary_item = _of_view(NotificationSummary)
+
+#: a page: its notifications and the cursor of the next page (None on the last)
+Page = tuple[list[NotificationView], str | None]
+
+page_body: Callable[[Page], dict[str, Any]] = shape(
+    NotificationPage,
     {
-        "id": lambda v: v.notification.id,
-        "status": lambda v: v.notification.status.value,
-        "channel": lambda v: v.notification.channel,
-        "to": lambda v: v.notification.to,
-        "segments": lambda v: v.notification.segments,
-        "metadata": lambda v: v.notification.metadata,
-        "created_at": lambda v: format_time(v.notification.created_at),
-        "updated_at": lambda v: format_time(v.updated_at),
-        "attempts": lambda v: v.attempts,
-        "provider": lambda v: v.provider,
-        "provider_message_id": lambda v: v.provider_message_id,
-        "last_error": lambda v: v.last_error,
-        "timeline": lambda v: [timeline_item(e) for e in v.timeline],
+        "items": lambda p: [summary_item(v) for v in p[0]],
+        "next": lambda p: p[1],
     },
 )
 

@@ -149,11 +149,13 @@ class TimelineItem(BaseModel):
     detail: str
 
 
-class NotificationDetail(BaseModel):
-    """``GET /v1/notifications/{id}``."""
+class NotificationSummary(BaseModel):
+    """One notification in a listing (``GET /v1/notifications``): no timeline."""
 
     id: str
-    status: str
+    status: str = Field(
+        description="accepted, queued, sending, sent, delivered, undelivered or failed."
+    )
     channel: str
     to: str
     segments: int
@@ -162,9 +164,23 @@ class NotificationDetail(BaseModel):
     updated_at: datetime
     attempts: int
     provider: str | None
-    provider_message_id: str | None
     last_error: str | None
+
+
+class NotificationDetail(NotificationSummary):
+    """``GET /v1/notifications/{id}``: a notification with its provider id and timeline."""
+
+    provider_message_id: str | None
     timeline: list[TimelineItem]
+
+
+class NotificationPage(BaseModel):
+    """A page of notifications, newest first."""
+
+    items: list[NotificationSummary]
+    next: str | None = Field(
+        description="Pass as ?cursor= for the next page (same filters); null on the last page."
+    )
 
 
 class UsageItem(BaseModel):

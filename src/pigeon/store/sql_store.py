@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import secrets
 import sqlite3
@@ -18,10 +19,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import bindparam, delete, func, insert, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -39,6 +40,7 @@ from pigeon.domain.notification import (
     TimelineEntry,
     UsageDay,
 )
+from pigeon.domain.status import NotificationStatus
 from pigeon.errors import (
     ConflictError,
     KeyAlreadyUsed,
@@ -50,6 +52,7 @@ from pigeon.store import api_keys as api_keys_sql
 from pigeon.store import (
     attempts,
     idempotency,
+    listing,
     migrate,
     pg_statements,
     planner_statistics,
@@ -496,18 +499,45 @@ class SqlStore:
             ).first()
         if row is None:
             return await self._stored_view(account_id, notification_id)
-        accepted = notification_from_row(row)
-        entry = _accepted_entry(accepted)
-        step = TimelineEntry(str(entry["status"]), accepted.created_at, str(entry["detail"]))
-        return NotificationView(
-            notification=accepted,
-            attempts=0,
-            provider=None,
-            provider_message_id=None,
-            last_error=None,
-            updated_at=accepted.created_at,
-            timeline=[step],
+        view = _intake_view(row)
+        entry = _accepted_entry(view.notification)
+        step = TimelineEntry(str(entry["status"]), view.updated_at, str(entry["detail"]))
+        return dataclasses.replace(view, timeline=[step])
+
+    async def list_notifications(
+        self,
+        account_id: str,
+        filt: listing.NotificationFilter,
+        *,
+        limit: int,
+        after: listing.Cursor | None = None,
+    ) -> list[NotificationView]:
+        """A page of the account's notifications, newest first, after ``after`` (timelines
+        left out). On the embedded stack the ones the API accepted a moment ago and the
+        intake relay has not moved yet are in it too."""
+        dialect = self.url.dialect
+        query = listing.page_query(
+            notifications, account_id, filt, after=after, limit=limit, dialect=dialect
         )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        views = {row.id: _view_of(row) for row in rows}
+        if self._intake_reader is not None and filt.status in (None, NotificationStatus.ACCEPTED):
+            table = intake_sql.intake_notifications
+            query = listing.page_query(
+                table, account_id, filt, after=after, limit=limit, dialect=dialect
+            )
+            async with self._read(self._intake_reader) as conn:
+                waiting = (await conn.execute(query)).all()
+            for row in waiting:  # a row moved meanwhile is in both: the store's is newer
+                if row.id not in views:
+                    views[row.id] = _intake_view(row)
+        ordered = sorted(
+            views.values(),
+            key=lambda v: (v.notification.created_at, v.notification.id),
+            reverse=True,
+        )
+        return ordered[:limit]
 
     async def _stored_view(self, account_id: str, notification_id: str) -> NotificationView | None:
         async with self._read() as conn:
@@ -528,15 +558,7 @@ class SqlStore:
                     .order_by(timeline.c.at, timeline.c.id)
                 )
             ).all()
-        return NotificationView(
-            notification=notification_from_row(row),
-            attempts=row.attempts,
-            provider=row.provider,
-            provider_message_id=row.provider_message_id,
-            last_error=row.last_error,
-            updated_at=utc(row.updated_at),
-            timeline=[TimelineEntry(e.status, utc(e.at), e.detail) for e in entries],
-        )
+        return _view_of(row, [TimelineEntry(e.status, utc(e.at), e.detail) for e in entries])
 
     async def record_delivery_report(self, report: DeliveryReport) -> bool:
         """Turn a provider's delivery report (a status callback) into an event, atomically.
@@ -907,6 +929,32 @@ class SqlStore:
     ) -> int:
         # quiet: a purge publishes nothing, so its commit wakes no consumer
         return await self._commits.submit(lambda conn: chunk(conn, before, limit), quiet=True)
+
+
+def _view_of(row: Row[Any], timeline: list[TimelineEntry] | None = None) -> NotificationView:
+    """The view of a ``notifications`` row (with ``timeline``, if given)."""
+    return NotificationView(
+        notification=notification_from_row(row),
+        attempts=row.attempts,
+        provider=row.provider,
+        provider_message_id=row.provider_message_id,
+        last_error=row.last_error,
+        updated_at=utc(row.updated_at),
+        timeline=timeline or [],
+    )
+
+
+def _intake_view(row: Row[Any]) -> NotificationView:
+    """The view of a notification the API accepted that is still in its intake file."""
+    accepted = notification_from_row(row)
+    return NotificationView(
+        notification=accepted,
+        attempts=0,
+        provider=None,
+        provider_message_id=None,
+        last_error=None,
+        updated_at=accepted.created_at,
+    )
 
 
 def _accepted_entry(notification: Notification) -> dict[str, object]:
