@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
 from pigeon.domain.notification import Account
@@ -33,17 +34,26 @@ def could_be_our_id(value: str) -> bool:
     return 0 < len(value) <= MAX_ID_CHARS and value.isascii() and value.isprintable()
 
 
+#: the security scheme /docs offers ("Authorize") and every authenticated route names
+BEARER = HTTPBearer(
+    auto_error=False,  # our own 401 problems, below
+    scheme_name="apiKey",
+    description="An API key: `pigeon keys create --account NAME` prints one (pgn_…).",
+)
+
+
 async def current_account(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Account:
     """The account whose API key the request carries, or a 401."""
-    if not authorization:
-        raise AuthenticationError("missing 'Authorization: Bearer <API key>' header")
-    scheme, _, key = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = credentials.credentials.strip() if credentials is not None else ""
+    if not key:
+        if not request.headers.get("authorization"):
+            raise AuthenticationError("missing 'Authorization: Bearer <API key>' header")
         raise AuthenticationError("the Authorization header must be 'Bearer <API key>'")
     store: SqlStore = request.app.state.store
-    account = await store.authenticate(key.strip())
+    account = await store.authenticate(key)
     if account is None:
         raise AuthenticationError("unknown or revoked API key")
     return account

@@ -55,6 +55,33 @@ async def test_the_openapi_request_schema_uses_the_wire_name_from(
     assert schema.get("additionalProperties") is False
 
 
+async def test_every_route_that_needs_a_key_declares_the_bearer_scheme(
+    client: httpx.AsyncClient,
+) -> None:
+    """/docs offers "Authorize" with an API key, instead of an optional header per route."""
+    document = (await client.get("/openapi.json")).json()
+    scheme = document["components"]["securitySchemes"]["apiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    secured = {
+        (path, verb)
+        for path, ops in document["paths"].items()
+        for verb, op in ops.items()
+        if {"apiKey": []} in op.get("security", [])
+    }
+    assert {
+        ("/v1/notifications", "post"),
+        ("/v1/notifications", "get"),
+        ("/v1/notifications/{notification_id}", "get"),
+        ("/v1/usage", "get"),
+        ("/v1/admin/keys", "get"),
+    } <= secured
+    assert ("/healthz", "get") not in secured
+    for ops in document["paths"].values():
+        for op in ops.values():
+            names = {p["name"].lower() for p in op.get("parameters", [])}
+            assert "authorization" not in names
+
+
 async def test_an_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
     """Even the framework's own errors come back as problem+json."""
     response = await client.get("/v1/nothing-here")
