@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import orjson
@@ -127,6 +127,27 @@ class SmsAttemptFailed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SmsWaiting(Event):
+    """No attempt could start (every provider's circuit is open): the sender waits.
+
+    Not an attempt: no retry budget is spent. The timeline says why and until when.
+    """
+
+    type_name: ClassVar[str] = "SmsWaiting"
+
+    reason: str
+    wait_seconds: float
+
+    @property
+    def next_try_at(self) -> datetime:
+        """When the sender tries again."""
+        return self.occurred_at + timedelta(seconds=self.wait_seconds)
+
+    def detail(self) -> str:
+        return f"waiting: {self.reason}, next try {self.next_try_at:%H:%M:%S} UTC"
+
+
+@dataclass(frozen=True, kw_only=True)
 class SmsSent(Event):
     """The provider accepted the message and gave it an id."""
 
@@ -190,6 +211,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SmsRequested,
         SmsSending,
         SmsAttemptFailed,
+        SmsWaiting,
         SmsSent,
         SmsDelivered,
         SmsUndelivered,

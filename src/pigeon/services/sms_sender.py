@@ -33,6 +33,7 @@ from pigeon.domain.events import (
     SmsRequested,
     SmsSending,
     SmsSent,
+    SmsWaiting,
     decode,
 )
 from pigeon.domain.phone import mask_phone
@@ -244,13 +245,19 @@ class SmsSender:
             if receipt is None:
                 receipt = await self._provider.send(message)
         except CircuitOpen as exc:
-            # no provider was tried: not an attempt, so no retry budget spent
-            # and no timeline step; wait until a breaker lets a probe through
+            # no provider was tried: not an attempt, so no retry budget spent; the
+            # timeline says why it waits and until when; a breaker lets a probe through
             wait = max(exc.retry_after or 0.0, CIRCUIT_OPEN_MIN_WAIT)
             log.info("%s waits %.1fs: %s", nid, wait, exc)
+            waiting = SmsWaiting(
+                account_id=aid,
+                notification_id=nid,
+                reason="every provider's circuit is open",
+                wait_seconds=wait,
+            )
             return (
                 AttemptResult(nid, start.attempt, "skipped", error=str(exc)),
-                [],
+                [waiting],
                 RetryLater(wait, str(exc)),
             )
         except TransientError as exc:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
@@ -26,7 +26,8 @@ from pigeon.store.schema import notifications, send_attempts
 #: journal outcomes that end a notification's attempts (until a dead-letter replay)
 _DONE = ("sent", "permanent", "exhausted")
 #: journal outcomes that did not spend the retry budget: replayed away, or never
-#: tried because every provider's circuit breaker was open
+#: tried because every provider's circuit breaker was open (rows written before
+#: skipped tries were forgotten; see finish_attempts)
 _NOT_TRIES = ("superseded", "skipped")
 
 # built once: a statement made per call costs more than running it, inside the write lock
@@ -38,6 +39,13 @@ _JOURNAL = select(
     send_attempts.c.outcome,
     send_attempts.c.started_at,
 ).where(send_attempts.c.notification_id.in_(_IDS))
+_FORGET = delete(send_attempts).where(
+    and_(
+        send_attempts.c.notification_id == bindparam("nid"),
+        send_attempts.c.attempt == bindparam("number"),
+        send_attempts.c.outcome == "started",
+    )
+)
 _FINISH = update(send_attempts).where(
     and_(
         send_attempts.c.notification_id == bindparam("nid"),
@@ -131,7 +139,19 @@ def begin_attempts(conn: Connection, requests: Sequence[tuple[str, str]]) -> lis
 
 
 def finish_attempts(conn: Connection, results: Sequence[AttemptResult]) -> None:
-    """Record each attempt's outcome."""
+    """Record each attempt's outcome.
+
+    A ``skipped`` one (every provider's circuit was open: no provider was called)
+    was no attempt: its row goes, so the next real attempt takes its number and
+    attempts are numbered 1, 2, 3… whatever the waits in between.
+    """
+    skipped = [r for r in results if r.outcome == "skipped"]
+    if skipped:
+        conn.execute(
+            _FORGET,
+            [{"nid": r.notification_id, "number": r.attempt} for r in skipped],
+        )
+        results = [r for r in results if r.outcome != "skipped"]
     if not results:
         return
     now = utcnow()

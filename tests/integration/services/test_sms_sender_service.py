@@ -247,13 +247,26 @@ async def _attempted_exactly(pigeon: Pigeon, nid: str, attempts: int) -> None:
 
 async def test_waits_on_an_open_circuit_are_not_attempts(stack: Stack) -> None:
     """With the breaker opening after every failure, the sends it refuses are waits: the
-    notification still fails after exactly the limit of attempts, never above it."""
-    settings = {"breaker_failure_threshold": 1, "breaker_reset_seconds": 0.2}
+    notification still fails after exactly the limit of attempts, never above it, and
+    its timeline shows each wait."""
+    # the breaker stays open longer than the retry backoff (0.05-0.2 s): retries meet it
+    settings = {"breaker_failure_threshold": 1, "breaker_reset_seconds": 0.5}
     async with running(stack, max_attempts=3, extra=settings) as (pigeon, sandbox):
         sandbox.faults.config = FaultConfig(down=True)
         nid = await accept(pigeon)
         await wait_status(pigeon, nid, "failed")
         await _attempted_exactly(pigeon, nid, 3)
+        # each wait is a step of its own, saying why and until when
+        account = await pigeon.store.ensure_account("acme")
+        view = await pigeon.store.get_view(account.id, nid)
+        assert view is not None
+        waits = [e for e in view.timeline if e.detail.startswith("waiting: ")]
+        assert waits, [e.detail for e in view.timeline]
+        for step in waits:
+            assert re.fullmatch(
+                r"waiting: every provider's circuit is open, next try \d\d:\d\d:\d\d UTC",
+                step.detail,
+            ), step.detail
 
 
 async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(stack: Stack) -> None:

@@ -20,6 +20,7 @@ from pigeon.domain.events import (
     SmsSending,
     SmsSent,
     SmsUndelivered,
+    SmsWaiting,
     decode,
     encode,
     format_time,
@@ -59,6 +60,7 @@ SAMPLES: dict[str, Event] = {
         error_code=None,
         retry_in_seconds=1.5,
     ),
+    "SmsWaiting": SmsWaiting(**IDS, reason="every provider's circuit is open", wait_seconds=12.5),
     "SmsSent": SmsSent(**IDS, attempt=1, provider="twilio", provider_message_id="SM123"),
     "SmsDelivered": SmsDelivered(**IDS, provider_message_id="SM123"),
     "SmsUndelivered": SmsUndelivered(
@@ -282,3 +284,14 @@ def test_every_event_has_a_timeline_line(type_name: str) -> None:
     detail = SAMPLES[type_name].detail()
     assert detail
     assert "\n" not in detail
+
+
+def test_a_wait_says_why_and_until_when() -> None:
+    """The timeline step of a wait names its reason and the next try, in UTC."""
+    waiting = SmsWaiting(
+        **{**IDS, "occurred_at": datetime(2026, 11, 30, 12, 3, 29, tzinfo=UTC)},
+        reason="every provider's circuit is open",
+        wait_seconds=12.4,
+    )
+    assert waiting.detail() == "waiting: every provider's circuit is open, next try 12:03:41 UTC"
+    assert waiting.status is None  # no status change: the notification stays where it is
