@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
+import pytest
 
 from pigeon import __version__
 
@@ -80,6 +83,21 @@ async def test_every_route_that_needs_a_key_declares_the_bearer_scheme(
         for op in ops.values():
             names = {p["name"].lower() for p in op.get("parameters", [])}
             assert "authorization" not in names
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_the_docs_load_their_assets_from_pigeon_not_a_cdn(
+    client: httpx.AsyncClient, page: str
+) -> None:
+    """Swagger UI and ReDoc work offline: every script and style comes from this API."""
+    html = await client.get(page)
+    assert html.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html.text)
+    assert assets, html.text[:500]
+    for url in assets:
+        assert url.startswith("/docs-assets/"), url
+        asset = await client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 10_000, url
 
 
 async def test_an_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
