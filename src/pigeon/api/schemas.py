@@ -11,6 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pigeon.domain.notification import CHANNELS, MAX_BODY_CHARS
+from pigeon.domain.status import NotificationStatus
 
 MAX_METADATA_BYTES = 4096
 #: deeper JSON than this is refused (orjson, which writes our events, stops at 254)
@@ -144,17 +145,17 @@ class NotificationAccepted(BaseModel):
 class TimelineItem(BaseModel):
     """One step of a notification's history."""
 
-    status: str
+    status: NotificationStatus = Field(description="The status it was in after this step.")
     at: datetime
-    detail: str
+    detail: str = Field(description="What happened, for people.")
 
 
 class NotificationSummary(BaseModel):
     """One notification in a listing (``GET /v1/notifications``): no timeline."""
 
     id: str
-    status: str = Field(
-        description="accepted, queued, sending, sent, delivered, undelivered or failed."
+    status: NotificationStatus = Field(
+        description="Where it is: forward-only, final at delivered, undelivered or failed."
     )
     channel: str
     to: str

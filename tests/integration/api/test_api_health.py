@@ -85,6 +85,24 @@ async def test_every_route_that_needs_a_key_declares_the_bearer_scheme(
             assert "authorization" not in names
 
 
+async def test_statuses_are_documented_as_an_enum(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    statuses = set(schemas["NotificationStatus"]["enum"])
+    assert statuses == {
+        "accepted",
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+    }
+    for model in ("NotificationSummary", "NotificationDetail", "TimelineItem"):
+        ref = schemas[model]["properties"]["status"]
+        assert ref.get("$ref", "").endswith("/NotificationStatus"), (model, ref)
+
+
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 async def test_the_docs_load_their_assets_from_pigeon_not_a_cdn(
     client: httpx.AsyncClient, page: str
