@@ -84,6 +84,7 @@ _VIEW_FIELDS: dict[str, Callable[[NotificationView], Any]] = {
     "provider": lambda v: v.provider,
     "provider_message_id": lambda v: v.provider_message_id,
     "last_error": lambda v: v.last_error,
+    "next_attempt_at": lambda v: format_time(v.next_attempt_at) if v.next_attempt_at else None,
     "timeline": lambda v: [timeline_item(e) for e in v.timeline],
 }
 

@@ -166,6 +166,10 @@ class NotificationSummary(BaseModel):
     attempts: int
     provider: str | None
     last_error: str | None
+    next_attempt_at: datetime | None = Field(
+        description="While it waits for a retry or for a provider's circuit to close: "
+        "when it is tried next; otherwise null."
+    )
 
 
 class NotificationDetail(NotificationSummary):

@@ -101,6 +101,8 @@ class NotificationView:
     last_error: str | None
     updated_at: datetime
     timeline: list[TimelineEntry] = field(default_factory=list)
+    #: while it waits for a retry or for an open circuit: when it is tried next
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, insert, select, update
@@ -29,6 +29,7 @@ from pigeon.domain.events import (
     SmsSending,
     SmsSent,
     SmsUndelivered,
+    SmsWaiting,
 )
 from pigeon.domain.status import NotificationStatus, can_advance
 from pigeon.store import pg_statements
@@ -54,6 +55,7 @@ _LOCKED = (
         notifications.c.provider,
         notifications.c.provider_message_id,
         notifications.c.last_error,
+        notifications.c.next_attempt_at,
     )
     .where(notifications.c.id.in_(_IDS))
     .order_by(notifications.c.id)
@@ -117,6 +119,11 @@ def _changes(event: Event, row: dict[str, Any]) -> None:
         row["attempts"] = max(row["attempts"], event.attempt)
         if latest:
             row["provider"] = event.provider
+            row["next_attempt_at"] = None  # an attempt under way, or its outcome
+    if isinstance(event, SmsAttemptFailed) and latest:
+        row["next_attempt_at"] = event.occurred_at + timedelta(seconds=event.retry_in_seconds)
+    if isinstance(event, SmsWaiting):
+        row["next_attempt_at"] = event.next_try_at
     if isinstance(event, SmsSent):
         row["provider_message_id"] = event.provider_message_id
         if latest:
@@ -128,6 +135,8 @@ def _changes(event: Event, row: dict[str, Any]) -> None:
     current = NotificationStatus(row["status"])
     if event.status is not None and can_advance(current, event.status):
         row["status"] = event.status.value
+    if NotificationStatus(row["status"]).is_final:
+        row["next_attempt_at"] = None
         if isinstance(event, SmsDelivered):
             row["last_error"] = None
 

@@ -67,6 +67,8 @@ notifications = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # while it waits for a retry or an open circuit: when it is tried next
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
     Index("notifications_account_created", "account_id", "created_at"),
     Index("notifications_provider_message", "provider_message_id"),
 )

@@ -941,6 +941,7 @@ def _view_of(row: Row[Any], timeline: list[TimelineEntry] | None = None) -> Noti
         last_error=row.last_error,
         updated_at=utc(row.updated_at),
         timeline=timeline or [],
+        next_attempt_at=utc(row.next_attempt_at) if row.next_attempt_at is not None else None,
     )
 
 

@@ -8,13 +8,17 @@ anything) does not bring it back, nor the older attempt's provider.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pigeon.domain.events import (
     Event,
     SmsAttemptFailed,
     SmsDelivered,
+    SmsFailed,
     SmsSending,
     SmsSent,
     SmsUndelivered,
+    SmsWaiting,
 )
 from pigeon.domain.notification import Notification, NotificationView
 from pigeon.services.projector import STATUS_GROUP
@@ -89,3 +93,26 @@ async def test_a_delivery_clears_the_error_and_an_undelivered_report_sets_it(
     )
     assert view.notification.status.value == "undelivered"
     assert view.last_error == "undelivered: Unreachable"
+
+
+async def test_next_attempt_at_shows_while_it_waits_and_goes_once_it_is_tried(
+    store: SqlStore,
+) -> None:
+    n = await _notification(store)
+    sending = SmsSending(**_ids(n), attempt=1, provider="twilio")
+    failed = _failed(n, 1, "twilio")  # retrying in 1 s; the projector orders by time
+    view = await _project(store, n, sending, failed)
+    assert view.next_attempt_at == failed.occurred_at + timedelta(seconds=1)
+
+    waiting = SmsWaiting(**_ids(n), reason="every provider's circuit is open", wait_seconds=30)
+    view = await _project(store, n, waiting)
+    assert view.next_attempt_at == waiting.next_try_at
+    assert view.timeline[-1].detail == waiting.detail()
+
+    view = await _project(store, n, SmsSending(**_ids(n), attempt=2, provider="twilio"))
+    assert view.next_attempt_at is None
+
+    view = await _project(
+        store, n, _failed(n, 2, "twilio"), SmsFailed(**_ids(n), reason="retries exhausted")
+    )
+    assert (view.notification.status.value, view.next_attempt_at) == ("failed", None)
