@@ -49,20 +49,20 @@ async def running(
     async with SandboxServer(account_sid=SID, auth_token=TOKEN, seed=7) as sandbox:
         if providers is not None:
             providers = [{**p, "url": p["url"] or sandbox.url} for p in providers]
-        settings = Settings(
-            data_dir=stack.data_dir,
-            sms_provider_url=sandbox.url,
-            twilio_account_sid=SID,
-            twilio_auth_token=token,
-            retry_base_seconds=0.05,
-            retry_max_seconds=0.2,
-            sms_max_attempts=max_attempts,
-            provider_timeout_seconds=2,
-            public_url="http://127.0.0.1:9",  # callbacks go nowhere: not under test here
-            auto_migrate=True,
-            sms_providers=json.dumps(providers) if providers is not None else "",
-            **{**stack.settings, **(extra or {})},  # type: ignore[arg-type]
-        )
+        given: dict[str, object] = {
+            "data_dir": stack.data_dir,
+            "sms_provider_url": sandbox.url,
+            "twilio_account_sid": SID,
+            "twilio_auth_token": token,
+            "retry_base_seconds": 0.05,
+            "retry_max_seconds": 0.2,
+            "sms_max_attempts": max_attempts,
+            "provider_timeout_seconds": 2,
+            "public_url": "http://127.0.0.1:9",  # callbacks go nowhere: not under test here
+            "auto_migrate": True,
+            "sms_providers": json.dumps(providers) if providers is not None else "",
+        }
+        settings = Settings(**{**given, **stack.settings, **(extra or {})})  # type: ignore[arg-type]
         pigeon = build(settings)
         await pigeon.start()
         runners = [*await pigeon.workers("sms-sender"), *await pigeon.workers("status-projector")]
