@@ -135,10 +135,10 @@ def _changes(event: Event, row: dict[str, Any]) -> None:
     current = NotificationStatus(row["status"])
     if event.status is not None and can_advance(current, event.status):
         row["status"] = event.status.value
+        if isinstance(event, SmsDelivered):
+            row["last_error"] = None  # a failed notification a late report contradicts keeps it
     if NotificationStatus(row["status"]).is_final:
         row["next_attempt_at"] = None
-        if isinstance(event, SmsDelivered):
-            row["last_error"] = None
 
 
 def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> int:

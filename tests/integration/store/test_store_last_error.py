@@ -82,6 +82,14 @@ async def test_a_delivery_clears_the_error_and_an_undelivered_report_sets_it(
     view = await _project(store, n, SmsDelivered(**_ids(n), provider_message_id="SM1"))
     assert (view.notification.status.value, view.last_error) == ("delivered", None)
 
+    # a failed notification that a late, contradicting delivery report reaches keeps its error
+    failed = await _notification(store)
+    view = await _project(store, failed, SmsFailed(**_ids(failed), reason="retries exhausted"))
+    error = view.last_error
+    assert error is not None
+    view = await _project(store, failed, SmsDelivered(**_ids(failed), provider_message_id="SM9"))
+    assert (view.notification.status.value, view.last_error) == ("failed", error)
+
     other = await _notification(store)
     view = await _project(
         store,
