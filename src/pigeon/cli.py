@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -40,6 +40,8 @@ from pigeon.prefork import PreForked
 from pigeon.sandbox.faults import FaultConfig, parse_fault_config
 from pigeon.sandbox.server import SandboxServer
 from pigeon.store import migrate
+from pigeon.store.api_keys import ApiKeyView
+from pigeon.store.dead_letters import DeadLetterView
 from pigeon.store.engine import DatabaseUrl
 from pigeon.store.sql_store import SqlStore
 
@@ -488,21 +490,16 @@ def keys_list(
     """List API keys, oldest first: id, account, first characters, kind, state (never the key)."""
 
     async def work(store: SqlStore) -> None:
-        keys = await store.api_keys(account)
-        if as_json:
-            for key in keys:
-                typer.echo(orjson.dumps(api_key_json(key)).decode())
-            return
-        if not keys:
-            typer.echo("no API keys" + (f" for account {account!r}" if account else ""))
-            return
-        for key in keys:
+        def line(key: ApiKeyView) -> str:
             state = f"revoked {format_time(key.revoked_at)}" if key.revoked_at else "active"
             kind = "admin" if key.is_admin else "api"
-            typer.echo(
+            return (
                 f"{key.id}  {key.account_name:20}  {key.prefix}â€¦  {kind:5}  "
                 f"created {format_time(key.created_at)}  {state}"
             )
+
+        empty = "no API keys" + (f" for account {account!r}" if account else "")
+        _print_rows(await store.api_keys(account), as_json, api_key_json, line, empty)
 
     _with_store(work)
 
@@ -534,6 +531,24 @@ def keys_rotate(key_id: Annotated[str, typer.Argument(help="The key's id (key_â€
         )
 
     _with_store(work)
+
+
+def _print_rows(
+    rows: Sequence[T],
+    as_json: bool,
+    to_json: Callable[[T], dict[str, Any]],
+    line: Callable[[T], str],
+    empty: str,
+) -> None:
+    """A listing command's output: JSON lines, or one line per row (``empty`` if none)."""
+    if as_json:
+        for row in rows:
+            typer.echo(orjson.dumps(to_json(row)).decode())
+    elif not rows:
+        typer.echo(empty)
+    else:
+        for row in rows:
+            typer.echo(line(row))
 
 
 def _with_store(work: Callable[[SqlStore], Awaitable[None]]) -> None:
@@ -598,19 +613,15 @@ def dlq_list(
         letters = await store.dead_letters(
             since=moment, include_replayed=include_replayed, limit=limit
         )
-        if as_json:
-            for letter in letters:
-                typer.echo(orjson.dumps(dead_letter_json(letter)).decode())
-            return
-        if not letters:
-            typer.echo("no dead letters")
-            return
-        for letter in letters:
+
+        def line(letter: DeadLetterView) -> str:
             state = "replayed" if letter.replayed_at else "dead"
-            typer.echo(
+            return (
                 f"{letter.id}  {format_time(letter.dead_at)}  {state:8}  "
                 f"{letter.notification_id or '-':30}  {letter.reason}"
             )
+
+        _print_rows(letters, as_json, dead_letter_json, line, "no dead letters")
 
     _with_store(work)
 

@@ -7,6 +7,7 @@ when it is made.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -81,15 +82,4 @@ def revoke(conn: Connection, key_id: str, now: datetime) -> tuple[ApiKeyView, st
     if not key.active:
         raise ConflictError(f"API key {key_id!r} was already revoked at {key.revoked_at}")
     conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now))
-    return (
-        ApiKeyView(
-            key.id,
-            key.account_id,
-            key.account_name,
-            key.prefix,
-            key.is_admin,
-            key.created_at,
-            now,
-        ),
-        str(row._mapping["key_hash"]),
-    )
+    return dataclasses.replace(key, revoked_at=now), str(row._mapping["key_hash"])

@@ -106,6 +106,11 @@ KEY_CACHE_SECONDS = 1.0
 KEY_CACHE_SIZE = 10_000
 
 
+def _new_key() -> str:
+    """A new API key: 190 random bits after the ``pgn_`` prefix."""
+    return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
 def _insert_key(conn: Connection, account_id: str, key: str, admin: bool) -> None:
     """Store a new key: its hash, its first characters, whose it is."""
     conn.execute(
@@ -348,7 +353,7 @@ class SqlStore:
         may also operate the dead-letter queue.
         """
         account = await self.ensure_account(account_name)
-        key = KEY_PREFIX + secrets.token_urlsafe(24)
+        key = _new_key()
         await self._commits.submit(lambda conn: _insert_key(conn, account.id, key, admin))
         return Account(account.id, account.name, admin), key
 
@@ -370,7 +375,7 @@ class SqlStore:
     async def rotate_api_key(self, key_id: str) -> tuple[ApiKeyView, str]:
         """Replace an active key by a new one of the same account and kind, in one
         transaction: the old key's view (revoked) and the new key, shown only once."""
-        key = KEY_PREFIX + secrets.token_urlsafe(24)
+        key = _new_key()
 
         def work(conn: Connection) -> tuple[ApiKeyView, str]:
             old, digest = api_keys_sql.revoke(conn, key_id, utcnow())
