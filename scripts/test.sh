@@ -14,4 +14,5 @@ paths=(src tests); [ -d benchmarks ] && paths+=(benchmarks)
 echo "== ruff check";          .venv/bin/ruff check "${paths[@]}"
 echo "== ruff format --check"; .venv/bin/ruff format --check "${paths[@]}"
 echo "== mypy --strict src";   .venv/bin/mypy --strict src
+echo "== mypy --strict harness"; MYPYPATH=benchmarks .venv/bin/mypy --strict -p harness
 echo "== pytest";              .venv/bin/python -m pytest "$@"

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from pigeon.bench.processes import free_port
+from harness.processes import free_port
 
 __all__ = ["eventually", "free_port", "serve_http"]
 

@@ -1,4 +1,6 @@
-"""The direct-call baseline that ``pigeon bench`` compares Pigeon with (not part of the product).
+"""The direct-call baseline the benchmark (``benchmarks/bench.py``) compares Pigeon with.
+
+It is not part of the product.
 
     caller ─POST─▶ notification service ─POST─▶ SMS service ─▶ provider (the sandbox)
                    (waits)                      (waits)

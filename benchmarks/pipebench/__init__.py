@@ -1,8 +1,9 @@
-"""Helpers of ``benchmarks/bench_pipeline.py``; see ``benchmarks/README.md``.
+"""The pipeline scenarios of ``benchmarks/bench.py``; see ``benchmarks/README.md``.
 
-cluster.py    Pigeon as real processes on 127.0.0.1 on either stack: start, wait, measure CPU,
-              stop by PID (the stacks themselves are in pigeon.bench.stacks)
-load.py       the load generators (closed loop, open loop) and exact percentiles
-scenarios.py  the measurements: accept throughput, accept latency, end to end, scale-out
-report.py     targets, the stack comparison and the tables
+load.py          the load generators (closed loop, open loop) over :mod:`harness.loadgen`
+scenarios.py     the measurements: accept throughput, accept latency, drain, steady, idle,
+                 scale-out (clusters from :mod:`harness.cluster`)
+history.py       a store with a long history, for drain_history
+report.py        targets, the stack comparison and the tables
+echo_targets.py  the issue's targets as ratios to the bare echo's E
 """

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from pigeon.bench import loadgen
-from pigeon.bench.client import Requests, connector, post_one, recipients
-from pigeon.bench.loadgen import LATE_DISPATCH_SECONDS, Schedule
-from pigeon.bench.stats import percentile, summarize_ms
+from harness import loadgen
+from harness.client import Requests, connector, post_one, recipients
+from harness.loadgen import LATE_DISPATCH_SECONDS, Schedule
+from harness.stats import percentile, summarize_ms
 
 __all__ = [
     "Requests",
@@ -98,7 +98,7 @@ async def open_loop(
 ) -> OpenLoopResult:
     """Send at ``rate``/s at fixed intended times; latency counts from the intended time.
 
-    The open loop of ``pigeon bench`` (:func:`pigeon.bench.loadgen.open_loop`), posting
+    The comparison scenarios' open loop (:func:`harness.loadgen.open_loop`), posting
     ``requests``' bodies; its samples as the pipeline scenarios read them.
     """
     schedule = Schedule(rate=rate, duration=duration, warmup=warmup)

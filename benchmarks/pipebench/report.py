@@ -1,10 +1,10 @@
-"""The targets of a run, and the tables on stdout (the environment: pigeon.bench.runner)."""
+"""The targets of a run, and the tables on stdout (the environment: harness.runner)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pigeon.bench.stacks import (
+from harness.stacks import (
     KAFKA_POSTGRES,
     SQLITE,
 )

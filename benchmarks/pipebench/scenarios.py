@@ -24,9 +24,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pigeon.bench.processes import pss_bytes
-from pigeon.bench.sandbox_client import arrivals, set_faults, wait_for_inbox
-from pipebench.cluster import Cluster, cpu_percent
+from harness.cluster import Cluster
+from harness.processes import cpu_percent, pss_bytes
+from harness.sandbox_client import arrivals, set_faults, wait_for_inbox
 from pipebench.history import multiply
 from pipebench.load import Requests, closed_loop, open_loop, preload, summarize_ms
 

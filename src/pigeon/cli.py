@@ -19,7 +19,6 @@ import uvicorn
 
 from pigeon import loop as event_loop
 from pigeon.api.admin import api_key_json, dead_letter_json
-from pigeon.bench.command import register as register_bench
 from pigeon.bootstrap import WORKERS, Pigeon, Runner, build, worker_names
 from pigeon.children import (
     WorkerProcesses,
@@ -709,9 +708,6 @@ def db_current() -> None:
     typer.echo(f"{database}: revision {current or 'none'} ({state})")
     if current != head:
         raise typer.Exit(1)
-
-
-register_bench(app)  # pigeon bench: Pigeon against a direct-call design
 
 
 def _click_error(name: str) -> type[Exception]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +18,12 @@ from typing import Any, TypeVar
 
 import httpx
 
+from harness.processes import PIGEON as PIGEON_SCRIPT
+from harness.processes import clean_environ, start_process, stop_processes
 from tests.integration.kafka_broker import KafkaBroker
 from tests.support import eventually, free_port
 
-PIGEON = str(Path(sys.executable).with_name("pigeon"))
+PIGEON = str(PIGEON_SCRIPT)
 START_WITHIN = 30.0
 STOP_WITHIN = 15.0
 
@@ -57,18 +57,11 @@ class PigeonProcess:
         self.ready_line = ready_line
         self.stdout_path = log_dir / f"{name}.stdout.log"
         self.stderr_path = log_dir / f"{name}.stderr.log"
-        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
-            # Each process leads its own session: a Ctrl-C at the terminal reaches
-            # pytest only, and pytest's teardown decides what to stop.
-            self._popen = subprocess.Popen(
-                self.args,
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
+        # its own session: a Ctrl-C at the terminal reaches pytest only, and pytest's
+        # teardown decides what to stop
+        self._popen = start_process(
+            self.args, env=env, cwd=cwd, stdout=self.stdout_path, stderr=self.stderr_path
+        )
 
     @property
     def pid(self) -> int:
@@ -147,12 +140,7 @@ class PigeonProcess:
 
     def cleanup(self) -> None:
         """Stop the process however it takes: SIGTERM, then SIGKILL."""
-        if not self.running:
-            return
-        try:
-            self.terminate()
-        except subprocess.TimeoutExpired:
-            self.kill9()
+        stop_processes([self._popen])
 
 
 #: the stacks a cluster can run on
@@ -181,9 +169,8 @@ class PigeonCluster:
         self.sandbox_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
         self.env = {
-            **inherited,
+            **clean_environ(),
             "PIGEON_DATA_DIR": str(self.data_dir),
             "PIGEON_API_HOST": "127.0.0.1",
             "PIGEON_API_PORT": str(self.api_port),

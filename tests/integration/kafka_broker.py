@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from pigeon.bench import stacks
-from pigeon.bench.stacks import tansu_command
+from harness import stacks
+from harness.stacks import tansu_command
 from pigeon.errors import ConfigurationError
 from tests.support import free_port
 

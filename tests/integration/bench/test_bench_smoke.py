@@ -1,4 +1,4 @@
-"""``pigeon bench`` end to end on tiny runs: real processes on 127.0.0.1, a real report.
+"""``benchmarks/bench.py`` end to end on tiny runs: real processes on 127.0.0.1, a real report.
 
 Nothing here asserts a timing: only that every request is accounted for and
 that the report holds what was measured.
@@ -13,24 +13,26 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pigeon.bench.options import BenchOptions
-from pigeon.bench.progress import Progress
-from pigeon.bench.runner import bench
+from harness.options import BenchOptions
+from harness.progress import Progress
+from harness.runner import bench
 
-PIGEON = str(Path(sys.executable).with_name("pigeon"))
+BENCH = str(Path(__file__).resolve().parents[3] / "benchmarks" / "bench.py")
 
 
 @pytest.mark.timeout(180)
 def test_a_tiny_latency_run_measures_both_designs_and_writes_the_report(tmp_path: Path) -> None:
-    """``pigeon bench --quick`` on one provider latency: both designs, summary, JSON and chart."""
+    """``bench.py --quick`` on one provider latency: both designs, summary, JSON and chart."""
     out = tmp_path / "report"
     done = subprocess.run(
         [
-            PIGEON,
-            "bench",
+            sys.executable,
+            BENCH,
             "--quick",
             "--scenario",
             "latency",
+            "--stack",
+            "sqlite",
             "--latencies",
             "0",
             "--warmup",
@@ -40,7 +42,7 @@ def test_a_tiny_latency_run_measures_both_designs_and_writes_the_report(tmp_path
             "--out",
             str(out),
         ],
-        cwd=tmp_path,  # the baseline is found through the installed source tree
+        cwd=tmp_path,  # the baseline is found beside the harness, from any folder
         capture_output=True,
         text=True,
         timeout=170,
@@ -65,15 +67,16 @@ def test_a_tiny_latency_run_measures_both_designs_and_writes_the_report(tmp_path
 
 def test_a_missing_baseline_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
     """Without the direct baseline the command says where it looked and what to pass."""
+    missing = ["--baseline-dir", str(tmp_path), "--out", str(tmp_path)]
     done = subprocess.run(
-        [PIGEON, "bench", "--quick", "--baseline-dir", str(tmp_path), "--out", str(tmp_path)],
+        [*[sys.executable, BENCH, "--quick", "--scenario", "latency"], *missing],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith("pigeon: error: --baseline-dir: the direct baseline")
+    assert done.stderr.startswith("bench: error: --baseline-dir: the direct baseline")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "summary.md").exists()
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pigeon.bench.loadgen import RunResult, Schedule
-from pigeon.bench.options import BenchOptions
-from pigeon.bench.sandbox_client import Arrivals
-from pigeon.bench.scenarios.outage import summarize_outage
-from pigeon.bench.scenarios.throughput import conclude, step_figures
-from pigeon.bench.targets import evaluate
+from harness.loadgen import RunResult, Schedule
+from harness.options import BenchOptions
+from harness.sandbox_client import Arrivals
+from harness.scenarios.outage import summarize_outage
+from harness.scenarios.throughput import conclude, step_figures
+from harness.targets import evaluate
 
 START = 1000.0
 #: the sender is stopped 3 s into a 10 s run, restarted at 6 s and ready at 6.5 s

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from tests.unit.bench.bench_samples import sample_report
 
-from pigeon.bench.options import BenchOptions
+from harness.options import BenchOptions
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pigeon.bench.loadgen import (
+from harness.loadgen import (
     CONNECTION_ERROR,
     TIMED_OUT,
     RunResult,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.bench.designs import find_baseline
-from pigeon.bench.loadgen import RunResult, Schedule
-from pigeon.bench.progress import Progress
+from harness.designs import find_baseline
+from harness.loadgen import RunResult, Schedule
+from harness.progress import Progress
 from pigeon.errors import ConfigurationError
 
 
@@ -44,9 +44,9 @@ def test_off_a_terminal_status_lines_are_printed_at_most_every_few_seconds() -> 
     assert text.splitlines()[-1] == "    sender stopped"
 
 
-def test_the_baseline_is_found_next_to_the_source_tree() -> None:
-    """From any folder, an editable install finds benchmarks/direct in its checkout."""
-    found = find_baseline(cwd=Path("/"))
+def test_the_baseline_is_found_beside_the_harness() -> None:
+    """Without --baseline-dir, benchmarks/direct is found beside benchmarks/harness."""
+    found = find_baseline()
     assert (found / "direct" / "__main__.py").is_file()
 
 

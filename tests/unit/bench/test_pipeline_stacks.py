@@ -1,30 +1,24 @@
-"""``benchmarks/bench_pipeline.py`` on both stacks: the plan, the scale-out curve, the targets."""
+"""``benchmarks/bench.py`` on both stacks: the plan, the scale-out curve, the targets."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
-
-import bench_pipeline  # noqa: E402  (the benchmark folder is not a package)
-from pipebench.report import comparisons, scale_out_lines, scale_ratio, table  # noqa: E402
+import bench
+from pipebench.report import comparisons, scale_out_lines, scale_ratio, table
 
 
 def test_every_scenario_runs_on_each_stack_and_the_scale_out_once_per_stack() -> None:
     """Both stacks by default; scale_out only in split; api-only and the bare echo (once, with
     the first stack) only measure the accept path."""
-    args = bench_pipeline.parse_args(["--quick"])
+    args = bench.parse_args(["--quick"])
     assert args.stacks == ("sqlite", "kafka-postgres")
     assert args.scale_senders == (1, 2, 4)
     assert args.sender_concurrency == 8
     assert args.scale_count == 400
-    planned = bench_pipeline.plan(args)
+    planned = bench.plan(args)
     for stack in args.stacks:
         mine = [(t, s) for st, t, s in planned if st == stack]
         assert ("split", "scale_out") in mine
@@ -42,18 +36,18 @@ def test_every_scenario_runs_on_each_stack_and_the_scale_out_once_per_stack() ->
 
 def test_the_command_line_takes_stacks_and_the_scale_out_knobs() -> None:
     """--stack, --senders, --scale-latency-ms, --sender-concurrency; bad values stop it."""
-    args = bench_pipeline.parse_args(
+    args = bench.parse_args(
         ["--stack", "kafka-postgres", "--senders", "1,4", "--sender-concurrency", "4"]
     )
     assert args.stacks == ("kafka-postgres",)
     assert args.scale_senders == (1, 4)
     assert args.scale_count == 4000
-    opts = bench_pipeline.options(args)
+    opts = bench.options(args)
     assert (opts.sender_concurrency, opts.scale_latency_ms) == (4, 100.0)
     with pytest.raises(SystemExit):
-        bench_pipeline.parse_args(["--stack", "redis"])
+        bench.parse_args(["--stack", "redis"])
     with pytest.raises(SystemExit):
-        bench_pipeline.parse_args(["--senders", "0,2"])
+        bench.parse_args(["--senders", "0,2"])
 
 
 def scale_run(senders: int, rate: float, *, complete: bool = True) -> dict[str, Any]:
@@ -152,10 +146,10 @@ def test_the_tables_show_each_stack_and_each_point_of_the_curve() -> None:
 def test_a_rate_may_be_a_share_of_e_known_once_the_echo_has_run() -> None:
     """``--rate 0.05E``: the open-loop rates follow the same run's E, so a target "at 0.05 E"
     is measured at 0.05 E on any machine."""
-    args = bench_pipeline.parse_args(["--rate", "0.05E", "--steady-rate", "250"])
-    assert bench_pipeline.options(args, 4000.0).rate == pytest.approx(200.0)
-    assert bench_pipeline.options(args, 4000.0).steady_rate == 250.0
-    assert bench_pipeline.options(args).rate != bench_pipeline.options(args).rate  # NaN: not yet
+    args = bench.parse_args(["--rate", "0.05E", "--steady-rate", "250"])
+    assert bench.options(args, 4000.0).rate == pytest.approx(200.0)
+    assert bench.options(args, 4000.0).steady_rate == 250.0
+    assert bench.options(args).rate != bench.options(args).rate  # NaN: not yet
     for bad in ("fast", "0E", "-1", "inf"):
         with pytest.raises(SystemExit):
-            bench_pipeline.parse_args(["--rate", bad])
+            bench.parse_args(["--rate", bad])

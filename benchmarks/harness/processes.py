@@ -1,4 +1,4 @@
-"""Processes started by the benchmarks, each stopped by its own PID.
+"""Processes started by the benchmark and the end-to-end tests, each stopped by its own PID.
 
 Every process goes into :data:`SPAWNED` the moment it exists, so that
 :func:`stop_everything` (called from ``finally`` and ``atexit``) stops it even
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -43,6 +45,39 @@ def pigeon_command(*args: str) -> list[str]:
     if PIGEON.exists():
         return [str(PIGEON), *args]
     return [sys.executable, "-c", "from pigeon.cli import main; main()", *args]
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without any ``PIGEON_*`` setting: what a started
+    Pigeon process inherits before it gets its own settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+
+
+def start_process(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    stdout: Path,
+    stderr: Path | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with its output appended to files (stderr into ``stdout`` unless
+    given), in a session of its own (a Ctrl-C at the terminal reaches only the caller,
+    which decides what to stop), and registered in :data:`SPAWNED` at once."""
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(stdout.open("ab"))
+        err: Any = files.enter_context(stderr.open("ab")) if stderr else subprocess.STDOUT
+        popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    SPAWNED.append(popen)
+    return popen
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -180,7 +215,7 @@ class ProcessGroup:
 
     def env(self) -> dict[str, str]:
         """The environment every process gets (subclasses add their settings)."""
-        return {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+        return clean_environ()
 
     def spawn_command(
         self, name: str, argv: list[str], extra_env: dict[str, str] | None = None
@@ -194,18 +229,7 @@ class ProcessGroup:
         while log.exists():
             log = self.root / f"{name}.{again}.log"
             again += 1
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                argv,
-                env=self.env() | (extra_env or {}),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                # its own session: a Ctrl-C at the terminal reaches the benchmark only,
-                # and the benchmark decides what to stop
-                start_new_session=True,
-            )
-        SPAWNED.append(popen)
+        popen = start_process(argv, env=self.env() | (extra_env or {}), stdout=log)
         proc = Proc(name, popen, log)
         self.procs[name] = proc
         return proc

@@ -1,7 +1,7 @@
 """Pigeon as real processes on 127.0.0.1: start, wait until ready, look inside, stop by PID.
 
-Used by ``pigeon bench`` and by ``benchmarks/bench_pipeline.py``, on either stack
-(see :mod:`pigeon.bench.stacks`): on ``sqlite`` the store and the event bus
+Used by ``benchmarks/bench.py`` and by the end-to-end tests, on either stack
+(see :mod:`harness.stacks`): on ``sqlite`` the store and the event bus
 share one SQLite file in the cluster's temporary folder; on ``kafka-postgres``
 the cluster starts its own Tansu broker and makes its own PostgreSQL schema,
 and stops and drops them in :meth:`Cluster.stop`.
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pigeon.bench.processes import (
+from harness.processes import (
     HOST,
     LoopbackServices,
     Proc,
@@ -26,7 +26,7 @@ from pigeon.bench.processes import (
     free_port,
     pigeon_command,
 )
-from pigeon.bench.stacks import (
+from harness.stacks import (
     KAFKA_PARTITIONS,
     KAFKA_POSTGRES,
     SQLITE,

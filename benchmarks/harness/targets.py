@@ -10,8 +10,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pigeon.bench.options import is_pigeon, pigeon_run, run_stack
-from pigeon.bench.stacks import SQLITE
+from harness.options import is_pigeon, pigeon_run, run_stack
+from harness.stacks import SQLITE
 
 P99_RATIO_MAX = 0.05
 P99_AT_PROVIDER_MS = 200.0

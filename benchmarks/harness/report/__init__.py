@@ -1,4 +1,4 @@
-"""The report folder of ``pigeon bench``: ``summary.md``, ``results.json`` and PNG charts."""
+"""The benchmark's report folder: ``summary.md``, ``results.json`` and PNG charts."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from pigeon.bench.report.charts import draw_charts
-from pigeon.bench.report.markdown import render_summary
+from harness.report.charts import draw_charts
+from harness.report.markdown import render_summary
 
 SUMMARY = "summary.md"
 RAW = "results.json"

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from pigeon.bench.loadgen import RunResult
+from harness.loadgen import RunResult
 
 _CLEAR = "\r\x1b[K"
 

@@ -1,11 +1,14 @@
-"""Pigeon pipeline benchmark: accept throughput, accept latency, end-to-end SMS/s, scale-out.
+"""Pigeon's benchmark: every scenario, one command, one report.
 
-Runs Pigeon as real processes on 127.0.0.1 (free ports; data in a temporary
-folder, or a Tansu broker and a fresh PostgreSQL schema of its own) on each
-chosen stack, drives ``POST /v1/notifications`` from this process, and prints
-a table plus a JSON file of every raw figure. See ``benchmarks/README.md``.
+Pipeline scenarios (Pigeon's own processes, on each stack and topology):
+accept_max, accept_latency, drain, drain_history, steady, idle, scale_out.
+Comparison scenarios (a direct-call design against Pigeon): latency, outage,
+throughput. Everything runs as real processes on 127.0.0.1 (free ports; data
+in a temporary folder, or a Tansu broker and a fresh PostgreSQL schema of its
+own); the report folder gets ``summary.md``, ``results.json`` and charts. See
+``benchmarks/README.md``.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--quick] [--stack sqlite,kafka-postgres]
+    .venv/bin/python benchmarks/bench.py [--quick] [--scenario ...] [--stack ...]
 """
 
 from __future__ import annotations
@@ -25,8 +28,13 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pigeon.bench.runner import environment_of, run_loop, sigterm_unwinds
-from pigeon.bench.stacks import (
+from harness.designs import find_baseline
+from harness.options import SCENARIOS as COMPARISON_SCENARIOS
+from harness.options import BenchOptions
+from harness.processes import stop_everything
+from harness.report import write_report
+from harness.runner import environment_of, measure, run_loop, sigterm_unwinds
+from harness.stacks import (
     KAFKA_POSTGRES,
     STACKS,
     check_kafka_postgres,
@@ -34,9 +42,8 @@ from pigeon.bench.stacks import (
     drop_live_schemas,
     parse_stacks,
 )
-from pigeon.errors import ConfigurationError
+from pigeon.errors import ConfigurationError, PigeonError
 from pipebench import echo_targets
-from pipebench.cluster import stop_everything
 from pipebench.report import comparisons, cpu_lines, scale_out_lines, table
 from pipebench.scenarios import ALL_SCENARIOS, Options, run_scenario
 
@@ -48,13 +55,17 @@ API_ONLY_SCENARIOS = ("accept_max", "accept_latency")
 SPLIT_ONLY_SCENARIOS = ("scale_out",)
 #: run only when named; and only on the embedded stack (it copies SQLite rows)
 OPT_IN_SCENARIOS = ("drain_history",)
+#: every scenario of the one command, pipeline first
+EVERY_SCENARIO = (*ALL_SCENARIOS, *COMPARISON_SCENARIOS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; ``--quick`` shortens every phase."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-report"), help="report folder (bench-report)"
+    )
     parser.add_argument(
         "--stack",
         default=",".join(STACKS),
@@ -69,8 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenario",
-        default=",".join(s for s in ALL_SCENARIOS if s not in OPT_IN_SCENARIOS),
-        help=f"comma-separated: {', '.join(ALL_SCENARIOS)} (default: all but "
+        default=",".join(s for s in EVERY_SCENARIO if s not in OPT_IN_SCENARIOS),
+        help=f"comma-separated. Pipeline: {', '.join(ALL_SCENARIOS)}; comparison with a "
+        f"direct-call design: {', '.join(COMPARISON_SCENARIOS)} (default: all but "
         f"{', '.join(OPT_IN_SCENARIOS)}, which builds a 1,000,000-notification store)",
     )
     parser.add_argument("--connections", type=int, default=64, help="closed-loop connections")
@@ -81,8 +93,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="open-loop requests/s, or a share of E such as 0.05E (the bare echo's max "
         "accepted/s measured earlier in the same run: list echo first)",
     )
-    parser.add_argument("--duration", type=float, help="measured seconds (10; 3 with --quick)")
-    parser.add_argument("--warmup", type=float, help="warm-up seconds (2; 1 with --quick)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help="measured seconds per measurement (pipeline 10, comparison 8; less with --quick)",
+    )
+    parser.add_argument(
+        "--warmup", type=float, help="warm-up seconds, not counted (2; less with --quick)"
+    )
     parser.add_argument("--drain-count", type=int, help="preloaded notifications (20000; 3000)")
     parser.add_argument(
         "--steady-rate", type=rate_arg, default=500.0, help="steady-state posts/s, or e.g. 0.1E"
@@ -127,9 +145,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=20_000,
         help="drain_history: how many of them are sent for real (the rest are their copies)",
     )
+    add_comparison_options(parser)
     parser.add_argument("--keep-dir", action="store_true", help="keep data folders and logs")
     args = parser.parse_args(argv)
     quick = args.quick
+    args.scenarios = [s for s in args.scenario.split(",") if s]
+    for name in args.scenarios:
+        if name not in EVERY_SCENARIO:
+            parser.error(f"unknown scenario {name!r}; choose from {', '.join(EVERY_SCENARIO)}")
+    try:
+        args.comparison = comparison_options(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.duration = args.duration or (3.0 if quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
     args.drain_count = args.drain_count or (3000 if quick else 20000)
@@ -143,6 +170,75 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.scale_senders or min(args.scale_senders) < 1:
         parser.error("--senders: positive numbers separated by commas")
     return args
+
+
+def add_comparison_options(parser: argparse.ArgumentParser) -> None:
+    """The comparison scenarios' knobs (each defaults to :class:`BenchOptions`'s)."""
+    comparison = parser.add_argument_group(
+        "comparison scenarios (latency, outage, throughput: a direct-call design against Pigeon)"
+    )
+    comparison.add_argument(
+        "--design", default="direct,pigeon", help="comma-separated, from direct, pigeon"
+    )
+    comparison.add_argument(
+        "--compare-rate", type=float, help="requests/s of the latency and outage runs (50)"
+    )
+    comparison.add_argument(
+        "--latencies", help="latency: provider latencies in ms, comma-separated (0,50,200,1000)"
+    )
+    comparison.add_argument(
+        "--provider-latency-ms", type=float, help="outage and throughput: provider latency (200)"
+    )
+    comparison.add_argument("--outage-run", type=float, help="outage: run seconds (30)")
+    comparison.add_argument("--outage-at", type=float, help="outage: the sender stops at (10 s)")
+    comparison.add_argument("--outage-length", type=float, help="outage: sender down for (10 s)")
+    comparison.add_argument(
+        "--step-seconds", type=float, help="throughput: measured seconds per step (5)"
+    )
+    comparison.add_argument("--start-rate", type=float, help="throughput: first step (25/s)")
+    comparison.add_argument("--max-rate", type=float, help="throughput: highest step (3200/s)")
+    comparison.add_argument(
+        "--slo-ms", type=float, help="throughput: p99 a sustained step stays within (1000)"
+    )
+    comparison.add_argument(
+        "--baseline-dir", type=Path, help="the folder holding direct/ (default: benchmarks/)"
+    )
+
+
+def comparison_options(args: argparse.Namespace) -> BenchOptions | None:
+    """The comparison scenarios' options (``None`` when none is chosen); ValueError when
+    they do not fit together. Run before the pipeline's defaults fill ``args`` in."""
+    chosen = tuple(s for s in args.scenarios if s in COMPARISON_SCENARIOS)
+    if not chosen:
+        return None
+    latencies = None
+    if args.latencies is not None:
+        try:
+            latencies = tuple(float(p) for p in args.latencies.split(",") if p.strip())
+        except ValueError:
+            raise ValueError(
+                f"--latencies: numbers separated by commas, got {args.latencies!r}"
+            ) from None
+    overrides: dict[str, Any] = {
+        "scenarios": chosen,
+        "designs": tuple(d for d in args.design.split(",") if d),
+        "stacks": parse_stacks(args.stack),
+        "rate": args.compare_rate,
+        "warmup": args.warmup,
+        "step_warmup": args.warmup,
+        "duration": args.duration,
+        "latencies_ms": latencies,
+        "provider_latency_ms": args.provider_latency_ms,
+        "outage_run": args.outage_run,
+        "outage_at": args.outage_at,
+        "outage_length": args.outage_length,
+        "step_seconds": args.step_seconds,
+        "start_rate": args.start_rate,
+        "max_rate": args.max_rate,
+        "slo_ms": args.slo_ms,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return BenchOptions.quick(**given) if args.quick else BenchOptions(**given)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,13 +301,10 @@ def runs_in(topology: str, scenario: str) -> bool:
 def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """(stack, topology, scenario) triples to run, in order: each stack in turn."""
     topologies = [t for t in args.topology.split(",") if t]
-    scenarios = [s for s in args.scenario.split(",") if s]
+    scenarios = [s for s in args.scenarios if s in ALL_SCENARIOS]
     for name in topologies:
         if name not in TOPOLOGIES:
             raise SystemExit(f"unknown topology {name!r}; choose from {', '.join(TOPOLOGIES)}")
-    for name in scenarios:
-        if name not in ALL_SCENARIOS:
-            raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(ALL_SCENARIOS)}")
     return [
         (stack, t, s)
         for stack in args.stacks
@@ -254,20 +347,71 @@ async def run_all(args: argparse.Namespace, root: Path) -> Results:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the table, write the JSON; every process is stopped."""
-    args = parse_args(argv)
-    if KAFKA_POSTGRES in args.stacks:
-        try:
-            check_kafka_postgres(database_url())
-        except ConfigurationError as exc:
-            print(f"bench_pipeline: error: {exc}", file=sys.stderr)
-            return 2
+def pipeline_report(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Run the pipeline scenarios; their figures, verdicts and tables."""
+    with sigterm_unwinds():
+        results = run_loop(run_all(args, root))
+    verdicts, lines = comparisons(results)
+    echo_verdicts, echo_lines = echo_targets.evaluate(results)
     env = environment_of(kafka_postgres=KAFKA_POSTGRES in args.stacks)
+    text = "\n".join(
+        [
+            table(env, results),
+            scale_out_lines(results),
+            lines,
+            "\n".join(echo_lines),
+            cpu_lines(results),
+        ]
+    )
+    return {
+        "environment": env,
+        "results": results,
+        "targets": verdicts,
+        "targets_vs_echo": echo_verdicts,
+        "text": text,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen scenarios, print the tables, write the report; every process is
+    stopped, whatever happens."""
+    args = parse_args(argv)
+    try:  # what is missing is said before anything runs
+        if args.comparison is not None and "direct" in args.comparison.designs:
+            args.baseline_dir = find_baseline(args.baseline_dir)
+        if KAFKA_POSTGRES in args.stacks:
+            check_kafka_postgres(database_url())
+    except ConfigurationError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    given = {
+        k: str(v) if isinstance(v, (ShareOfE, Path)) else v
+        for k, v in vars(args).items()
+        if k != "comparison"
+    }
+    report: dict[str, Any] = {"environment": {}, "options": given}
     root = Path(tempfile.mkdtemp(prefix="pigeon-bench-"))
     try:
-        with sigterm_unwinds():
-            results = run_loop(run_all(args, root))
+        if plan(args):
+            report["pipeline"] = pipeline_report(args, root)
+            report["environment"] = report["pipeline"]["environment"]
+            print()
+            print(report["pipeline"]["text"])
+        if args.comparison is not None:
+            compared = measure(
+                args.comparison, baseline_dir=args.baseline_dir, keep_dir=args.keep_dir
+            )
+            report |= compared | {"options": given | {"comparison": compared["options"]}}
+            for target in compared["targets"]:
+                verdict = {None: "", True: " (met)", False: " (MISSED)"}[target["met"]]
+                on = f" [pigeon on {target['stack']}]" if target.get("stack") else ""
+                print(f"{target['name']}{on}: {target['measured']}{verdict}")
+    except PigeonError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started was stopped", file=sys.stderr)
+        return 130
     finally:
         stop_everything()
         drop_live_schemas()
@@ -275,21 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"data folders and logs kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    given = {k: str(v) if isinstance(v, ShareOfE) else v for k, v in vars(args).items()}
-    report: dict[str, Any] = {"environment": env, "options": given | {"out": str(args.out)}}
-    report["results"] = results
-    verdicts, lines = comparisons(results)
-    report["targets"] = verdicts
-    echo_verdicts, echo_lines = echo_targets.evaluate(results)
-    report["targets_vs_echo"] = echo_verdicts
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    print()
-    print(table(env, results))
-    print(scale_out_lines(results))
-    print(lines)
-    print("\n".join(echo_lines))
-    print(cpu_lines(results))
-    print(f"\nraw figures: {args.out}")
+    files = write_report(args.out, report)
+    print(f"\nreport: {files[0]} (and {len(files) - 1} more files in {args.out})")
     return 0
 
 

@@ -7,9 +7,9 @@ and then the measured window.
 
 from __future__ import annotations
 
-from pigeon.bench.loadgen import Schedule
-from pigeon.bench.options import run_label, run_stack
-from pigeon.bench.scenarios.common import Context, Result, load
+from harness.loadgen import Schedule
+from harness.options import run_label, run_stack
+from harness.scenarios.common import Context, Result, load
 
 
 async def run_latency(ctx: Context) -> Result:

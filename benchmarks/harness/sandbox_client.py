@@ -11,7 +11,7 @@ from datetime import datetime
 import aiohttp
 import orjson
 
-from pigeon.bench.client import parse_tag
+from harness.client import parse_tag
 
 
 @dataclass

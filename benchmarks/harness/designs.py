@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import pigeon
-from pigeon.bench.cluster import Cluster
-from pigeon.bench.options import DESIGNS, run_stack
-from pigeon.bench.processes import HOST, LoopbackServices, free_port, pigeon_command
-from pigeon.bench.stacks import SQLITE
+from harness.cluster import Cluster
+from harness.options import DESIGNS, run_stack
+from harness.processes import HOST, LoopbackServices, free_port, pigeon_command
+from harness.stacks import SQLITE
 from pigeon.errors import ConfigurationError
 
 _BASELINE_MARKER = Path("direct") / "__main__.py"
@@ -78,25 +77,19 @@ class Deployment(Protocol):
         ...
 
 
-def find_baseline(explicit: Path | None = None, cwd: Path | None = None) -> Path:
+def find_baseline(explicit: Path | None = None) -> Path:
     """The ``benchmarks/`` folder that holds the direct baseline, or a ConfigurationError.
 
-    Looked for in ``explicit`` when given, else in ``./benchmarks`` and next to
-    the source tree Pigeon is installed from (an editable install).
+    Looked for in ``explicit`` when given, else beside this harness (the
+    harness and the baseline live in the same ``benchmarks/`` folder).
     """
-    if explicit is not None:
-        candidates = [explicit]
-    else:
-        source_root = Path(pigeon.__file__).resolve().parents[2]
-        candidates = [(cwd or Path.cwd()) / "benchmarks", source_root / "benchmarks"]
-    for candidate in candidates:
-        if (candidate / _BASELINE_MARKER).is_file():
-            return candidate.resolve()
-    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    candidate = explicit if explicit is not None else Path(__file__).resolve().parents[1]
+    if (candidate / _BASELINE_MARKER).is_file():
+        return candidate.resolve()
     raise ConfigurationError(
         "--baseline-dir",
-        f"the direct baseline ({_BASELINE_MARKER}) is not in {looked}; run from the source "
-        "checkout or pass --baseline-dir PATH/TO/benchmarks",
+        f"the direct baseline ({_BASELINE_MARKER}) is not in {candidate}; pass "
+        "--baseline-dir PATH/TO/benchmarks (the folder holding direct/)",
     )
 
 

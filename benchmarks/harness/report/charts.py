@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from pigeon.bench.options import ordered_runs, run_label
+from harness.options import ordered_runs, run_label
 
 COLOURS = {
     "direct": "tab:red",

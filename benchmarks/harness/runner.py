@@ -1,4 +1,5 @@
-"""One ``pigeon bench`` run: scenarios in a temporary folder, then the report folder."""
+"""One comparison run (direct call versus Pigeon): scenarios in a temporary folder, then
+the report folder."""
 
 from __future__ import annotations
 
@@ -15,18 +16,17 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from pigeon import loop as event_loop
-from pigeon.bench.designs import find_baseline
-from pigeon.bench.machine import KAFKA_PACKAGES, PACKAGES, environment
-from pigeon.bench.options import PIGEON, BenchOptions, is_pigeon
-from pigeon.bench.processes import stop_everything
-from pigeon.bench.progress import Progress
-from pigeon.bench.report import write_report
-from pigeon.bench.scenarios.common import Context, Result
-from pigeon.bench.scenarios.latency import run_latency
-from pigeon.bench.scenarios.outage import run_outage
-from pigeon.bench.scenarios.throughput import run_throughput
-from pigeon.bench.stacks import (
+from harness.designs import find_baseline
+from harness.machine import KAFKA_PACKAGES, PACKAGES, environment
+from harness.options import PIGEON, BenchOptions, is_pigeon
+from harness.processes import stop_everything
+from harness.progress import Progress
+from harness.report import write_report
+from harness.scenarios.common import Context, Result
+from harness.scenarios.latency import run_latency
+from harness.scenarios.outage import run_outage
+from harness.scenarios.throughput import run_throughput
+from harness.stacks import (
     KAFKA_POSTGRES,
     check_kafka_postgres,
     database_url,
@@ -34,7 +34,8 @@ from pigeon.bench.stacks import (
     server_version,
     tansu_version,
 )
-from pigeon.bench.targets import evaluate
+from harness.targets import evaluate
+from pigeon import loop as event_loop
 
 T = TypeVar("T")
 
@@ -129,7 +130,20 @@ def bench(
     keep_dir: bool = False,
     progress: Progress | None = None,
 ) -> tuple[dict[str, Any], list[Path]]:
-    """Run ``options`` and write the report into ``out``; every started process is stopped.
+    """Run ``options`` and write the report into ``out``; every started process is stopped."""
+    report = measure(options, baseline_dir=baseline_dir, keep_dir=keep_dir, progress=progress)
+    return report, write_report(out, report)
+
+
+def measure(
+    options: BenchOptions,
+    *,
+    baseline_dir: Path | None = None,
+    keep_dir: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run ``options``' comparison scenarios; the report (not written); every started
+    process is stopped.
 
     Raises :class:`~pigeon.errors.ConfigurationError` when the direct baseline
     cannot be found, or when Kafka + PostgreSQL is asked for and cannot be set
@@ -151,4 +165,4 @@ def bench(
             progress.note(f"process logs and data kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    return report, write_report(out, report)
+    return report

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pigeon.bench.stats import LatencyHistogram
+from harness.stats import LatencyHistogram
 
 #: pseudo status codes for requests that got no HTTP answer
 CONNECTION_ERROR = 0
@@ -93,7 +93,7 @@ class Sample:
 
 
 class ProgressSink(Protocol):
-    """Where a run reports how far it got (see :mod:`pigeon.bench.progress`)."""
+    """Where a run reports how far it got (see :mod:`harness.progress`)."""
 
     def update(self, run: RunResult, elapsed: float) -> None:
         """Called a few times a second while requests go out."""

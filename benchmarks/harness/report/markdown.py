@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pigeon.bench.machine import describe
-from pigeon.bench.options import is_pigeon, ordered_runs, run_label, run_stack
-from pigeon.bench.stacks import DESCRIPTIONS, SHORT_NAMES
+from harness.machine import describe
+from harness.options import is_pigeon, ordered_runs, run_label, run_stack
+from harness.stacks import DESCRIPTIONS, SHORT_NAMES
 
 CHART_TITLES = {
     "latency.png": "Accept latency versus provider latency",
@@ -287,13 +287,26 @@ SECTIONS = {
 }
 
 
+def pipeline_section(pipeline: dict[str, Any]) -> list[str]:
+    """The pipeline scenarios' tables (``benchmarks/pipebench``), as the terminal shows them."""
+    return ["## Pipeline", "", "```text", pipeline.get("text", "").rstrip(), "```", ""]
+
+
 def render_summary(report: dict[str, Any], charts: list[str]) -> str:
-    """The whole ``summary.md``."""
+    """The whole ``summary.md``: the pipeline's tables, then the comparison's sections."""
     env = report.get("environment", {})
     lines = [
-        "# Pigeon bench: direct call versus event-driven",
+        "# Pigeon benchmark",
         "",
         f"Run on {env.get('date', '?')}. Machine: {describe(env)}.",
+        "",
+    ]
+    if "pipeline" in report:
+        lines += pipeline_section(report["pipeline"])
+    if not report.get("scenarios"):
+        return "\n".join(lines)
+    lines += [
+        "## Direct call versus event-driven",
         "",
         *stacks_line(report),
         *targets_section(report),

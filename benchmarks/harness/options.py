@@ -1,4 +1,4 @@
-"""What a ``pigeon bench`` run does: scenarios, designs, rates and durations."""
+"""What a comparison run (direct call versus Pigeon) does: scenarios, designs, rates."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pigeon.bench.stacks import SHORT_NAMES, SQLITE, STACKS
+from harness.stacks import SHORT_NAMES, SQLITE, STACKS
 
 SCENARIOS = ("latency", "outage", "throughput")
 DESIGNS = ("direct", "pigeon")

@@ -1,4 +1,4 @@
-"""The scenarios of ``pigeon bench``; each returns JSON-ready figures for the report.
+"""The comparison scenarios (direct call versus Pigeon); each returns figures for the report.
 
 latency.py     accept latency versus provider latency, at a fixed arrival rate
 outage.py      the sender (or SMS service) down for a while in the middle of a run

@@ -17,11 +17,11 @@ import math
 import time
 from typing import Any
 
-from pigeon.bench.loadgen import RunResult, Schedule, is_success
-from pigeon.bench.options import BenchOptions, run_label, run_stack
-from pigeon.bench.sandbox_client import Arrivals, arrivals
-from pigeon.bench.scenarios.common import Context, Result, load
-from pigeon.bench.stats import summarize_ms
+from harness.loadgen import RunResult, Schedule, is_success
+from harness.options import BenchOptions, run_label, run_stack
+from harness.sandbox_client import Arrivals, arrivals
+from harness.scenarios.common import Context, Result, load
+from harness.stats import summarize_ms
 
 TAG = "tput"
 KEEP_UP_GRACE_S = 2.0

@@ -13,13 +13,13 @@ from typing import Any
 
 import aiohttp
 
-from pigeon.bench.client import NotificationClient, Requests
-from pigeon.bench.designs import Deployment, deployment
-from pigeon.bench.loadgen import RunResult, Schedule, open_loop
-from pigeon.bench.options import BenchOptions
-from pigeon.bench.processes import cpu_percent
-from pigeon.bench.progress import Progress
-from pigeon.bench.sandbox_client import Arrivals, accepted_count, arrivals, set_faults
+from harness.client import NotificationClient, Requests
+from harness.designs import Deployment, deployment
+from harness.loadgen import RunResult, Schedule, open_loop
+from harness.options import BenchOptions
+from harness.processes import cpu_percent
+from harness.progress import Progress
+from harness.sandbox_client import Arrivals, accepted_count, arrivals, set_faults
 
 Result = dict[str, Any]
 

@@ -14,12 +14,12 @@ import math
 import time
 from collections import Counter
 
-from pigeon.bench.designs import Deployment
-from pigeon.bench.loadgen import TIMED_OUT, RunResult, Schedule, is_success
-from pigeon.bench.options import run_label, run_stack
-from pigeon.bench.sandbox_client import Arrivals
-from pigeon.bench.scenarios.common import Context, Result, load, wait_delivered
-from pigeon.bench.stats import summarize_ms
+from harness.designs import Deployment
+from harness.loadgen import TIMED_OUT, RunResult, Schedule, is_success
+from harness.options import run_label, run_stack
+from harness.sandbox_client import Arrivals
+from harness.scenarios.common import Context, Result, load, wait_delivered
+from harness.stats import summarize_ms
 
 TAG = "outage"
 

@@ -14,7 +14,7 @@ from types import TracebackType
 import aiohttp
 import orjson
 
-from pigeon.bench.loadgen import CONNECTION_ERROR, TIMED_OUT
+from harness.loadgen import CONNECTION_ERROR, TIMED_OUT
 
 AREA_CODES = ("212", "312", "415", "503", "617", "646", "206", "303", "512", "702")
 TAG = re.compile(r"\[(\w+):(\d+)\]")
