@@ -164,7 +164,7 @@ class Pigeon:
                 "the outbox relay publishes to Kafka; the embedded SQLite bus needs none "
                 "(its log is written in the store's own transaction)",
             )
-        relay = OutboxRelay(self.store, self.bus)
+        relay = OutboxRelay(self.store, self.bus, linger=self.settings.relay_linger_ms / 1000)
         self._on_commit.append(relay.wake)
         return relay
 

@@ -54,12 +54,17 @@ class Settings(BaseSettings):
     #: fallback: how often an idle consumer looks for new events if no wake-up came
     #: (commits wake consumers at once, in this process and, by a doorbell, in others)
     bus_poll_interval_ms: float = Field(default=2000.0, gt=0, le=_HOUR * 1000)
-    #: embedded bus: the status projector, usage meter and dead-letter recorder read
-    #: new events at most this often under steady traffic (fewer, bigger transactions)
-    bus_linger_ms: float = Field(default=50.0, ge=0, le=10_000)
+    #: the status projector, usage meter and dead-letter recorder read new events at
+    #: most this often under steady traffic (fewer, bigger transactions: on Kafka +
+    #: PostgreSQL 100 ms instead of 50 halved their CPU at 155 SMS/s on 2 cores)
+    bus_linger_ms: float = Field(default=100.0, ge=0, le=10_000)
     #: the sender's own, short: under steady traffic a request waits at most this long
     #: for others to share its transactions; after a quiet spell it is read at once
     sender_linger_ms: float = Field(default=10.0, ge=0, le=1_000)
+    #: Kafka: under steady traffic the outbox relay claims new rows at most this often
+    #: (one claim, produce and commit for several commits' rows); after a quiet spell
+    #: it claims at once
+    relay_linger_ms: float = Field(default=20.0, ge=0, le=1_000)
     #: embedded bus: how long a log row is kept once every group has read it (Kafka: the
     #: topics' own retention.ms); 0 = delete it as soon as every group has. Records of
     #: processed events are kept this long plus an hour: on Kafka, at least the topics'

@@ -14,7 +14,8 @@ Several relays may run (one per ``pigeon run``/``pigeon worker outbox-relay``):
 one holds the leadership (see :mod:`pigeon.store.outbox`), the rest stand by
 and take over within ``standby_interval`` when it dies.
 
-Under a steady stream the relay claims at most once per ``linger`` (10 ms).
+Under a steady stream the relay claims at most once per ``linger``
+(``PIGEON_RELAY_LINGER_MS``, 20 ms).
 Every accept, sender commit and callback used to wake it for a claim, a
 publish, a doorbell ring and an empty claim of its own: at 50 SMS/s the stack
 ran 26 PostgreSQL transactions per SMS (16 with the linger) and the relay used
@@ -46,7 +47,7 @@ class OutboxRelay:
         bus: KafkaEventBus,
         *,
         batch_size: int = 1000,
-        linger: float = 0.01,
+        linger: float = 0.02,
         idle_wait: float = 1.0,
         standby_interval: float = 1.0,
         error_backoff: float = 1.0,
