@@ -56,7 +56,7 @@ def evaluate(results: Results) -> tuple[list[dict[str, Any]], list[str]]:
         for topology, by_name in by_topology.items():
             if topology in ("echo", "api-only"):
                 continue
-            for check in _checks(by_name, e, echo_cpu, topology):
+            for check in _checks(by_name, e, echo_cpu, topology, stack):
                 check.update(stack=stack, topology=topology)
                 verdicts.append(check)
                 mark = "MET" if check["met"] else "MISSED"
@@ -66,8 +66,12 @@ def evaluate(results: Results) -> tuple[list[dict[str, Any]], list[str]]:
     return verdicts, lines
 
 
+#: target 8: on Kafka + PostgreSQL, target 4 "at >= 0.6 x the embedded figures"
+KAFKA_SHARE = 0.6
+
+
 def _checks(
-    by_name: dict[str, dict[str, Any]], e: float, echo_cpu: float, topology: str
+    by_name: dict[str, dict[str, Any]], e: float, echo_cpu: float, topology: str, stack: str
 ) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
     accept = by_name.get("accept_max")
@@ -132,11 +136,13 @@ def _checks(
         p99 = steady["accept_latency"].get("p99_ms", float("inf"))
         tail = steady["first_accept_to_last_sms_seconds"] - steady["seconds"]
         rate = steady["rate_per_s"] / e
+        # 0.1 E offered; on Kafka + PostgreSQL 0.6 x that (target 8)
+        wanted = 0.1 * (KAFKA_SHARE if stack == "kafka-postgres" else 1.0)
         checks.append(
             _check(
-                f"4. steady {rate:.2f} E: keeps up, p99 <= 25 ms",
+                f"4. steady {rate:.3f} E ({wanted:.2f} E): keeps up, p99 <= 25 ms",
                 f"tail {tail:.1f} s, p99 {p99:.1f} ms",
-                tail <= 2.0 and p99 <= 25,
+                tail <= 2.0 and p99 <= 25 and rate >= wanted * 0.95,
             )
         )
     idle = by_name.get("idle")

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
-
-from pipebench.echo_targets import echo_unit, evaluate  # noqa: E402
+from pipebench.echo_targets import echo_unit, evaluate
 
 
 def _results(accepted: float, drain_rate: float, pigeon_cpu: float) -> dict[str, Any]:
@@ -115,3 +109,30 @@ def test_idle_judges_pigeons_processes_and_only_shows_the_broker() -> None:
     assert quiet["met"], quiet
     assert "kafka 2.3 %" in quiet["measured"]
     assert not _verdict(_single(idle=idle({"run": 1.2, "kafka": 0.1})), "6.")["met"]
+
+
+def _steady(stack: str, rate: float, p99_ms: float) -> dict[str, Any]:
+    results = _results(800.0, 240.0, 96.0)  # E = 2,000/s
+    steady = {
+        "rate_per_s": rate,
+        "seconds": 10.0,
+        "first_accept_to_last_sms_seconds": 10.5,
+        "accept_latency": {"p99_ms": p99_ms},
+    }
+    results.setdefault(stack, {}).setdefault("split", {})["steady"] = steady
+    return results
+
+
+def _steady_verdict(results: dict[str, Any], stack: str) -> dict[str, Any]:
+    verdicts, _ = evaluate(results)
+    return next(v for v in verdicts if v["stack"] == stack and v["target"].startswith("4. steady"))
+
+
+def test_steady_is_judged_at_0_1_e_embedded_and_at_0_6_of_that_on_kafka() -> None:
+    """Target 8 asks Kafka + PostgreSQL for target 4 at >= 0.6 x the embedded figures: its
+    steady state is judged at 0.06 E; the embedded stack's at 0.1 E; a slower run is not."""
+    assert _steady_verdict(_steady("sqlite", 200.0, 20.0), "sqlite")["met"]
+    assert not _steady_verdict(_steady("sqlite", 120.0, 20.0), "sqlite")["met"]
+    assert not _steady_verdict(_steady("sqlite", 200.0, 26.0), "sqlite")["met"]
+    assert _steady_verdict(_steady("kafka-postgres", 120.0, 20.0), "kafka-postgres")["met"]
+    assert not _steady_verdict(_steady("kafka-postgres", 60.0, 20.0), "kafka-postgres")["met"]
