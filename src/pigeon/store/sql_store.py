@@ -573,7 +573,16 @@ class SqlStore:
         (see :meth:`finish_attempts`), since providers may call back before
         our own write of that id commits. With an intake file the report is
         only appended there (True): the intake relay applies or keeps it.
+
+        Only a final report is news (True for the others, writing nothing): a
+        message id is recorded only by the sender's journal, in the transaction
+        that publishes its own ``SmsSent`` for it, so a "sent" report found its
+        notification already sent, and a "pending" one says nothing at all.
+        Writing them cost a look-up, per-message locks the sender's journal
+        waits on (the provider calls back before that commits) and a kept row.
         """
+        if not report.is_final:
+            return True
         if self._intake_commits is not None:
             # applied when the intake relay moves it (kept there if its id is not known yet)
             await self._intake_commits.write([(_INSERT_INTAKE_CALLBACK, [callback_row(report)])])

@@ -134,8 +134,8 @@ ODD_CALLBACKS = {
     "nul-in-message-sid": {"MessageSid": "SM\x00", "MessageStatus": "delivered"},
     "nul-in-status": {"MessageSid": "SM1", "MessageStatus": "deli\x00vered"},
     "nul-in-error-code": {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "3\x00"},
-    "nul-in-another-field": {"MessageSid": "SM1", "MessageStatus": "sent", "X\x00": "\x00"},
-    "message-sid-past-64-characters": {"MessageSid": "SM" + "a" * 63, "MessageStatus": "sent"},
+    "nul-in-another-field": {"MessageSid": "SM1", "MessageStatus": "delivered", "X\x00": "\x00"},
+    "message-sid-past-64-characters": {"MessageSid": "SM" + "a" * 63, "MessageStatus": "delivered"},
     "huge-error-code": {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "9" * 40},
 }
 

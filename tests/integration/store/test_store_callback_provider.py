@@ -1,10 +1,9 @@
 """A status callback speaks for the provider and attempt that sent the message (both dialects).
 
 With a failover list a message may go out through ``backup``; the provider's
-callback does not say which provider it comes from, but the journal does. The
-callback's ``sent`` event must name that provider and attempt, so the notification
-ends with ``"provider": "backup"`` and one ``sent`` step, not a second one
-"accepted by twilio".
+callback does not say which provider it comes from, but the journal does: the
+notification ends with ``"provider": "backup"`` and one ``sent`` step, not a second
+one "accepted by twilio" (a "sent" callback adds nothing: the journal said it).
 """
 
 from __future__ import annotations
@@ -34,38 +33,40 @@ async def _sent_by_backup(store: SqlStore, notification: Notification, sid: str)
     return sent
 
 
-async def _callback_events(store: SqlStore) -> list[SmsSent]:
-    """The ``sent`` events in the outbox, oldest first."""
-    rows = await store.outbox_batch(100)
-    return [e for e in (decode(r.value) for r in rows) if isinstance(e, SmsSent)]
-
-
 @pytest.mark.parametrize("early", [False, True], ids=["after-the-journal", "before-it"])
-async def test_a_sent_callback_names_the_provider_and_attempt_of_the_journal(
+async def test_a_sent_callback_is_no_news_and_the_journal_names_the_provider(
     store: SqlStore, early: bool
 ) -> None:
-    """Whether the callback comes after the sender's journal or before it (then it waits,
-    and the journal's commit applies it), its event names ``backup`` and the attempt."""
+    """Whether the "sent" callback comes after the sender's journal or before it, it writes
+    nothing (the journal's own ``sent`` event, committed with the message id, said it):
+    one ``sent`` step, naming ``backup``; a "delivered" callback that comes early still
+    waits for the journal and is applied by its commit."""
     account = await store.ensure_account("acme")
     notification = Notification.new_sms(account_id=account.id, to="+14155550123", body="hi")
     await store.accept(notification)
-    callback = DeliveryReport("SM0123456789", ReportedStatus.SENT)
+    sent = DeliveryReport("SM0123456789", ReportedStatus.SENT)
+    delivered = DeliveryReport("SM0123456789", ReportedStatus.DELIVERED)
     if early:
-        assert await store.record_delivery_report(callback) is False  # kept for later
+        assert await store.record_delivery_report(sent) is True  # nothing to keep
+        assert await store.record_delivery_report(delivered) is False  # kept for later
     journaled = await _sent_by_backup(store, notification, "SM0123456789")
     if not early:
-        assert await store.record_delivery_report(callback) is True
+        assert await store.record_delivery_report(sent) is True
+        assert await store.record_delivery_report(delivered) is True
 
-    events = await _callback_events(store)
-    assert len(events) == 2  # the sender's and the callback's
-    assert {(e.provider, e.attempt, e.provider_message_id) for e in events} == {
-        ("backup", journaled.attempt, "SM0123456789")
-    }
+    rows = await store.outbox_batch(100)
+    events = [decode(r.value) for r in rows]
+    assert [type(e).__name__ for e in events if e.notification_id == notification.id][-2:] == [
+        "SmsSent",
+        "SmsDelivered",
+    ]
+    sents = [e for e in events if isinstance(e, SmsSent)]
+    assert [(e.provider, e.attempt) for e in sents] == [("backup", journaled.attempt)]
 
-    # projected, the two are one step and the notification names backup
     await store.project_status("status-projector", events)
     view = await store.get_view(account.id, notification.id)
     assert view is not None
     assert view.provider == "backup"
+    assert view.notification.status == "delivered"
     sent_steps = [step.detail for step in view.timeline if step.status == "sent"]
     assert sent_steps == ["accepted by backup as SM0123456789"]

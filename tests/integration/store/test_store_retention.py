@@ -169,9 +169,9 @@ async def test_a_pass_deletes_what_has_expired_and_nothing_else(
     await store.record_dead_letters([dead_letter(dead_request, offset=1)])
     # and a callback nobody claimed for three days, and one from just now
     for sid in ("SMold", "SMnew"):
-        assert not await store.record_delivery_report(DeliveryReport(sid, ReportedStatus.SENT))
+        assert not await store.record_delivery_report(DeliveryReport(sid, ReportedStatus.DELIVERED))
     set_back(db, pending_callbacks.c.received_at, ago(days=3), pending_callbacks.c.id > 0)
-    await store.record_delivery_report(DeliveryReport("SMnew2", ReportedStatus.SENT))
+    await store.record_delivery_report(DeliveryReport("SMnew2", ReportedStatus.DELIVERED))
     # and an idempotency key past its 24 h, and a live one
     await claim_key(store, account, "expired")
     set_back(db, idempotency_keys.c.created_at, ago(hours=25), idempotency_keys.c.key == "expired")
@@ -231,7 +231,7 @@ async def test_a_pass_with_nothing_expired_deletes_nothing_and_says_nothing(
     account = await store.ensure_account("acme")
     n = await notification(store, account, made=utcnow(), final=SmsDelivered)
     await store.meter_usage(USAGE_GROUP, [request(n, utcnow())])
-    await store.record_delivery_report(DeliveryReport("SMx", ReportedStatus.SENT))
+    await store.record_delivery_report(DeliveryReport("SMx", ReportedStatus.DELIVERED))
     await claim_key(store, account, "live")
     before = {t.name: count(db, t) for t in (notifications, timeline, processed_events)}
 
@@ -255,7 +255,7 @@ async def test_more_rows_than_one_chunk_are_all_deleted_chunk_by_chunk(
     await store.meter_usage("meter-a", [request(fresh, ago(days=2)) for _ in range(20)])
     await store.meter_usage("meter-b", [request(fresh, ago(days=2)) for _ in range(15)])
     for i in range(25):
-        await store.record_delivery_report(DeliveryReport(f"SM{i}", ReportedStatus.SENT))
+        await store.record_delivery_report(DeliveryReport(f"SM{i}", ReportedStatus.DELIVERED))
     set_back(db, pending_callbacks.c.received_at, ago(days=3), pending_callbacks.c.id > 0)
     for i in range(12):
         await claim_key(store, account, f"key-{i}")
