@@ -17,7 +17,8 @@ retry partition N followed by new messages of partition N.
   shorter one queued behind it - never makes a retry early.
 * **Dozing** (with a doorbell, see :mod:`pigeon.bus.kafka_doorbell`): a member
   that found nothing for a few fetches pauses every partition and waits for a
-  ring, a due retry or its fallback timer, then fetches again with short waits.
+  ring, a due retry or its fallback timer, then fetches again with short waits;
+  :attr:`KafkaConsumer.wakes` counts which of them ended each doze.
 * **Rebalances**: when partitions are revoked, the member waits (a bounded
   time) for the batches it handed out to settle so their commits land; a batch
   still open after that is forgotten and its messages are delivered again to
@@ -66,6 +67,16 @@ class _NotJoined:
     """The member before ``start()`` / after ``stop()``."""
 
 
+@dataclass(slots=True)
+class DozeWakes:
+    """What ended a member's dozes, counted: a ring is told apart from the fallback timer."""
+
+    rung: int = 0  #: a ring (or a new assignment, or the doorbell lost or back)
+    due: int = 0  #: a retry fell due
+    fallback: int = 0  #: the fallback timer ran out without a ring
+    interrupted: int = 0  #: interrupt(): the runner is stopping
+
+
 def _listener(aiokafka: ModuleType, member: KafkaConsumer) -> Any:
     """A rebalance listener forwarding to ``member`` (aiokafka insists on its base class)."""
 
@@ -112,6 +123,7 @@ class KafkaConsumer:
         #: assignment and by interrupt(): a dozing member fetches again
         self._rung = asyncio.Event()
         self._dozing = False
+        self.wakes = DozeWakes()
         #: (loop time) when this member last found messages or woke up; when it dozed off
         self._awake_since = 0.0
         self._dozing_since = 0.0
@@ -347,12 +359,19 @@ class KafkaConsumer:
             wait = min(wait, max(0.0, min(self._retry_wait.values()) - time.time()) + 0.001)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._rung.wait(), wait)
-        if self._interrupted:
-            return False
+        rung, interrupted = self._rung.is_set(), self._interrupted
         due = bool(self._retry_wait) and min(self._retry_wait.values()) <= time.time()
-        rung = self._rung.is_set()
-        if not (rung or due or loop.time() >= fallback_at):
-            return False  # the caller's wait ran out: still dozing
+        timer = loop.time() >= fallback_at
+        if rung and interrupted:
+            self.wakes.interrupted += 1
+        elif rung:
+            self.wakes.rung += 1
+        elif due:
+            self.wakes.due += 1
+        elif timer:
+            self.wakes.fallback += 1
+        if interrupted or not (rung or due or timer):
+            return False  # interrupted, or the caller's wait ran out: still dozing
         self._rung.clear()
         self._dozing = False
         self._awake_since = loop.time()

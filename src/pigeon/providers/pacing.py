@@ -28,7 +28,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -274,7 +274,8 @@ class PacedProvider:
     counts against ``default_from`` (the provider's default sender; without
     it, against ``<provider name>`` alone). ``state_path`` shares the buckets
     with every process using the same file; without it they live in this
-    process only.
+    process only. ``clock`` (wall-clock seconds) and ``sleep`` (the wait for
+    a token) can be replaced, so that tests observe the waits without taking them.
     """
 
     def __init__(
@@ -286,8 +287,10 @@ class PacedProvider:
         state_path: Path | str | None = None,
         default_from: str | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.inner = inner
+        self._sleep = sleep
         self.name = inner.name
         self._default_from = default_from
         self.bucket: TokenBucket = (
@@ -328,7 +331,7 @@ class PacedProvider:
             if wait > 5.0:
                 log.info("%s: pacing holds a message for %.1fs", self.name, wait)
             try:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             except asyncio.CancelledError:
                 self.bucket.refund(key)
                 raise

@@ -99,12 +99,20 @@ class SandboxStats:
     callbacks_failed: int = 0
     callbacks_forged: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    #: sends held back by the latency fault, and their delays added up
+    delayed: int = 0
+    delay_seconds: float = 0.0
 
     def count_fault(self, name: str, *, rejected: bool = True) -> None:
         """Count one request hit by an injected fault; ``rejected`` if it was not recorded."""
         if rejected:
             self.rejected_by_fault += 1
         self.faults[name] = self.faults.get(name, 0) + 1
+
+    def count_delay(self, seconds: float) -> None:
+        """Count one send whose answer the latency fault held back ``seconds``."""
+        self.delayed += 1
+        self.delay_seconds += seconds
 
     def to_dict(self, inbox: Inbox) -> dict[str, object]:
         """JSON-ready counters, with the inbox's size and evictions."""
@@ -117,6 +125,8 @@ class SandboxStats:
             "callbacks_failed": self.callbacks_failed,
             "callbacks_forged": self.callbacks_forged,
             "faults": dict(self.faults),
+            "delayed": self.delayed,
+            "delay_seconds": self.delay_seconds,
             "inbox_size": len(inbox),
             "inbox_capacity": inbox.capacity,
             "inbox_evicted": inbox.evicted,

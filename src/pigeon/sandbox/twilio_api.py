@@ -92,6 +92,7 @@ class TwilioApi:
         latency = self._faults.latency()
         if latency:
             await asyncio.sleep(latency)
+            self._stats.count_delay(latency)
         decision = self._faults.decide()
         fault = decision.fault
         if fault is Fault.DOWN:

@@ -10,15 +10,15 @@ instances as two processes would, on the real broker and the real server.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import astuple, replace
 
 import psycopg
 import pytest
 
 from pigeon.bus.factory import bus_from_url
 from pigeon.bus.kafka import KafkaConsumer, KafkaEventBus
-from pigeon.bus.kafka_consumer import DOZE_FALLBACK_SECONDS
+from pigeon.bus.kafka_consumer import DOZE_FALLBACK_SECONDS, DozeWakes
 from pigeon.bus.kafka_doorbell import PostgresDoorbell
 from pigeon.bus.port import ACK, Message, Outcome
 from pigeon.bus.runner import ConsumerRunner
@@ -57,16 +57,24 @@ def _member(collector: Collector) -> KafkaConsumer:
     return consumer
 
 
-async def _handled_after_publish(bus: KafkaEventBus, topic: str, c: Collector, n: int) -> float:
-    sent = time.monotonic()
+def _since(before: DozeWakes, member: KafkaConsumer) -> DozeWakes:
+    """What ended the member's dozes since ``before`` (a snapshot of its counts)."""
+    return DozeWakes(*(a - b for a, b in zip(astuple(member.wakes), astuple(before), strict=True)))
+
+
+async def _wakes_until_handled(bus: KafkaEventBus, topic: str, c: Collector, n: int) -> DozeWakes:
+    """Publish message ``n`` and wait until it is handled: what ended a doze meanwhile."""
+    member = _member(c)
+    before = replace(member.wakes)
     await bus.publish(topic, f"k{n}", str(n).encode())
     await eventually(lambda: len(c.seen) > n, within=2 * DOZE_FALLBACK_SECONDS + 10)
-    return c.seen_at[n] - sent
+    return _since(before, member)
 
 
 async def test_an_idle_member_dozes_and_a_publish_elsewhere_wakes_it_at_once(
     buses: tuple[KafkaEventBus, KafkaEventBus], topic: str
 ) -> None:
+    """Each message published by another process is picked up by a ring, not the timer."""
     consuming, publishing = buses
     await publishing.ensure_topic(topic)
     async with collecting(consuming, topic, "dozers") as c:
@@ -74,22 +82,23 @@ async def test_an_idle_member_dozes_and_a_publish_elsewhere_wakes_it_at_once(
         for n in range(5):
             await eventually(lambda: member.dozing)
             assert member.paused_all()  # dozing: not one partition is fetched
-            # far below the fallback timer: the ring woke it
-            assert await _handled_after_publish(publishing, topic, c, n) < DOZE_FALLBACK_SECONDS / 2
+            woke = await _wakes_until_handled(publishing, topic, c, n)
+            assert woke.rung >= 1 and woke.fallback == 0  # the ring woke it
     assert c.values() == [str(n) for n in range(5)]
 
 
 async def test_without_a_ring_a_dozing_member_still_finds_messages_on_its_fallback(
     buses: tuple[KafkaEventBus, KafkaEventBus], kafka_broker: KafkaBroker, topic: str
 ) -> None:
+    """A message published without a ring is found by the first look of the fallback timer."""
     consuming, _ = buses
     silent = await _bus(kafka_broker, doorbell=False)  # say, a publisher of another setup
     try:
         await silent.ensure_topic(topic)
         async with collecting(consuming, topic, "fallback") as c:
             await eventually(lambda: _member(c).dozing)
-            lag = await _handled_after_publish(silent, topic, c, 0)
-        assert lag <= DOZE_FALLBACK_SECONDS + 1.0
+            woke = await _wakes_until_handled(silent, topic, c, 0)
+        assert (woke.rung, woke.fallback) == (0, 1)
     finally:
         await silent.stop()
 
@@ -97,6 +106,7 @@ async def test_without_a_ring_a_dozing_member_still_finds_messages_on_its_fallba
 async def test_members_fetch_while_the_doorbell_is_unheard_and_doze_again_when_it_is_back(
     buses: tuple[KafkaEventBus, KafkaEventBus], topic: str
 ) -> None:
+    """Without the doorbell a member fetches (no timer needed); back, a ring wakes it again."""
     consuming, publishing = buses
     await publishing.ensure_topic(topic)
     doorbell = consuming.doorbell
@@ -108,23 +118,36 @@ async def test_members_fetch_while_the_doorbell_is_unheard_and_doze_again_when_i
             admin.execute("SELECT pg_terminate_backend(%s)", (doorbell.listener_pid(),))
         await eventually(lambda: not doorbell.listening)
         await eventually(lambda: not member.dozing)  # fetching without it
-        assert await _handled_after_publish(publishing, topic, c, 0) < DOZE_FALLBACK_SECONDS
+        assert (await _wakes_until_handled(publishing, topic, c, 0)).fallback == 0
         await eventually(lambda: doorbell.listening and member.dozing, within=10)
-        assert await _handled_after_publish(publishing, topic, c, 1) < DOZE_FALLBACK_SECONDS / 2
+        woke = await _wakes_until_handled(publishing, topic, c, 1)
+        assert woke.rung >= 1 and woke.fallback == 0  # the ring woke it
     assert c.values() == ["0", "1"]
+
+
+async def _ack_all(messages: Sequence[Message]) -> Sequence[Outcome]:
+    return [ACK] * len(messages)
 
 
 async def test_stopping_a_dozing_runner_is_prompt(
     buses: tuple[KafkaEventBus, KafkaEventBus], topic: str
 ) -> None:
+    """Stopping ends a doze at once: the stop interrupts it, the fallback timer never runs out."""
     consuming, publishing = buses
     await publishing.ensure_topic(topic)
-    collector = Collector(consuming, topic, "stoppers")
-    await collector.__aenter__()
-    await eventually(lambda: _member(collector).dozing)
-    started = time.monotonic()
-    await collector.__aexit__(None, None, None)
-    assert time.monotonic() - started < DOZE_FALLBACK_SECONDS
+    member = consuming.consumer(topic, "stoppers", dead_letter_topic=topic + ".dead")
+    # a fetch longer than the test: only the stop itself can end the doze before its timer
+    runner = ConsumerRunner(member, _ack_all, name="stoppers", fetch_timeout=3600)
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(runner.started.wait(), 10)
+        await eventually(lambda: member.dozing)
+        before = replace(member.wakes)
+        runner.request_stop()
+        await task  # bounded by the test's timeout
+    finally:
+        task.cancel()
+    assert _since(before, member) == DozeWakes(interrupted=1)
 
 
 async def test_under_a_steady_stream_a_lingering_member_takes_fewer_bigger_batches(

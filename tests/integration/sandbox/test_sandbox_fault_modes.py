@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -85,11 +84,14 @@ async def test_error_codes_mix_in_their_shares(
 async def test_latency_with_jitter_delays_each_send(
     sandbox: SandboxServer, provider: TwilioSmsProvider
 ) -> None:
-    """latency_ms plus jitter holds each answer back at least the fixed part."""
+    """latency_ms plus jitter holds each answer back the fixed part plus at most the jitter."""
     sandbox.faults.config = FaultConfig(latency_ms=150, latency_jitter_ms=50)
-    started = time.monotonic()
-    await provider.send(SmsMessage(to=TO, body=BODY))
-    assert time.monotonic() - started >= 0.15
+    for sent in range(1, 4):
+        before = sandbox.stats.delay_seconds
+        await provider.send(SmsMessage(to=TO, body=BODY))
+        # counted once the delay was over and before the answer went out
+        assert sandbox.stats.delayed == sent
+        assert 0.15 <= sandbox.stats.delay_seconds - before <= 0.2
 
 
 async def test_timeout_rate_hangs_until_the_client_gives_up_and_records_nothing(

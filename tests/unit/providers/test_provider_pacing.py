@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from tests.support import eventually
 
 from pigeon.errors import ProviderUnavailable
 from pigeon.providers.pacing import (
@@ -31,6 +31,18 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class HeldSleep:
+    """A sleep that notes how long it was asked to wait and returns only when released."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self.released = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await self.released.wait()
 
 
 class Recording:
@@ -150,16 +162,19 @@ async def test_a_bucket_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -
 
 
 async def test_paced_sends_wait_for_their_token_instead_of_failing() -> None:
-    """Five sends at 40/s with burst 1 all succeed, and take at least four intervals."""
-    inner = Recording()
-    paced = PacedProvider(inner, rate_per_second=40.0, burst=1)
+    """Five sends at 40/s, burst 1: one goes at once, four wait 1 to 4 intervals; all succeed."""
+    inner, sleep = Recording(), HeldSleep()
+    paced = PacedProvider(inner, rate_per_second=40.0, burst=1, clock=FakeClock(), sleep=sleep)
     await paced.start()
-    started = time.monotonic()
-    receipts = await asyncio.gather(*(paced.send(MESSAGE) for _ in range(5)))
-    elapsed = time.monotonic() - started
+    sends = asyncio.gather(*(paced.send(MESSAGE) for _ in range(5)))
+    await eventually(lambda: len(sleep.asked) == 4)
+    assert len(inner.sent) == 1  # the others are still waiting for their tokens
+    # abs: float noise of sums at today's Unix time, far below one interval
+    assert sorted(sleep.asked) == pytest.approx([1 / 40, 2 / 40, 3 / 40, 4 / 40], abs=1e-3)
+    sleep.released.set()
+    receipts = await sends
     await paced.stop()
     assert len(receipts) == len(inner.sent) == 5
-    assert elapsed >= 4 / 40 - 0.01
     assert paced.name == "primary"
 
 
@@ -190,10 +205,11 @@ def test_each_sender_number_has_its_own_bucket() -> None:
 
 @pytest.mark.timeout(60)
 async def test_two_processes_sharing_a_bucket_keep_the_combined_rate(tmp_path: Path) -> None:
-    """Two processes sending 15 messages each through one 20/s bucket take 1.4 s or more together.
+    """Two processes sending 15 messages each through one 20/s bucket draw from one schedule.
 
-    Alone, each would be done in 0.7 s; the bound below holds however slow the
-    machine is, because noise only ever delays a send.
+    Both read the same fixed clock, so the waits they are given are exactly
+    the shared schedule: one token at once, then one per interval up to 29
+    intervals; each process alone would have waited at most 14.
     """
     rate, burst, count = 20.0, 1, 15
     state = tmp_path / "pacing.db"
@@ -205,6 +221,7 @@ async def test_two_processes_sharing_a_bucket_keep_the_combined_rate(tmp_path: P
             str(rate),
             str(burst),
             str(count),
+            str(FakeClock().now),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -215,7 +232,6 @@ async def test_two_processes_sharing_a_bucket_keep_the_combined_rate(tmp_path: P
             assert child.stdout is not None
             async with asyncio.timeout(30):
                 assert (await child.stdout.readline()).strip() == b"ready"
-        go = time.time()
         outputs = []
         for child in children:
             assert child.stdin is not None
@@ -232,11 +248,7 @@ async def test_two_processes_sharing_a_bucket_keep_the_combined_rate(tmp_path: P
                 child.kill()
                 await child.wait()
 
-    times = sorted(t for output in outputs for t in output)
-    assert [len(o) for o in outputs] == [count, count]
-    # The last of 30 tokens at 20/s, burst 1, is due 29 intervals after the first reservation.
-    assert times[-1] - go >= (2 * count - burst) / rate - 0.02
-    # No one-second window holds much more than the rate allows (slack for scheduling noise).
-    for i, start in enumerate(times):
-        in_window = sum(1 for t in times[i:] if t < start + 1.0)
-        assert in_window <= burst + rate * 1.0 + rate * 0.5
+    assert [output["sent"] for output in outputs] == [count, count]
+    waits = sorted(wait for output in outputs for wait in output["waits"])
+    # abs: float noise of sums at today's Unix time, far below one interval
+    assert waits == pytest.approx([k / rate for k in range(1, 2 * count - burst + 1)], abs=1e-3)
