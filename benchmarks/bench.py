@@ -90,8 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rate",
         type=rate_arg,
         default=500.0,
-        help="open-loop requests/s, or a share of E such as 0.05E (the bare echo's max "
-        "accepted/s measured earlier in the same run: list echo first)",
+        help="accept_latency: open-loop requests/s, or a share of E such as 0.05E (the bare "
+        "echo's max accepted/s measured earlier in the same run: list echo first)",
     )
     parser.add_argument(
         "--duration",
