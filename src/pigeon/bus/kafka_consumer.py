@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from pigeon.bus.kafka_batches import Destinations, assemble, offsets_in, outcome_records
 from pigeon.bus.kafka_wire import bus_error, describe, retry_topic_for
 from pigeon.bus.port import Batch, Outcome
+from pigeon.bus.wakes import Wakes
 from pigeon.errors import BusError, BusUnavailable
 
 #: a long fetch waits in slices this long, so that a stopping runner is heard
@@ -65,16 +66,6 @@ class _Joined:
 
 class _NotJoined:
     """The member before ``start()`` / after ``stop()``."""
-
-
-@dataclass(slots=True)
-class DozeWakes:
-    """What ended a member's dozes, counted: a ring is told apart from the fallback timer."""
-
-    rung: int = 0  #: a ring (or a new assignment, or the doorbell lost or back)
-    due: int = 0  #: a retry fell due
-    fallback: int = 0  #: the fallback timer ran out without a ring
-    interrupted: int = 0  #: interrupt(): the runner is stopping
 
 
 def _listener(aiokafka: ModuleType, member: KafkaConsumer) -> Any:
@@ -123,7 +114,8 @@ class KafkaConsumer:
         #: assignment and by interrupt(): a dozing member fetches again
         self._rung = asyncio.Event()
         self._dozing = False
-        self.wakes = DozeWakes()
+        #: what ended each doze (a long-polling member, without a doorbell, never dozes)
+        self.wakes = Wakes()
         #: (loop time) when this member last found messages or woke up; when it dozed off
         self._awake_since = 0.0
         self._dozing_since = 0.0

@@ -91,6 +91,10 @@ def retry_from_record(record: Any, original_topic: str) -> RetryRecord:
     """Decode a retry-topic record; ``retry_id`` is its offset on the retry topic."""
     headers = decode_headers(record.headers)
     ours = {k: headers.pop(k) for k in list(headers) if k.startswith(RETRY_HEADER_PREFIX)}
+    try:
+        not_before = float(ours.get(HEADER_RETRY_NOT_BEFORE, "0"))
+    except ValueError:
+        not_before = 0.0
     message = Message(
         topic=ours.get(HEADER_RETRY_TOPIC, original_topic),
         partition=_int(ours.get(HEADER_RETRY_PARTITION), record.partition),
@@ -100,11 +104,8 @@ def retry_from_record(record: Any, original_topic: str) -> RetryRecord:
         headers=headers,
         attempt=_int(ours.get(HEADER_RETRY_ATTEMPT), 2),
         retry_id=record.offset,
+        not_before=not_before,
     )
-    try:
-        not_before = float(ours.get(HEADER_RETRY_NOT_BEFORE, "0"))
-    except ValueError:
-        not_before = 0.0
     return RetryRecord(message, not_before)
 
 

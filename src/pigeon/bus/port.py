@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pigeon.bus.wakes import Wakes
+
 #: headers set on dead-lettered messages
 HEADER_DEAD_REASON = "pigeon-dead-reason"
 HEADER_ORIGINAL_TOPIC = "pigeon-original-topic"
@@ -43,6 +45,9 @@ class Message:
     attempt: int = 1
     #: set when the delivery comes from the group's retry store, not the log
     retry_id: int | None = None
+    #: a retry's due time as the backend recorded it (Unix seconds); it is not
+    #: handed out before then
+    not_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ class Consumer(Protocol):
 
     topic: str
     group: str
+    #: what ended this member's waits for news, counted (a long-polling member counts none)
+    wakes: Wakes
 
     async def start(self) -> None:
         """Join the group and take a share of the partitions."""

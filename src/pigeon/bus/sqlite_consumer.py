@@ -23,6 +23,7 @@ from pigeon.bus.port import (
     dead_letter_headers,
 )
 from pigeon.bus.sqlite_schema import INSERT_LOG, log_row
+from pigeon.bus.wakes import Wakes
 from pigeon.errors import BusError
 
 if TYPE_CHECKING:
@@ -74,6 +75,11 @@ class SqliteConsumer:
         #: whether the last poll read a full batch (a backlog: poll again at once)
         self._last_full = False
         self._interrupted = False
+        #: what started each poll: a wake-up, a due retry, the fallback timer, an interrupt
+        self.wakes = Wakes()
+        #: polls the linger held back (to the end of its interval), counted as they go ahead
+        self.lingered = 0
+        self._held_back = False
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._waiting_for_partitions = False
 
@@ -229,12 +235,19 @@ class SqliteConsumer:
         """Wait up to ``wait_seconds`` for messages on this member's idle partitions."""
         deadline = time.monotonic() + wait_seconds
         interval = self._bus.poll_interval
+        retry_due = False
         while True:
             # poll only when woken (a commit here, a ring from elsewhere), when a retry
             # falls due, or on the slow fallback timer: an idle member costs nothing
-            if self._wake.is_set() or time.monotonic() - self._last_poll >= interval:
+            woken = self._wake.is_set()
+            if woken or time.monotonic() - self._last_poll >= interval:
                 if not await self._linger(deadline):
                     return []  # the caller's wait ends first; the wake-up stays set
+                self._count_wake(woken, retry_due)
+                retry_due = False
+                if self._held_back:
+                    self._held_back = False
+                    self.lingered += 1
                 self._wake.clear()
                 self._last_poll = time.monotonic()
                 async with self._lock:
@@ -259,10 +272,21 @@ class SqliteConsumer:
             )
             if due <= 0:
                 self._wake.set()  # the retry store has work now
+                retry_due = True
                 continue
             wait = min(self._last_poll + interval - now, remaining, due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
+
+    def _count_wake(self, woken: bool, retry_due: bool) -> None:
+        if self._interrupted:
+            self.wakes.interrupted += 1
+        elif retry_due:
+            self.wakes.due += 1
+        elif woken:
+            self.wakes.rung += 1
+        else:
+            self.wakes.fallback += 1
 
     async def _linger(self, deadline: float) -> bool:
         """Poll a lingering group at most once per linger interval; whether to poll now.
@@ -277,6 +301,7 @@ class SqliteConsumer:
         due = self._last_poll + self._linger_seconds
         pause = min(due, deadline) - time.monotonic()
         if pause > 0:
+            self._held_back = True
             await asyncio.sleep(pause)
         return due <= deadline or self._interrupted
 
@@ -316,7 +341,7 @@ class SqliteConsumer:
         self, conn: sqlite3.Connection, partition: int, now: float, limit: int
     ) -> list[Message]:
         rows = conn.execute(
-            "SELECT id, log_id, key, value, headers, attempt FROM bus_retries "
+            "SELECT id, log_id, key, value, headers, attempt, not_before FROM bus_retries "
             "WHERE grp = ? AND topic = ? AND partition = ? AND not_before <= ? "
             "ORDER BY not_before, id LIMIT ?",
             (self.group, self.topic, partition, now, limit),
@@ -331,8 +356,9 @@ class SqliteConsumer:
                 orjson.loads(headers),
                 attempt=attempt,
                 retry_id=retry_id,
+                not_before=not_before,
             )
-            for retry_id, log_id, key, value, headers, attempt in rows
+            for retry_id, log_id, key, value, headers, attempt, not_before in rows
         ]
 
     # -- settling ----------------------------------------------------------

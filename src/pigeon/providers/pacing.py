@@ -275,7 +275,8 @@ class PacedProvider:
     it, against ``<provider name>`` alone). ``state_path`` shares the buckets
     with every process using the same file; without it they live in this
     process only. ``clock`` (wall-clock seconds) and ``sleep`` (the wait for
-    a token) can be replaced, so that tests observe the waits without taking them.
+    a token) can be replaced, so that tests observe the waits without taking them;
+    :attr:`held` counts the sends that had to wait for their token.
     """
 
     def __init__(
@@ -291,6 +292,8 @@ class PacedProvider:
     ) -> None:
         self.inner = inner
         self._sleep = sleep
+        #: sends that waited for their token (pacing held them back)
+        self.held = 0
         self.name = inner.name
         self._default_from = default_from
         self.bucket: TokenBucket = (
@@ -328,6 +331,7 @@ class PacedProvider:
         key = self.bucket_key(message)
         wait = await self.bucket.reserve(key)
         if wait > 0:
+            self.held += 1
             if wait > 5.0:
                 log.info("%s: pacing holds a message for %.1fs", self.name, wait)
             try:

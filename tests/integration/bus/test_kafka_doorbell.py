@@ -18,10 +18,11 @@ import pytest
 
 from pigeon.bus.factory import bus_from_url
 from pigeon.bus.kafka import KafkaConsumer, KafkaEventBus
-from pigeon.bus.kafka_consumer import DOZE_FALLBACK_SECONDS, DozeWakes
+from pigeon.bus.kafka_consumer import DOZE_FALLBACK_SECONDS
 from pigeon.bus.kafka_doorbell import PostgresDoorbell
 from pigeon.bus.port import ACK, Message, Outcome
 from pigeon.bus.runner import ConsumerRunner
+from pigeon.bus.wakes import Wakes
 from tests.integration.kafka_broker import TEST_KAFKA_OPTIONS, KafkaBroker
 from tests.integration.postgres import POSTGRES_URL, postgres_or_skip
 
@@ -57,12 +58,12 @@ def _member(collector: Collector) -> KafkaConsumer:
     return consumer
 
 
-def _since(before: DozeWakes, member: KafkaConsumer) -> DozeWakes:
+def _since(before: Wakes, member: KafkaConsumer) -> Wakes:
     """What ended the member's dozes since ``before`` (a snapshot of its counts)."""
-    return DozeWakes(*(a - b for a, b in zip(astuple(member.wakes), astuple(before), strict=True)))
+    return Wakes(*(a - b for a, b in zip(astuple(member.wakes), astuple(before), strict=True)))
 
 
-async def _wakes_until_handled(bus: KafkaEventBus, topic: str, c: Collector, n: int) -> DozeWakes:
+async def _wakes_until_handled(bus: KafkaEventBus, topic: str, c: Collector, n: int) -> Wakes:
     """Publish message ``n`` and wait until it is handled: what ended a doze meanwhile."""
     member = _member(c)
     before = replace(member.wakes)
@@ -147,7 +148,7 @@ async def test_stopping_a_dozing_runner_is_prompt(
         await task  # bounded by the test's timeout
     finally:
         task.cancel()
-    assert _since(before, member) == DozeWakes(interrupted=1)
+    assert _since(before, member) == Wakes(interrupted=1)
 
 
 async def test_under_a_steady_stream_a_lingering_member_takes_fewer_bigger_batches(

@@ -2,7 +2,8 @@
 
 Usage: ``python pacing_http_worker.py SANDBOX_URL ACCOUNT_SID AUTH_TOKEN STATE_PATH RATE BURST
 COUNT``. Builds the provider with the production factory, prints ``ready``,
-waits for a line on stdin, sends COUNT messages concurrently, prints ``done``.
+waits for a line on stdin, sends COUNT messages concurrently, then prints how
+many of them pacing held back for their token, as ``done <held>``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pigeon.providers.factory import ProviderEntry, ProviderSettings, build_sms_provider
+from pigeon.providers.pacing import PacedProvider
 from pigeon.providers.port import SmsMessage
 
 
@@ -26,13 +28,16 @@ async def main(argv: list[str]) -> None:
             pacing_state_path=Path(state),
         )
     )
+    (member,) = provider.members
+    paced = member.provider
+    assert isinstance(paced, PacedProvider)
     await provider.start()
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     messages = [SmsMessage(to="+14155550123", body=f"paced {i}") for i in range(int(count))]
     await asyncio.gather(*(provider.send(m) for m in messages))
     await provider.stop()
-    print("done", flush=True)
+    print(f"done {paced.held}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,13 @@ WORKER = Path(__file__).with_name("pacing_http_worker.py")
 async def test_two_sender_processes_share_one_rate_at_the_provider(
     primary: SandboxServer, tmp_path: Path
 ) -> None:
-    """Two processes, 8 messages each, one 10/s bucket (burst 2): the sandbox sees them paced.
+    """Two processes, 8 messages each, one 10/s bucket (burst 2): the sandbox gets all 16,
+    and pacing held back more of them than two buckets of their own ever could.
 
-    The 16 arrivals span at least 1.4 s after the start signal (each process
-    alone would need 0.6 s); noise can only stretch that, never shrink it.
+    Starting together, the two draw 14 tokens they wait for from the one shared
+    schedule; a process alone waits for at most 8 - 2, so two unshared buckets
+    hold back at most 12, whatever the timing (noise lets tokens refill, only lowering
+    the count: one interval of it is allowed).
     """
     rate, burst, count = 10.0, 2, 8
     args = [primary.url, ACCOUNT_SID, AUTH_TOKEN, str(tmp_path / "pacing.db")]
@@ -37,12 +39,12 @@ async def test_two_sender_processes_share_one_rate_at_the_provider(
         )
         for _ in range(2)
     ]
+    held = []
     try:
         for child in children:
             assert child.stdout is not None
             async with asyncio.timeout(30):
                 assert (await child.stdout.readline()).strip() == b"ready"
-        go = datetime.now(UTC)
         for child in children:
             assert child.stdin is not None
             child.stdin.write(b"go\n")
@@ -51,16 +53,14 @@ async def test_two_sender_processes_share_one_rate_at_the_provider(
             async with asyncio.timeout(30):
                 out, _ = await child.communicate()
             assert child.returncode == 0
-            assert out.strip().endswith(b"done")
+            done, count_held = out.decode().strip().splitlines()[-1].split()
+            assert done == "done"
+            held.append(int(count_held))
     finally:
         for child in children:
             if child.returncode is None:
                 child.kill()
                 await child.wait()
 
-    arrivals = sorted(m.date_created for m in primary.inbox)
-    assert len(arrivals) == 2 * count
-    assert (arrivals[-1] - go).total_seconds() >= (2 * count - burst) / rate - 0.02
-    for i, start in enumerate(arrivals):
-        in_window = sum(1 for t in arrivals[i:] if (t - start).total_seconds() < 1.0)
-        assert in_window <= burst + rate * 1.5
+    assert len(primary.inbox) == 2 * count
+    assert sum(held) > 2 * (count - burst), held
