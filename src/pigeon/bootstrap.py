@@ -284,6 +284,11 @@ class Pigeon:
         ]
         return runners + periodic
 
+    @property
+    def sms_providers(self) -> tuple[SmsProvider, ...]:
+        """The providers this process's SMS senders were built with, oldest first."""
+        return tuple(self._providers)
+
     def all_workers(self) -> list[str]:
         """What ``pigeon run`` runs: every consumer, and the relay with Kafka."""
         return worker_names(self.settings)
