@@ -262,6 +262,22 @@ class ProcessGroup:
                 usage["sandbox"] = usage.get("sandbox", 0.0) + sandboxes
         return usage
 
+    def cpu_per_process(self) -> dict[str, float]:
+        """CPU seconds so far of every Pigeon process on its own, ``name[pid]``: a
+        process's children (``pigeon run``'s worker child) apart from it, sandboxes left
+        out (they stand for the provider)."""
+        sandboxes = {child for p in self.procs.values() for child in sandbox_children(p.pid)}
+        usage: dict[str, float] = {}
+        for name, p in self.procs.items():
+            todo = [p.pid]
+            while todo:
+                pid = todo.pop()
+                if pid in sandboxes:
+                    continue
+                usage[f"{name}[{pid}]"] = cpu_seconds(pid)
+                todo += _children(pid)
+        return usage
+
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far per process, by this load generator, and by the machine.
 

@@ -148,8 +148,14 @@ def _checks(
     idle = by_name.get("idle")
     if _ok(idle) and idle is not None:
         cpu = idle["cpu_percent_of_one_core"]
-        # every Pigeon process; the broker and PostgreSQL are shown, not judged
-        busiest = max((v for k, v in cpu.items() if k not in NOT_PIGEON | SERVERS), default=0.0)
+        # every Pigeon process on its own (name[pid]: pigeon run's API and worker child
+        # apart) where measured, else per started process; the broker and PostgreSQL are
+        # shown, not judged
+        each = idle.get("cpu_percent_per_process") or cpu
+        busiest = max(
+            (v for k, v in each.items() if k.split("[")[0] not in NOT_PIGEON | SERVERS),
+            default=0.0,
+        )
         servers = ", ".join(f"{k} {v:.1f} %" for k, v in cpu.items() if k in SERVERS)
         pickup = idle["pickup_after_202_ms"].get("max_ms", float("inf"))
         checks.append(

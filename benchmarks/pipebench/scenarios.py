@@ -411,9 +411,13 @@ async def idle(cluster: Cluster, topology: str, opts: Options) -> Result:
         await response.read()
     await wait_for_inbox(cluster.sandbox_url, 1, 10.0)
     await asyncio.sleep(2.0)  # part of the scenario: let that request's work settle first
-    cpu0, t0 = cluster.cpu(), time.perf_counter()
+    cpu0, each0, t0 = cluster.cpu(), cluster.cpu_per_process(), time.perf_counter()
     await asyncio.sleep(opts.idle_seconds)  # the measurement itself: nothing happens
-    cpu = cpu_percent(cpu0, cluster.cpu(), time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    cpu = cpu_percent(cpu0, cluster.cpu(), elapsed)
+    each1 = cluster.cpu_per_process()
+    # target 6 is per process: pigeon run's API and its worker child each on their own
+    each = {k: round((each1[k] - each0[k]) / elapsed * 100, 2) for k in each1 if k in each0}
     pickups = []
     async with aiohttp.ClientSession() as session:
         for seq in range(1, opts.idle_probes + 1):
@@ -431,6 +435,7 @@ async def idle(cluster: Cluster, topology: str, opts: Options) -> Result:
     return {
         "idle_seconds": opts.idle_seconds,
         "cpu_percent_of_one_core": cpu,
+        "cpu_percent_per_process": each,
         "pickup_after_202_ms": summarize_ms(pickups),
     }
 

@@ -111,6 +111,23 @@ def test_idle_judges_pigeons_processes_and_only_shows_the_broker() -> None:
     assert not _verdict(_single(idle=idle({"run": 1.2, "kafka": 0.1})), "6.")["met"]
 
 
+def test_idle_is_judged_per_process_where_each_was_measured() -> None:
+    """Target 6 says every Pigeon process: pigeon run's API and worker child are judged
+    apart when the run measured them apart (the tree's sum is only shown)."""
+    tree = {"run": 1.4, "kafka": 0.5}
+    each = {"run[100]": 0.6, "run[101]": 0.8, "kafka[7]": 2.0}
+    idle = {
+        "cpu_percent_of_one_core": tree,
+        "cpu_percent_per_process": each,
+        "pickup_after_202_ms": {"max_ms": 8.0},
+    }
+    verdict = _verdict(_single(idle=idle), "6.")
+    assert verdict["met"], verdict
+    assert "max 0.80 %" in verdict["measured"]
+    busy = {**idle, "cpu_percent_per_process": {"run[100]": 0.6, "run[101]": 1.1}}
+    assert not _verdict(_single(idle=busy), "6.")["met"]
+
+
 def _steady(stack: str, rate: float, p99_ms: float) -> dict[str, Any]:
     results = _results(800.0, 240.0, 96.0)  # E = 2,000/s
     steady = {
