@@ -65,6 +65,13 @@ def store_of(request: Request) -> SqlStore:
     return store
 
 
+def _key_id(key_id: str) -> str:
+    """``key_id`` if it could be one of ours; else NotFoundError (no store round trip)."""
+    if not could_be_our_id(key_id):
+        raise NotFoundError(f"no API key {key_id!r}")
+    return key_id
+
+
 def keys_router() -> APIRouter:
     """List, revoke and rotate API keys; every route requires an admin key."""
     router = APIRouter(prefix=KEYS_PREFIX, tags=["admin"])
@@ -84,9 +91,8 @@ def keys_router() -> APIRouter:
         responses=documented(*AUTHENTICATED, 403, 404, 409),
     )
     async def revoke_key(request: Request, key_id: str, _admin: AdminDep) -> Response:
-        if not could_be_our_id(key_id):
-            raise NotFoundError(f"no API key {key_id!r}")
-        return json_response(api_key_json(await store_of(request).revoke_api_key(key_id)))
+        revoked = await store_of(request).revoke_api_key(_key_id(key_id))
+        return json_response(api_key_json(revoked))
 
     @router.post(
         "/{key_id}/rotate",
@@ -95,9 +101,7 @@ def keys_router() -> APIRouter:
         responses=documented(*AUTHENTICATED, 403, 404, 409),
     )
     async def rotate_key(request: Request, key_id: str, _admin: AdminDep) -> Response:
-        if not could_be_our_id(key_id):
-            raise NotFoundError(f"no API key {key_id!r}")
-        old, key = await store_of(request).rotate_api_key(key_id)
+        old, key = await store_of(request).rotate_api_key(_key_id(key_id))
         return json_response({"revoked": api_key_json(old), "key": key}, 201)
 
     return router
