@@ -25,6 +25,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from pigeon.pg_listen import connect_listener
+
 log = logging.getLogger(__name__)
 
 #: the PostgreSQL channel rings travel on (database-wide; an extra ring is harmless)
@@ -108,9 +110,7 @@ class PostgresDoorbell:
 
         while self._wakes:
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, connect_timeout=5
-                )
+                conn = await connect_listener(self._conninfo)
                 self._listener = conn
                 await conn.execute(f"LISTEN {self._channel}")
                 self._listening.set()

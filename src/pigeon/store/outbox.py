@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pigeon.errors import StoreUnavailable
+from pigeon.pg_listen import connect_listener
 from pigeon.store.engine import DatabaseUrl
 from pigeon.store.group_commit import GroupCommitter
 from pigeon.store.schema import outbox
@@ -148,9 +149,7 @@ class PostgresLeadership:
 
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, connect_timeout=5
-                )
+                self._conn = await connect_listener(self._conninfo)
             # advisory locks are database-wide: key the lock by schema too, so that
             # Pigeons in different schemas of one database each have their relay
             cursor = await self._conn.execute(
