@@ -186,6 +186,7 @@ class Pigeon:
                     entry.auth_token for entry in provider_settings(self.settings).entries
                 ),
                 max_request_bytes=self.settings.max_request_bytes,
+                max_batch_bytes=self.settings.max_batch_bytes,
                 ready_checks=(self.check_ready,),
             ),
         )

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     #: the URL the provider calls back on; empty means http://api_host:api_port
     public_url: str = ""
     max_request_bytes: int = Field(default=64 * 1024, gt=0)
+    #: the body limit of POST /v1/notifications:batch (1,000 notifications)
+    max_batch_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     #: how long an Idempotency-Key is remembered (Stripe-style: at least a day)
     idempotency_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 366)
     #: final notifications (with their timeline and attempts) are deleted this long after

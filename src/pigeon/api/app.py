@@ -17,6 +17,7 @@ from starlette.responses import Response
 from pigeon import __version__
 from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
+from pigeon.api.actions import BATCH_PATH, actions_router
 from pigeon.api.admin import admin_router, keys_router
 from pigeon.api.bodies import detail_body, page_body, usage_item
 from pigeon.api.deps import AccountDep, could_be_our_id, json_response
@@ -53,6 +54,8 @@ class ApiConfig:
     status_callback_url: str
     twilio_auth_token: str
     max_request_bytes: int = 64 * 1024
+    #: the body limit of the batch route
+    max_batch_bytes: int = 8 * 1024 * 1024
     #: auth tokens of the other providers in the failover list (each signs its callbacks)
     other_auth_tokens: tuple[str, ...] = ()
     #: more readiness checks beside the store's (the Kafka broker's); each raises if down
@@ -247,9 +250,14 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
             return problems.problem(503, str(exc))
         return _json({"status": "ready"})
 
+    app.include_router(actions_router())
     app.include_router(admin_router())
     app.include_router(keys_router())
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=config.max_request_bytes,
+        per_path={BATCH_PATH: config.max_batch_bytes},
+    )
     app.add_middleware(
         FastPath,
         store=store,

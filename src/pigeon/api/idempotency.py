@@ -25,7 +25,13 @@ def check_idempotency_key(value: str) -> str:
     return value
 
 
-def request_hash(request: BaseModel) -> str:
-    """SHA-256 of the request as validated: key order and spacing do not matter."""
-    canonical = orjson.dumps(request.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+def request_hash(request: BaseModel, exclude: set[str] | None = None) -> str:
+    """SHA-256 of the request as validated: key order and spacing do not matter.
+
+    ``exclude``: fields that are not the request (a batch item's own idempotency key),
+    so that an item and a single send of the same body hash alike.
+    """
+    canonical = orjson.dumps(
+        request.model_dump(mode="json", exclude=exclude), option=orjson.OPT_SORT_KEYS
+    )
     return hashlib.sha256(canonical).hexdigest()

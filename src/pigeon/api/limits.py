@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,20 +18,27 @@ class _TooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    """Answers ``413`` to any request whose body exceeds ``max_bytes``."""
+    """Answers ``413`` to any request whose body exceeds ``max_bytes``.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``per_path``: larger (or smaller) limits for some paths (the batch route).
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self._per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._per_path.get(scope["path"], self.max_bytes)
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._reject(scope, receive, send, limit)
                 return
         seen = 0
         started = False
@@ -39,7 +48,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _TooLarge
             return message
 
@@ -52,8 +61,8 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(413, f"request body is larger than {self.max_bytes} bytes")
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problem(413, f"request body is larger than {limit} bytes")
         await response(scope, receive, send)

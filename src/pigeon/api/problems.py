@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -48,6 +48,24 @@ def problem(
     type_: str = "about:blank",
 ) -> Response:
     """A ``application/problem+json`` response."""
+    body = problem_body(status, detail, errors=errors, type_=type_)
+    try:
+        content = orjson.dumps(body)
+    except TypeError:
+        # a field name or reason quoting the caller's input may hold a lone
+        # surrogate, which no JSON encoder writes: show it escaped instead
+        content = orjson.dumps(_escaped(body))
+    return Response(content, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    type_: str = "about:blank",
+) -> dict[str, Any]:
+    """The JSON object of a problem (a response's body, or one item's result in a batch)."""
     body: dict[str, Any] = {
         "type": type_,
         "title": _TITLES.get(status, "Error"),
@@ -56,13 +74,43 @@ def problem(
     }
     if errors:
         body["errors"] = errors
-    try:
-        content = orjson.dumps(body)
-    except TypeError:
-        # a field name or reason quoting the caller's input may hold a lone
-        # surrogate, which no JSON encoder writes: show it escaped instead
-        content = orjson.dumps(_escaped(body))
-    return Response(content, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return body
+
+
+def validation_problem(
+    errors: Sequence[Mapping[str, Any]],
+) -> tuple[int, str, list[dict[str, str]] | None]:
+    """Status, detail and field errors for pydantic's ``errors()`` of a request body."""
+    described = []
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            return 400, f"request body is not valid JSON: {error.get('msg')}", None
+        if tuple(error.get("loc", ())) == ("body",) and error.get("type") == "string_unicode":
+            # pydantic cannot even name the field: a key holds a lone surrogate
+            return (
+                400,
+                "request body has a field name with a lone UTF-16 surrogate (\\udXXX), "
+                "which is not valid Unicode",
+                None,
+            )
+        if tuple(error.get("loc", ())) == ("body",) and error.get("type") in (
+            "model_attributes_type",
+            "dict_type",
+            "missing",
+        ):
+            return (
+                400,
+                "request body must be a JSON object sent with 'Content-Type: application/json'",
+                None,
+            )
+        field = _field_name(tuple(error.get("loc", ())))
+        reason = str(error.get("msg", "invalid"))
+        if error.get("type") == "missing":
+            reason = "is required"
+        reason = reason.removeprefix("Value error, ")
+        described.append({"field": field, "reason": reason})
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in described)
+    return 422, detail, described
 
 
 def _escaped(value: Any) -> Any:
@@ -129,34 +177,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
-        errors = []
-        for error in exc.errors():
-            if error.get("type") == "json_invalid":
-                return problem(400, f"request body is not valid JSON: {error.get('msg')}")
-            if tuple(error.get("loc", ())) == ("body",) and error.get("type") == "string_unicode":
-                # pydantic cannot even name the field: a key holds a lone surrogate
-                return problem(
-                    400,
-                    "request body has a field name with a lone UTF-16 surrogate (\\udXXX), "
-                    "which is not valid Unicode",
-                )
-            if tuple(error.get("loc", ())) == ("body",) and error.get("type") in (
-                "model_attributes_type",
-                "dict_type",
-                "missing",
-            ):
-                return problem(
-                    400,
-                    "request body must be a JSON object sent with 'Content-Type: application/json'",
-                )
-            field = _field_name(tuple(error.get("loc", ())))
-            reason = str(error.get("msg", "invalid"))
-            if error.get("type") == "missing":
-                reason = "is required"
-            reason = reason.removeprefix("Value error, ")
-            errors.append({"field": field, "reason": reason})
-        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-        return problem(422, detail, errors=errors)
+        status, detail, errors = validation_problem(exc.errors())
+        return problem(status, detail, errors=errors)
 
     @app.exception_handler(ValidationError)
     async def _domain_invalid(_request: Request, exc: ValidationError) -> Response:

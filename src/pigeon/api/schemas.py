@@ -142,6 +142,72 @@ class NotificationAccepted(BaseModel):
     created_at: datetime
 
 
+#: the most notifications one ``POST /v1/notifications:batch`` may carry
+MAX_BATCH = 1000
+
+
+class BatchItem(SendNotification):
+    """One notification of a batch: a send request, plus its own idempotency key."""
+
+    idempotency_key: str | None = Field(
+        default=None,
+        description="Like the Idempotency-Key header of a single send, for this item alone: "
+        "a retried batch gets the first answer for every item that carried one.",
+        examples=["order-1234-shipped"],
+    )
+
+
+class SendBatch(BaseModel):
+    """``POST /v1/notifications:batch``: up to 1,000 notifications, each checked on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notifications: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"1 to {MAX_BATCH} send requests (the body of POST /v1/notifications, "
+        "plus an optional idempotency_key each).",
+    )
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="Each invalid field and why (validation problems)."
+    )
+
+
+class BatchResult(BaseModel):
+    """What became of one item of a batch."""
+
+    index: int = Field(description="The item's position in the request, from 0.")
+    status: int = Field(
+        description="202 when accepted (or answered again under its idempotency key); "
+        "otherwise the status a single send would have answered, with its problem."
+    )
+    notification: NotificationAccepted | None = Field(
+        default=None, description="The accepted notification (status 202)."
+    )
+    replayed: bool = Field(
+        default=False,
+        description="True when the item's idempotency key was used before: the first answer.",
+    )
+    problem: Problem | None = Field(default=None, description="Why it was refused (not 202).")
+
+
+class BatchAccepted(BaseModel):
+    """The answer to a batch (207 Multi-Status): one result per item, in order."""
+
+    accepted: int = Field(description="Items accepted (202), replays included.")
+    refused: int = Field(description="Items refused (each with its problem).")
+    results: list[BatchResult]
+
+
 class TimelineItem(BaseModel):
     """One step of a notification's history."""
 

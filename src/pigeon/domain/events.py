@@ -205,6 +205,19 @@ class SmsFailed(Event):
         return f"failed after {self.attempts} attempt(s): {self.reason}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class SmsCanceled(Event):
+    """The caller canceled the notification before any provider was handed it."""
+
+    type_name: ClassVar[str] = "SmsCanceled"
+    status: ClassVar[NotificationStatus | None] = NotificationStatus.CANCELED
+
+    reason: str = "canceled by the caller"
+
+    def detail(self) -> str:
+        return self.reason
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type_name: cls
     for cls in (
@@ -216,6 +229,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SmsDelivered,
         SmsUndelivered,
         SmsFailed,
+        SmsCanceled,
     )
 }
 

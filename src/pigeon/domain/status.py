@@ -1,7 +1,8 @@
 """The notification status state machine: forward-only.
 
 ``accepted -> queued -> sending -> sent -> delivered | undelivered``, and
-``failed`` from any non-final state. Events arrive late, twice and out of
+``failed`` from any non-final state; ``canceled`` (by the caller) from any
+state before a provider was handed the message. Events arrive late, twice and out of
 order (Twilio's callbacks do), so a transition is applied only when it moves
 the notification forward; a late ``sent`` never overwrites ``delivered``.
 """
@@ -21,6 +22,7 @@ class NotificationStatus(StrEnum):
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
     FAILED = "failed"
+    CANCELED = "canceled"
 
     @property
     def is_final(self) -> bool:
@@ -29,7 +31,12 @@ class NotificationStatus(StrEnum):
 
 
 _FINAL = frozenset(
-    {NotificationStatus.DELIVERED, NotificationStatus.UNDELIVERED, NotificationStatus.FAILED}
+    {
+        NotificationStatus.DELIVERED,
+        NotificationStatus.UNDELIVERED,
+        NotificationStatus.FAILED,
+        NotificationStatus.CANCELED,
+    }
 )
 _RANK = {
     NotificationStatus.ACCEPTED: 0,
@@ -39,6 +46,7 @@ _RANK = {
     NotificationStatus.DELIVERED: 4,
     NotificationStatus.UNDELIVERED: 4,
     NotificationStatus.FAILED: 4,
+    NotificationStatus.CANCELED: 4,
 }
 
 
@@ -46,4 +54,6 @@ def can_advance(current: NotificationStatus, new: NotificationStatus) -> bool:
     """True when moving from ``current`` to ``new`` goes strictly forward."""
     if current.is_final:
         return False
+    if new is NotificationStatus.CANCELED:  # only before any attempt started
+        return current in (NotificationStatus.ACCEPTED, NotificationStatus.QUEUED)
     return _RANK[new] > _RANK[current]

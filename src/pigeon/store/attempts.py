@@ -23,8 +23,10 @@ from pigeon.store import pg_statements
 from pigeon.store.rows import utc
 from pigeon.store.schema import notifications, send_attempts
 
-#: journal outcomes that end a notification's attempts (until a dead-letter replay)
-_DONE = ("sent", "permanent", "exhausted")
+#: journal outcomes that end a notification's attempts (until a dead-letter replay);
+#: ``canceled``: the caller canceled it before any attempt (see :func:`cancel`)
+_DONE = ("sent", "permanent", "exhausted", "canceled")
+CANCELED = "canceled"
 #: journal outcomes that did not spend the retry budget: replayed away, or never
 #: tried because every provider's circuit breaker was open (rows written before
 #: skipped tries were forgotten; see finish_attempts)
@@ -39,6 +41,9 @@ _JOURNAL = select(
     send_attempts.c.outcome,
     send_attempts.c.started_at,
 ).where(send_attempts.c.notification_id.in_(_IDS))
+_ANY_ATTEMPT = select(send_attempts.c.attempt).where(
+    send_attempts.c.notification_id == bindparam("nid")
+)
 _FORGET = delete(send_attempts).where(
     and_(
         send_attempts.c.notification_id == bindparam("nid"),
@@ -134,8 +139,44 @@ def begin_attempts(conn: Connection, requests: Sequence[tuple[str, str]]) -> lis
                     try_number=1 + sum(o not in _NOT_TRIES for _, o in previous),
                 )
             )
-    pg_statements.insert_many(conn, send_attempts, rows)
-    return starts
+    if conn.dialect.name != "postgresql":
+        # SQLite: one writer at a time, so no row can have appeared since the read above
+        pg_statements.insert_many(conn, send_attempts, rows)
+        return starts
+    # PostgreSQL: a cancel (or another sender, after a rebalance) may have taken a
+    # number since the read; the unique key decides, and the loser skips it
+    taken = pg_statements.insert_new(conn, send_attempts, rows, ("notification_id", "attempt"))
+    return [
+        AttemptStart(s.notification_id, 0, "canceled or taken by another sender meanwhile")
+        if s.attempt and (s.notification_id, s.attempt) not in taken
+        else s
+        for s in starts
+    ]
+
+
+def cancel(conn: Connection, notification_id: str) -> bool:
+    """Take attempt 1 as ``canceled``, so that no sender ever starts one; False when
+    an attempt was already opened (the message may be with a provider).
+
+    The journal's unique key (notification, attempt) decides a race with a sender
+    opening attempt 1 at the same moment, on either database.
+    """
+    now = utcnow()
+    row = {
+        "notification_id": notification_id,
+        "attempt": 1,
+        "provider": "",
+        "started_at": now,
+        "finished_at": now,
+        "outcome": CANCELED,
+    }
+    if conn.dialect.name == "postgresql":
+        taken = pg_statements.insert_new(conn, send_attempts, [row], ("notification_id", "attempt"))
+        return bool(taken)
+    if conn.execute(_ANY_ATTEMPT, {"nid": notification_id}).first() is not None:
+        return False
+    conn.execute(send_attempts.insert(), row)
+    return True
 
 
 def finish_attempts(conn: Connection, results: Sequence[AttemptResult]) -> None:

@@ -21,6 +21,9 @@ from pigeon.domain.events import utcnow
 from pigeon.errors import KeyAlreadyUsed
 from pigeon.store.schema import idempotency_keys
 
+#: keys per ``IN (...)`` lookup (SQLite allows 32,766 variables; stay far below)
+_IN_CHUNK = 500
+
 
 @dataclass(frozen=True, slots=True)
 class IdempotentRequest:
@@ -79,20 +82,30 @@ def claim(
 
 def find(conn: Connection, account_id: str, key: str, ttl: timedelta) -> IdempotentRecord | None:
     """The live record of ``key`` in ``account_id``, if any."""
-    row = (
-        conn.execute(
+    return find_many(conn, account_id, [key], ttl).get(key)
+
+
+def find_many(
+    conn: Connection, account_id: str, keys: list[str], ttl: timedelta
+) -> dict[str, IdempotentRecord]:
+    """The live records of ``keys`` in ``account_id``, by key (a batch's lookup)."""
+    found: dict[str, IdempotentRecord] = {}
+    for start in range(0, len(keys), _IN_CHUNK):
+        rows = conn.execute(
             select(
+                idempotency_keys.c.key,
                 idempotency_keys.c.request_hash,
                 idempotency_keys.c.notification_id,
                 idempotency_keys.c.response,
                 idempotency_keys.c.created_at,
             ).where(
                 idempotency_keys.c.account_id == account_id,
-                idempotency_keys.c.key == key,
+                idempotency_keys.c.key.in_(keys[start : start + _IN_CHUNK]),
                 idempotency_keys.c.created_at >= utcnow() - ttl,
             )
         )
-    ).first()
-    if row is None:
-        return None
-    return IdempotentRecord(row.request_hash, row.notification_id, row.response, row.created_at)
+        for row in rows:
+            found[row.key] = IdempotentRecord(
+                row.request_hash, row.notification_id, row.response, row.created_at
+            )
+    return found

@@ -155,3 +155,30 @@ FIRST_TIME = (
     " SELECT %(consumer)s, e FROM unnest(%(ids)s::text[]) AS e"
     " ON CONFLICT DO NOTHING RETURNING event_id"
 )
+
+
+_NEW_SQL: dict[tuple[Table, tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+def insert_new(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key: tuple[str, ...]
+) -> set[tuple[Any, ...]]:
+    """Insert the ``rows`` whose unique ``key`` is free; the keys inserted (PostgreSQL).
+
+    One statement (``… ON CONFLICT DO NOTHING RETURNING``): a row whose key a
+    concurrent transaction holds waits for it, then is left out if it committed.
+    """
+    if not rows:
+        return set()
+    columns = tuple(rows[0])
+    shape = (table, columns, key)
+    sql = _NEW_SQL.get(shape)
+    if sql is None:
+        arrays = ", ".join(f"%({name})s::{array_type(table.c[name].type)}" for name in columns)
+        sql = _NEW_SQL[shape] = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+            f" ON CONFLICT ({', '.join(key)}) DO NOTHING RETURNING {', '.join(key)}"
+        )
+    params = {name: [row[name] for row in rows] for name in columns}
+    cursor = conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
+    return {tuple(found) for found in cursor.fetchall()}

@@ -31,7 +31,7 @@ from pigeon.bus.sqlite_schema import create_schema
 from pigeon.bus.sqlite_signals import CommitSignals
 from pigeon.bus.sqlite_write_lock import FileWriteLock
 from pigeon.domain.delivery import DeliveryReport
-from pigeon.domain.events import Event, SmsRequested, SmsSent, utcnow
+from pigeon.domain.events import Event, SmsCanceled, SmsRequested, SmsSent, utcnow
 from pigeon.domain.ids import ulid
 from pigeon.domain.notification import (
     Account,
@@ -133,6 +133,9 @@ def hash_key(key: str) -> str:
 #: PostgreSQL channel the outbox relay listens on; every write transaction notifies it
 OUTBOX_CHANNEL = "pigeon_outbox"
 _NOTIFY_OUTBOX = text(f"NOTIFY {OUTBOX_CHANNEL}")
+#: how often a batch looks its keys up again after a concurrent request took one
+_BATCH_CLAIM_ROUNDS = 3
+_Keyed = tuple[Notification, idempotency.IdempotentRequest | None]
 
 
 @dataclass
@@ -457,12 +460,7 @@ class SqlStore:
 
         def work(conn: Connection) -> None:
             idempotency.claim(conn, request, notification.id, ttl)
-            if self._intake_commits is not None:
-                conn.execute(_INSERT_INTAKE, [intake_sql.accepted_row(notification, self._log)])
-                return
-            conn.execute(_INSERT_NOTIFICATION, [notification_values(notification)])
-            conn.execute(_INSERT_TIMELINE, [_accepted_entry(notification)])
-            append(self._log, conn, [notification.requested_event()])
+            self._insert_accepted(conn, [notification])
 
         try:
             await (self._intake_commits or self._commits).submit(work)
@@ -475,6 +473,61 @@ class SqlStore:
                 await asyncio.sleep(0.01)
             raise
         return None
+
+    def _insert_accepted(self, conn: Connection, accepted: Sequence[Notification]) -> None:
+        """Rows and request events of ``accepted`` in ``conn``'s transaction (claims apart)."""
+        if not accepted:
+            return
+        if self._intake_commits is not None:
+            conn.execute(_INSERT_INTAKE, [intake_sql.accepted_row(n, self._log) for n in accepted])
+            return
+        conn.execute(_INSERT_NOTIFICATION, [notification_values(n) for n in accepted])
+        conn.execute(_INSERT_TIMELINE, [_accepted_entry(n) for n in accepted])
+        append(self._log, conn, [n.requested_event() for n in accepted])
+
+    async def accept_batch(
+        self, items: Sequence[tuple[Notification, idempotency.IdempotentRequest | None]]
+    ) -> list[idempotency.IdempotentRecord | None]:
+        """Store every item, with its key's claim if it has one, all in one transaction.
+
+        Per item: None when stored; when its key was already used, the first
+        request's record (and nothing stored for the item). Keys must be
+        distinct within ``items``; the caller answers repeats itself.
+        """
+        claims = [claim for _, claim in items if claim is not None]
+        keys = [claim.key for claim in claims]
+        if len(set(keys)) != len(keys):
+            raise ValueError("an idempotency key appears twice in one batch")
+        ttl = self._idempotency_ttl
+        for _ in range(_BATCH_CLAIM_ROUNDS):
+            earlier = await self._find_idempotent_many(claims[0].account_id if claims else "", keys)
+            fresh = [(n, c) for n, c in items if c is None or c.key not in earlier]
+
+            def work(conn: Connection, fresh: list[_Keyed] = fresh) -> None:
+                for notification, claim in fresh:
+                    if claim is not None:
+                        idempotency.claim(conn, claim, notification.id, ttl)
+                self._insert_accepted(conn, [n for n, _ in fresh])
+
+            try:
+                if fresh:
+                    await (self._intake_commits or self._commits).submit(work)
+            except KeyAlreadyUsed:
+                continue  # a concurrent request took one of the keys meanwhile: look again
+            return [earlier.get(c.key) if c is not None else None for _, c in items]
+        raise StoreUnavailable(
+            "the batch's idempotency keys kept being claimed by concurrent requests; retry it"
+        )
+
+    async def _find_idempotent_many(
+        self, account_id: str, keys: list[str]
+    ) -> dict[str, idempotency.IdempotentRecord]:
+        if not keys:
+            return {}
+        async with self._read(self._intake_reader) as conn:
+            return await conn.run_sync(
+                idempotency.find_many, account_id, keys, self._idempotency_ttl
+            )
 
     async def find_idempotent(
         self, account_id: str, key: str
@@ -605,6 +658,47 @@ class SqlStore:
                     path, isolation_level=None, check_same_thread=False
                 )
             return intake_sql.move_chunk(conn, self._intake_conn, self.apply_callbacks, limit)
+
+        return await self._commits.submit(work)
+
+    async def cancel(self, account_id: str, notification_id: str, *, projector: str) -> bool:
+        """Cancel a notification no provider was handed yet; False if it already was canceled.
+
+        One transaction: the intake file's rows are moved first (a notification
+        accepted a moment ago is canceled too), attempt 1 is taken as ``canceled``
+        in the sender's journal (no sender opens one from then on; one that
+        opened it first wins, and this is a :class:`ConflictError`), and the
+        ``SmsCanceled`` event is published and projected at once as
+        ``projector`` would project it (so the next read shows it, and the
+        projector, finding it processed, skips it). Unknown ids, or another
+        account's, are a :class:`NotFoundError`.
+        """
+        path = self.intake_path
+
+        def work(conn: Connection) -> bool:
+            if path is not None:
+                intake_sql.move_all(conn, path, self.apply_callbacks)
+            status = conn.execute(
+                select(notifications.c.status).where(
+                    notifications.c.id == notification_id,
+                    notifications.c.account_id == account_id,
+                )
+            ).scalar()
+            if status is None:
+                raise NotFoundError(f"no notification {notification_id!r} in this account")
+            if status == NotificationStatus.CANCELED:
+                return False  # canceling twice changes nothing
+            if NotificationStatus(status).is_final:
+                raise ConflictError(f"notification {notification_id} is already {status}")
+            if not attempts.cancel(conn, notification_id):
+                raise ConflictError(
+                    f"notification {notification_id} was already handed to a provider "
+                    "(an attempt has started); it can no longer be canceled"
+                )
+            event = SmsCanceled(account_id=account_id, notification_id=notification_id)
+            append(self._log, conn, [event])
+            projection.project_status(conn, projector, [event])
+            return True
 
         return await self._commits.submit(work)
 

@@ -97,6 +97,7 @@ async def test_statuses_are_documented_as_an_enum(client: httpx.AsyncClient) -> 
         "delivered",
         "undelivered",
         "failed",
+        "canceled",
     }
     for model in ("NotificationSummary", "NotificationDetail", "TimelineItem"):
         ref = schemas[model]["properties"]["status"]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from services_testkit import Stack
@@ -24,7 +24,9 @@ from pigeon.bus.runner import ConsumerRunner
 from pigeon.config import Settings
 from pigeon.domain.events import TOPIC_SMS_REQUESTED, TOPIC_STATUS, encode
 from pigeon.domain.notification import Notification
+from pigeon.errors import ConflictError
 from pigeon.sandbox import FaultConfig, SandboxServer
+from pigeon.services.projector import STATUS_GROUP
 from pigeon.store.dead_letters import DeadLetterView
 
 SID = "AC" + "1" * 32
@@ -39,12 +41,14 @@ async def running(
     max_attempts: int = 10,
     providers: list[dict[str, str]] | None = None,
     extra: dict[str, object] | None = None,
+    before_workers: Callable[[Pigeon], Awaitable[None]] | None = None,
 ) -> AsyncIterator[tuple[Pigeon, SandboxServer]]:
     """A sandbox, a started Pigeon on ``stack``, and its sender and projector running
     (on Kafka the outbox relay too).
 
     ``providers``: a failover list for PIGEON_SMS_PROVIDERS; an entry with an
     empty ``url`` points at this sandbox. ``extra``: more settings.
+    ``before_workers``: what to do with the started Pigeon before any worker runs.
     """
     async with SandboxServer(account_sid=SID, auth_token=TOKEN, seed=7) as sandbox:
         if providers is not None:
@@ -65,6 +69,8 @@ async def running(
         settings = Settings(**{**given, **stack.settings, **(extra or {})})  # type: ignore[arg-type]
         pigeon = build(settings)
         await pigeon.start()
+        if before_workers is not None:
+            await before_workers(pigeon)
         runners = [*await pigeon.workers("sms-sender"), *await pigeon.workers("status-projector")]
         if stack.kafka:
             runners += await pigeon.workers(RELAY)
@@ -310,3 +316,41 @@ async def test_a_redelivered_request_that_was_already_sent_is_not_sent_again(
         outcomes = await sender([duplicate] * copies)
         assert len(outcomes) == copies  # the handler has returned: it sent nothing more
         assert len(sandbox.inbox) == 1
+
+
+async def test_a_canceled_sms_never_reaches_the_provider_and_stays_canceled(
+    stack: Stack,
+) -> None:
+    """Canceled before the sender saw it: the sender skips it, the projector keeps it final."""
+    canceled: list[str] = []
+
+    async def accept_and_cancel(pigeon: Pigeon) -> None:
+        nid = await accept(pigeon, body="never sent")
+        account = await pigeon.store.ensure_account("acme")
+        assert await pigeon.store.cancel(account.id, nid, projector=STATUS_GROUP) is True
+        canceled.append(nid)
+
+    async with running(stack, before_workers=accept_and_cancel) as (pigeon, sandbox):
+        (nid,) = canceled
+        await handled_before(pigeon)  # the sender has passed the canceled request
+        await projected_before(pigeon, nid)  # and the projector its "queued" and "canceled"
+        assert sent_bodies(sandbox) == []
+        assert await status_of(pigeon, nid) == "canceled"
+        account = await pigeon.store.ensure_account("acme")
+        view = await pigeon.store.get_view(account.id, nid)
+        assert view is not None
+        assert [e.status for e in view.timeline][-1] == "canceled"
+        assert view.attempts == 0
+        # canceling again changes nothing; the journal shows no attempt was started
+        assert await pigeon.store.cancel(account.id, nid, projector=STATUS_GROUP) is False
+
+
+async def test_an_sms_handed_to_the_provider_cannot_be_canceled(stack: Stack) -> None:
+    async with running(stack) as (pigeon, sandbox):
+        nid = await accept(pigeon, body="already sent")
+        await wait_status(pigeon, nid, "sent")
+        account = await pigeon.store.ensure_account("acme")
+        with pytest.raises(ConflictError, match="already handed to a provider"):
+            await pigeon.store.cancel(account.id, nid, projector=STATUS_GROUP)
+        assert await status_of(pigeon, nid) == "sent"
+        assert sent_bodies(sandbox) == ["already sent"]

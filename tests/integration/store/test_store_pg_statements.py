@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,7 +14,7 @@ from tests.integration.postgres import fresh_schema
 
 from pigeon.store import migrate
 from pigeon.store.engine import DatabaseUrl
-from pigeon.store.pg_statements import array_type, insert_rows, update_rows
+from pigeon.store.pg_statements import array_type, insert_new, insert_rows, update_rows
 from pigeon.store.schema import metadata, outbox, pending_callbacks, send_attempts
 
 
@@ -117,3 +118,46 @@ def test_update_rows_changes_exactly_the_rows_its_keys_name(engine: tuple[Engine
         ("n1", 2, "sent", None),
         ("n2", 1, "transient", "503"),
     ]
+
+
+def test_insert_new_waits_for_a_concurrent_holder_of_the_key_and_leaves_its_row_out(
+    engine: tuple[Engine, str],
+) -> None:
+    """The race cancel and a sender run for attempt 1: whoever inserts second, while the
+    first has not committed yet, waits for it and then gets nothing (no error)."""
+    database, _ = engine
+    now = datetime.now(UTC)
+    first = {
+        "notification_id": "ntf_1",
+        "attempt": 1,
+        "provider": "twilio",
+        "started_at": now,
+        "outcome": "started",
+    }
+    second = {**first, "provider": "", "outcome": "canceled"}
+    other = {**first, "notification_id": "ntf_2"}
+    with database.connect() as holder:
+        holder.begin()
+        assert insert_new(holder, send_attempts, [first], ("notification_id", "attempt")) == {
+            ("ntf_1", 1)
+        }
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+            def contender() -> set[tuple[object, ...]]:
+                with database.begin() as conn:
+                    return insert_new(
+                        conn, send_attempts, [second, other], ("notification_id", "attempt")
+                    )
+
+            waiting = pool.submit(contender)
+            with pytest.raises(concurrent.futures.TimeoutError):
+                waiting.result(timeout=0.5)  # blocked on the uncommitted key, as it should be
+            holder.commit()
+            assert waiting.result(timeout=30) == {("ntf_2", 1)}
+    with database.connect() as conn:
+        rows = conn.execute(
+            select(send_attempts.c.notification_id, send_attempts.c.outcome).order_by(
+                send_attempts.c.notification_id
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("ntf_1", "started"), ("ntf_2", "started")]

@@ -14,6 +14,7 @@ from pigeon.domain.events import (
     TOPIC_STATUS,
     Event,
     SmsAttemptFailed,
+    SmsCanceled,
     SmsDelivered,
     SmsFailed,
     SmsRequested,
@@ -67,6 +68,7 @@ SAMPLES: dict[str, Event] = {
         **IDS, provider_message_id="SM123", error_code=30003, error="Unreachable handset"
     ),
     "SmsFailed": SmsFailed(**IDS, reason="invalid 'To'", error_code=21211, attempts=1),
+    "SmsCanceled": SmsCanceled(**IDS),
 }
 
 ENVELOPE_KEYS = {"id", "type", "version", "occurred_at", "account_id", "notification_id", "data"}
@@ -269,6 +271,7 @@ def test_a_status_event_is_routed_to_the_status_topic_keyed_by_notification(
         ("SmsDelivered", NotificationStatus.DELIVERED),
         ("SmsUndelivered", NotificationStatus.UNDELIVERED),
         ("SmsFailed", NotificationStatus.FAILED),
+        ("SmsCanceled", NotificationStatus.CANCELED),
     ],
 )
 def test_each_event_type_moves_a_notification_to_its_status(

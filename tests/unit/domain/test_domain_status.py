@@ -30,6 +30,9 @@ ALLOWED = {
     (S.SENT, S.DELIVERED),
     (S.SENT, S.UNDELIVERED),
     (S.SENT, S.FAILED),
+    # canceled: only before any attempt started (the journal decides; see SqlStore.cancel)
+    (S.ACCEPTED, S.CANCELED),
+    (S.QUEUED, S.CANCELED),
 }
 
 ALL_PAIRS = list(itertools.product(NotificationStatus, repeat=2))
@@ -43,10 +46,10 @@ def test_a_transition_is_allowed_exactly_when_the_table_allows_it(
     assert can_advance(current, new) is ((current, new) in ALLOWED)
 
 
-def test_the_table_covers_all_seven_statuses() -> None:
-    """The parametrized check runs over 7 x 7 pairs."""
-    assert len(NotificationStatus) == 7
-    assert len(ALL_PAIRS) == 49
+def test_the_table_covers_all_eight_statuses() -> None:
+    """The parametrized check runs over 8 x 8 pairs."""
+    assert len(NotificationStatus) == 8
+    assert len(ALL_PAIRS) == 64
 
 
 @pytest.mark.parametrize("status", list(NotificationStatus))
@@ -55,7 +58,7 @@ def test_no_status_moves_to_itself(status: NotificationStatus) -> None:
     assert not can_advance(status, status)
 
 
-@pytest.mark.parametrize("final", [S.DELIVERED, S.UNDELIVERED, S.FAILED])
+@pytest.mark.parametrize("final", [S.DELIVERED, S.UNDELIVERED, S.FAILED, S.CANCELED])
 def test_nothing_leaves_a_final_state(final: NotificationStatus) -> None:
     """Once final, no status of any kind is accepted."""
     assert final.is_final
@@ -84,4 +87,5 @@ def test_the_status_values_are_the_documented_strings() -> None:
         "delivered",
         "undelivered",
         "failed",
+        "canceled",
     ]
