@@ -1,7 +1,7 @@
 """Pigeon's benchmark: every scenario, one command, one report.
 
 Pipeline scenarios (Pigeon's own processes, on each stack and topology):
-accept_max, accept_latency, drain, drain_history, steady, idle, scale_out.
+accept_max, accept_batch, accept_latency, drain, drain_history, steady, idle, scale_out.
 Comparison scenarios (a direct-call design against Pigeon): latency, outage,
 throughput. Everything runs as real processes on 127.0.0.1 (free ports; data
 in a temporary folder, or a Tansu broker and a fresh PostgreSQL schema of its
@@ -86,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{', '.join(OPT_IN_SCENARIOS)}, which builds a 1,000,000-notification store)",
     )
     parser.add_argument("--connections", type=int, default=64, help="closed-loop connections")
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="accept_batch: notifications per batch"
+    )
+    parser.add_argument(
+        "--batch-connections", type=int, default=4, help="accept_batch: connections posting"
+    )
     parser.add_argument(
         "--rate",
         type=rate_arg,
@@ -287,6 +293,8 @@ def options(args: argparse.Namespace, e: float | None = None) -> Options:
         steady_rate=_known(args.steady_rate, e),
         steady_seconds=args.steady_seconds,
         kafka_steady_share=args.kafka_steady_share,
+        batch_size=args.batch_size,
+        batch_connections=args.batch_connections,
         drain_timeout=args.drain_timeout,
         scale_senders=args.scale_senders,
         scale_latency_ms=args.scale_latency_ms,

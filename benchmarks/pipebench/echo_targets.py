@@ -78,6 +78,16 @@ def _checks(
     if _ok(accept) and accept is not None:
         ratio = accept["accepted_per_s"] / e
         checks.append(_check("1. max accepted/s >= 0.4 E", f"{ratio:.3f} E", ratio >= 0.4))
+    batch = by_name.get("accept_batch")
+    if _ok(accept) and _ok(batch) and accept is not None and batch is not None:
+        ratio = batch["accepted_per_s"] / accept["accepted_per_s"]
+        checks.append(
+            _check(
+                "batch (issue 11) >= 10 x max accepted/s",
+                f"{batch['accepted_per_s']:,.0f}/s = {ratio:.1f} x",
+                ratio >= 10 and not batch["errors"],
+            )
+        )
     latency = by_name.get("accept_latency")
     if _ok(latency) and latency is not None:
         p99 = latency["latency"].get("p99_ms", float("inf"))

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import aiohttp
+import orjson
 
 from harness import loadgen
 from harness.client import Requests, connector, post_one, recipients
@@ -24,6 +25,7 @@ from harness.stats import percentile, summarize_ms
 __all__ = [
     "Requests",
     "closed_loop",
+    "closed_loop_batches",
     "open_loop",
     "percentile",
     "preload",
@@ -64,6 +66,43 @@ async def closed_loop(
                     result.statuses[status] += 1
                     result.latencies.append(done - sent)
                     result.accepted += status == 202
+
+        await asyncio.gather(*(loop() for _ in range(connections)))
+    return result
+
+
+async def closed_loop_batches(
+    requests: Requests, *, size: int, connections: int, warmup: float, duration: float
+) -> ClosedLoopResult:
+    """Like :func:`closed_loop`, posting batches of ``size`` to ``POST /v1/notifications:batch``.
+
+    ``accepted`` counts notifications (each answer's ``accepted``), ``statuses`` answers.
+    """
+    result = ClosedLoopResult(window_seconds=duration)
+    url = f"{requests.url}:batch"
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector(connections), timeout=timeout) as session:
+        start = time.perf_counter()
+        window_start, window_end = start + warmup, start + warmup + duration
+
+        async def loop() -> None:
+            while True:
+                items = b",".join(requests.next_body()[1] for _ in range(size))
+                data = b'{"notifications":[' + items + b"]}"
+                sent = time.perf_counter()
+                if sent >= window_end:
+                    return
+                try:
+                    async with session.post(url, data=data, headers=requests.headers) as answer:
+                        status, payload = answer.status, await answer.read()
+                except (TimeoutError, aiohttp.ClientError):
+                    status, payload = 0, b""
+                done = time.perf_counter()
+                if sent >= window_start and done <= window_end:
+                    result.statuses[status] += 1
+                    result.latencies.append(done - sent)
+                    if status == 207:
+                        result.accepted += int(orjson.loads(payload)["accepted"])
 
         await asyncio.gather(*(loop() for _ in range(connections)))
     return result

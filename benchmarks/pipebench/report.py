@@ -79,6 +79,16 @@ def _row(topology: str, name: str, result: dict[str, Any]) -> list[str]:
             f"errors {result['errors']}",
             f">= {TARGET_ACCEPTED_PER_S:,.0f}/s {verdict(rate >= TARGET_ACCEPTED_PER_S)}",
         ]
+    if name == "accept_batch":
+        lat = result["latency"]
+        return [
+            topology,
+            f"max accepted/s in batches of {result['batch_size']} (closed loop)",
+            f"{result['accepted_per_s']:,.0f}/s",
+            f"{result['connections']} connections, batch p50 {lat.get('p50_ms', 0):.0f} ms, "
+            f"p99 {lat.get('p99_ms', 0):.0f} ms, errors {result['errors']}",
+            "",
+        ]
     if name == "accept_latency":
         lat = result["latency"]
         p99 = lat.get("p99_ms", float("inf"))
