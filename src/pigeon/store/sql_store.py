@@ -481,6 +481,9 @@ class SqlStore:
         if self._intake_commits is not None:
             conn.execute(_INSERT_INTAKE, [intake_sql.accepted_row(n, self._log) for n in accepted])
             return
+        if conn.dialect.name == "postgresql":
+            self._accept_postgres(conn, list(accepted))  # one statement, however many
+            return
         conn.execute(_INSERT_NOTIFICATION, [notification_values(n) for n in accepted])
         conn.execute(_INSERT_TIMELINE, [_accepted_entry(n) for n in accepted])
         append(self._log, conn, [n.requested_event() for n in accepted])
