@@ -147,15 +147,46 @@ ALWAYS = (413,)
 AUTHENTICATED = (*ALWAYS, 401, 422, 503)
 
 
+#: what each error status means here, as the example a route's documentation shows
+_EXAMPLES: dict[int, tuple[str, list[dict[str, str]] | None]] = {
+    400: ("request body is not valid JSON: Expecting value", None),
+    401: ("unknown or revoked API key", None),
+    403: ("this route needs an admin API key ('pigeon keys create --admin')", None),
+    404: ("no notification 'ntf_01J…' in this account", None),
+    409: (
+        "Idempotency-Key 'order-1234' was already used with a different request body "
+        "(notification ntf_01J…); use a new key for a new request",
+        None,
+    ),
+    413: ("request body is larger than 65536 bytes", None),
+    422: (
+        "to: '+1 415' is not in E.164 format ('+' then the country code and number)",
+        [{"field": "to", "reason": "'+1 415' is not in E.164 format"}],
+    ),
+    503: ("the notification store is unavailable; nothing was stored, retry later", None),
+}
+
+
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can answer, as problem+json."""
+    """OpenAPI ``responses`` for the error statuses a route can answer, as problem+json,
+    each with an example body."""
     return {
         status: {
             "description": _TITLES[status],
-            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+            "content": {
+                PROBLEM_JSON: {
+                    "schema": _PROBLEM_SCHEMA,
+                    "example": _example(status),
+                }
+            },
         }
         for status in sorted(set(statuses))
     }
+
+
+def _example(status: int) -> dict[str, Any]:
+    detail, errors = _EXAMPLES.get(status, (_TITLES[status].lower(), None))
+    return problem_body(status, detail, errors=errors)
 
 
 def store_unavailable() -> Response:

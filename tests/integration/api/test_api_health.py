@@ -132,3 +132,24 @@ async def test_a_wrong_method_is_a_405_problem(client: httpx.AsyncClient) -> Non
     assert response.status_code == 405
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["title"] == "Method Not Allowed"
+
+
+async def test_every_documented_error_is_problem_json_with_an_example_of_its_status(
+    client: httpx.AsyncClient,
+) -> None:
+    """A client generator and a person both see what each error looks like."""
+    document = (await client.get("/openapi.json")).json()
+    seen = 0
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            for code, response in op["responses"].items():
+                if not code.startswith(("4", "5")):
+                    continue
+                content = response.get("content", {})
+                assert "application/problem+json" in content, (path, method, code)
+                example = content["application/problem+json"].get("example")
+                assert example is not None, (path, method, code)
+                assert example["status"] == int(code), (path, method, code)
+                assert {"type", "title", "status", "detail"} <= set(example)
+                seen += 1
+    assert seen > 40
