@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -44,31 +45,20 @@ class ClosedLoopResult:
     latencies: list[float] = field(default_factory=list)
 
 
+#: one request of a closed loop: (HTTP status, notifications it got accepted)
+_Post = Callable[[aiohttp.ClientSession], Awaitable[tuple[int, int]]]
+
+
 async def closed_loop(
     requests: Requests, *, connections: int, warmup: float, duration: float
 ) -> ClosedLoopResult:
     """``connections`` loops posting back to back; counts answers finished in the window."""
-    result = ClosedLoopResult(window_seconds=duration)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector(connections), timeout=timeout) as session:
-        start = time.perf_counter()
-        window_start, window_end = start + warmup, start + warmup + duration
 
-        async def loop() -> None:
-            while True:
-                _, data = requests.next_body()
-                sent = time.perf_counter()
-                if sent >= window_end:
-                    return
-                status = await post_one(session, requests, data)
-                done = time.perf_counter()
-                if sent >= window_start and done <= window_end:
-                    result.statuses[status] += 1
-                    result.latencies.append(done - sent)
-                    result.accepted += status == 202
+    async def post(session: aiohttp.ClientSession) -> tuple[int, int]:
+        status = await post_one(session, requests, requests.next_body()[1])
+        return status, int(status == 202)
 
-        await asyncio.gather(*(loop() for _ in range(connections)))
-    return result
+    return await _closed(post, connections=connections, warmup=warmup, duration=duration)
 
 
 async def closed_loop_batches(
@@ -78,31 +68,44 @@ async def closed_loop_batches(
 
     ``accepted`` counts notifications (each answer's ``accepted``), ``statuses`` answers.
     """
-    result = ClosedLoopResult(window_seconds=duration)
     url = f"{requests.url}:batch"
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector(connections), timeout=timeout) as session:
+
+    async def post(session: aiohttp.ClientSession) -> tuple[int, int]:
+        items = b",".join(requests.next_body()[1] for _ in range(size))
+        data = b'{"notifications":[' + items + b"]}"
+        try:
+            async with session.post(url, data=data, headers=requests.headers) as answer:
+                status, payload = answer.status, await answer.read()
+        except (TimeoutError, aiohttp.ClientError):
+            return 0, 0
+        return status, int(orjson.loads(payload)["accepted"]) if status == 207 else 0
+
+    return await _closed(
+        post, connections=connections, warmup=warmup, duration=duration, request_seconds=60
+    )
+
+
+async def _closed(
+    post: _Post, *, connections: int, warmup: float, duration: float, request_seconds: float = 30
+) -> ClosedLoopResult:
+    """``connections`` loops calling ``post`` back to back; what finished inside the window."""
+    result = ClosedLoopResult(window_seconds=duration)
+    limits = aiohttp.ClientTimeout(total=request_seconds)
+    async with aiohttp.ClientSession(connector=connector(connections), timeout=limits) as session:
         start = time.perf_counter()
         window_start, window_end = start + warmup, start + warmup + duration
 
         async def loop() -> None:
             while True:
-                items = b",".join(requests.next_body()[1] for _ in range(size))
-                data = b'{"notifications":[' + items + b"]}"
                 sent = time.perf_counter()
                 if sent >= window_end:
                     return
-                try:
-                    async with session.post(url, data=data, headers=requests.headers) as answer:
-                        status, payload = answer.status, await answer.read()
-                except (TimeoutError, aiohttp.ClientError):
-                    status, payload = 0, b""
+                status, accepted = await post(session)
                 done = time.perf_counter()
                 if sent >= window_start and done <= window_end:
                     result.statuses[status] += 1
                     result.latencies.append(done - sent)
-                    if status == 207:
-                        result.accepted += int(orjson.loads(payload)["accepted"])
+                    result.accepted += accepted
 
         await asyncio.gather(*(loop() for _ in range(connections)))
     return result
