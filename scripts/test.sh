@@ -9,6 +9,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# the console's browser tests drive Debian's chromium (Playwright cannot download one here)
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 paths=(src tests); [ -d benchmarks ] && paths+=(benchmarks)
 echo "== ruff check";          .venv/bin/ruff check "${paths[@]}"

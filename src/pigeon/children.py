@@ -29,6 +29,7 @@ import socket
 import sys
 from typing import Protocol
 
+from pigeon import metrics
 from pigeon.config import Settings
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
     env["PIGEON_RUN_PARENT_PID"] = str(os.getpid())
     env["PIGEON_RUN_WORKER_PROCESSES"] = "false"
     env["PIGEON_AUTO_MIGRATE"] = "false"  # the parent brought the schema up to date
+    if settings.metrics_dir:  # the parent's /metrics shows the children's metrics too
+        env["PIGEON_METRICS_PORT"] = "0"
     return env
 
 
@@ -174,6 +177,7 @@ class WorkerProcesses:
         while not self._stopping.is_set():
             process = await self._spawn(name)
             code = await process.wait()
+            metrics.forget_process(process.pid)  # its live gauges go; its counters still count
             if self._stopping.is_set():
                 return
             log.warning("%s ended (exit %s); starting it again", name, code)

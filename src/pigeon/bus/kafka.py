@@ -138,6 +138,11 @@ class KafkaEventBus:
         """The aiokafka package (once started)."""
         return self._link.aiokafka
 
+    @property
+    def admin(self) -> Any:
+        """The admin client (once started): topics, consumer groups' committed offsets."""
+        return self._link.admin
+
     async def start(self) -> None:
         """Connect the producer and the admin client to the cluster."""
         aiokafka = import_aiokafka()

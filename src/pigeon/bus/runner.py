@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from pigeon import metrics, tracing
 from pigeon.bus.port import ACK, Batch, Consumer, DeadLetter, Message, Outcome, RetryLater
 from pigeon.domain.retry import RetryPolicy
 from pigeon.errors import BusError, PermanentError, TransientError
@@ -35,12 +37,14 @@ def outcome_for_error(exc: Exception, message: Message, policy: RetryPolicy) -> 
     retry_after = exc.retry_after if isinstance(exc, TransientError) else None
     if not isinstance(exc, TransientError):
         log.error(
-            "unexpected error handling %s[%d]@%d (attempt %d); will retry",
-            message.topic,
-            message.partition,
-            message.offset,
-            message.attempt,
+            "unexpected error handling a message; will retry",
             exc_info=exc,
+            extra={
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "attempt": message.attempt,
+            },
         )
     return RetryLater(policy.delay(message.attempt, retry_after), f"{type(exc).__name__}: {exc}")
 
@@ -95,10 +99,16 @@ class ConsumerRunner:
         self.consumer = consumer
         self._together = together
         self.name = name
-        self._handler = handler
+        # wrapped once, here: a consumer span per traced message (nothing when tracing is off)
+        self._handler = (
+            tracing.traced_handler(handler, consumer.topic, consumer.group)
+            if tracing.ENABLED
+            else handler
+        )
         self._max_batch = max_batch
         self._fetch_timeout = fetch_timeout
         self._policy = policy or RetryPolicy()
+        self._metrics = metrics.consumer(consumer.group, consumer.topic)  # None: metrics off
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = asyncio.Event()
@@ -112,13 +122,27 @@ class ConsumerRunner:
         """Join the group and process batches until :meth:`request_stop` or cancel."""
         await self.consumer.start()
         self.started.set()
-        log.info("%s consuming %s as group %s", self.name, self.consumer.topic, self.consumer.group)
+        log.info(
+            "worker consuming",
+            extra={
+                "worker": self.name,
+                "topic": self.consumer.topic,
+                "group": self.consumer.group,
+            },
+        )
         try:
             while not self._stopping.is_set():
                 try:
                     batches = await self.consumer.fetch(self._max_batch, self._fetch_timeout)
                 except BusError as exc:  # a busy or briefly unreachable bus: wait, go on
-                    log.warning("%s: fetching failed (%s); retrying", self.name, exc)
+                    log.warning(
+                        "fetching failed; retrying",
+                        extra={
+                            "worker": self.name,
+                            "group": self.consumer.group,
+                            "error": str(exc),
+                        },
+                    )
                     await asyncio.sleep(0.2)
                     continue
                 work = (
@@ -142,10 +166,13 @@ class ConsumerRunner:
 
     async def _process_together(self, batches: list[Batch]) -> None:
         messages = [m for batch in batches for m in batch.messages]
+        started = time.perf_counter()
         try:
             outcomes = list(await self._handler(messages))
         except Exception as exc:
             outcomes = [outcome_for_error(exc, m, self._policy) for m in messages]
+        if self._metrics is not None:
+            self._metrics.handled(started, outcomes)
         settled: list[tuple[Batch, Sequence[Outcome]]] = []
         start = 0
         for batch in batches:
@@ -155,21 +182,30 @@ class ConsumerRunner:
             await self.consumer.settle_many(settled)
         except Exception:
             log.exception(
-                "%s: could not settle batches of partitions %s; they will be redelivered",
-                self.name,
-                ", ".join(str(b.partition) for b in batches),
+                "could not settle batches; they will be redelivered",
+                extra={
+                    "worker": self.name,
+                    "group": self.consumer.group,
+                    "partitions": ",".join(str(b.partition) for b in batches),
+                },
             )
 
     async def _process(self, batch: Batch) -> None:
+        started = time.perf_counter()
         try:
             outcomes = await self._handler(batch.messages)
         except Exception as exc:
             outcomes = [outcome_for_error(exc, m, self._policy) for m in batch.messages]
+        if self._metrics is not None:
+            self._metrics.handled(started, outcomes)
         try:
             await self.consumer.settle(batch, outcomes)
         except Exception:
             log.exception(
-                "%s: could not settle a batch of partition %d; it will be redelivered",
-                self.name,
-                batch.partition,
+                "could not settle a batch; it will be redelivered",
+                extra={
+                    "worker": self.name,
+                    "group": self.consumer.group,
+                    "partition": batch.partition,
+                },
             )

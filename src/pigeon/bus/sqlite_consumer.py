@@ -135,7 +135,10 @@ class SqliteConsumer:
             try:
                 await self._heartbeat()
             except BusError as exc:  # a busy database must not end the member
-                log.warning("bus heartbeat failed for %s/%s: %s", self.group, self.topic, exc)
+                log.warning(
+                    "bus heartbeat failed; the next one tries again",
+                    extra={"group": self.group, "topic": self.topic, "error": str(exc)},
+                )
 
     async def _heartbeat(self) -> None:
         async with self._lock:
@@ -381,11 +384,9 @@ class SqliteConsumer:
         for batch, _ in settled:
             if batch.partition not in kept:
                 log.warning(
-                    "partition %s/%s[%d] moved to another member before its batch was "
-                    "settled; its messages will be delivered again",
-                    self.group,
-                    self.topic,
-                    batch.partition,
+                    "partition moved to another member before its batch was settled; "
+                    "its messages will be delivered again",
+                    extra={"group": self.group, "topic": self.topic, "partition": batch.partition},
                 )
         if dead:
             self._bus.wake()

@@ -10,7 +10,8 @@ branch in the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -56,6 +57,8 @@ class DeliveryReport:
     error_code: int | None = None
     #: the provider's error text, if any
     error: str = ""
+    #: the trace of the callback that brought it (headers, see :mod:`pigeon.tracing`)
+    trace: Mapping[str, str] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.error_code is not None and not 0 <= self.error_code <= _MAX_CODE:
@@ -76,7 +79,7 @@ class DeliveryReport:
         ``provider`` and ``attempt``: the provider and the attempt that sent the
         message (the attempt journal knows them; a report does not say).
         """
-        a, n, sid = account_id, notification_id, self.provider_message_id
+        a, n, sid, t = account_id, notification_id, self.provider_message_id, self.trace
         match self.status:
             case ReportedStatus.SENT:
                 return SmsSent(
@@ -85,9 +88,12 @@ class DeliveryReport:
                     attempt=attempt,
                     provider=provider,
                     provider_message_id=sid,
+                    trace=t,
                 )
             case ReportedStatus.DELIVERED:
-                return SmsDelivered(account_id=a, notification_id=n, provider_message_id=sid)
+                return SmsDelivered(
+                    account_id=a, notification_id=n, provider_message_id=sid, trace=t
+                )
             case ReportedStatus.UNDELIVERED:
                 return SmsUndelivered(
                     account_id=a,
@@ -95,6 +101,7 @@ class DeliveryReport:
                     provider_message_id=sid,
                     error_code=self.error_code,
                     error=self.error,
+                    trace=t,
                 )
             case ReportedStatus.FAILED:
                 code = self.error_code
@@ -104,6 +111,7 @@ class DeliveryReport:
                     notification_id=n,
                     reason=f"provider reported failed (error {said})",
                     error_code=code,
+                    trace=t,
                 )
         return None
 
@@ -114,6 +122,8 @@ class DeliveryReport:
             fields["code"] = self.error_code
         if self.error:
             fields["error"] = self.error
+        if self.trace:
+            fields["trace"] = dict(self.trace)
         return orjson.dumps(fields).decode()
 
     @classmethod
@@ -125,10 +135,15 @@ class DeliveryReport:
             message_id = fields["id"]
             code = fields.get("code")
             error = fields.get("error", "")
+            trace = fields.get("trace")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a stored delivery report: {text!r:.80}") from exc
         if not isinstance(message_id, str) or not isinstance(error, str):
             raise ValueError(f"not a stored delivery report: {text!r:.80}")
         if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
             raise ValueError(f"not a stored delivery report: {text!r:.80}")
-        return cls(message_id, status, code, error)
+        if trace is not None and not (
+            isinstance(trace, dict) and all(isinstance(v, str) for v in trace.values())
+        ):
+            trace = None  # only ever written by us; a damaged one is not worth a failure
+        return cls(message_id, status, code, error, trace)

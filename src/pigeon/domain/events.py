@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -28,7 +29,8 @@ TOPIC_STATUS = "notification.status"
 TOPIC_SMS_DEAD = "sms.dead"
 TOPIC_STATUS_DEAD = "notification.status.dead"
 
-_ENVELOPE_FIELDS = ("event_id", "account_id", "notification_id", "occurred_at")
+#: ``trace`` is not in the envelope either: it travels in the message headers
+_ENVELOPE_FIELDS = ("event_id", "account_id", "notification_id", "occurred_at", "trace")
 
 
 def utcnow() -> datetime:
@@ -62,6 +64,9 @@ class Event:
     notification_id: str
     event_id: str = field(default_factory=new_event_id)
     occurred_at: datetime = field(default_factory=utcnow)
+    #: the W3C trace context (``traceparent``, ``tracestate``) its message headers
+    #: carry, when it continues a trace (see :mod:`pigeon.tracing`)
+    trace: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     def data(self) -> dict[str, Any]:
         """The event-specific fields, as they go into the envelope's ``data``."""

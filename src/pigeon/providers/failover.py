@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pigeon import metrics
 from pigeon.domain.delivery import DeliveryReport
 from pigeon.errors import (
     CircuitOpen,
@@ -55,6 +56,8 @@ class FailoverMember:
 
     provider: SmsProvider
     breaker: CircuitBreaker
+    #: its outcomes and breaker state; None while metrics are off
+    recorded: metrics.ProviderMetrics | None = None
 
 
 class FailoverProvider:
@@ -88,9 +91,13 @@ class FailoverProvider:
                     reset_timeout_seconds=reset_timeout_seconds,
                     clock=clock,
                 ),
+                metrics.provider(provider.name),
             )
             for provider in providers
         )
+        for member in self.members:
+            if member.recorded is not None:
+                member.recorded.breaker(member.breaker.state.value)  # the series exists at once
         limit = len(providers) if max_providers_per_send is None else max_providers_per_send
         if limit < 1:
             raise ValueError(f"max_providers_per_send must be at least 1, got {limit}")
@@ -135,34 +142,42 @@ class FailoverProvider:
             admission = member.breaker.acquire()
             if admission is None:
                 skipped.append(member)
+                if member.recorded is not None:
+                    member.recorded.skipped()
                 continue
             before = member.breaker.state
             try:
                 receipt = await member.provider.send(message)
-            except ProviderOutcomeUnknown:
+            except ProviderOutcomeUnknown as exc:
                 member.breaker.record_failure(admission)
                 self._log_change(member, before)
+                if member.recorded is not None:
+                    member.recorded.failed(exc)
                 raise
             except TransientError as exc:
                 member.breaker.record_failure(admission)
                 self._log_change(member, before)
+                if member.recorded is not None:
+                    member.recorded.failed(exc)
                 failures.append((member, exc))
                 log.warning(
-                    "%s: %s failed (%s); trying the next provider",
-                    self.name,
-                    member.provider.name,
-                    exc,
+                    "provider failed; trying the next one",
+                    extra={"provider": member.provider.name, "error": str(exc)},
                 )
                 continue
-            except PermanentError:
+            except PermanentError as exc:
                 member.breaker.record_success(admission)
                 self._log_change(member, before)
+                if member.recorded is not None:
+                    member.recorded.failed(exc)
                 raise
             except BaseException:
                 member.breaker.release(admission)
                 raise
             member.breaker.record_success(admission)
             self._log_change(member, before)
+            if member.recorded is not None:
+                member.recorded.accepted.inc()
             return receipt
         raise self._exhausted(failures, skipped)
 
@@ -242,12 +257,13 @@ class FailoverProvider:
         after = member.breaker.state
         if after is before:
             return
+        if member.recorded is not None:
+            member.recorded.breaker(after.value)
         level = logging.WARNING if after is BreakerState.OPEN else logging.INFO
         log.log(
             level,
-            "%s: circuit for %s %s -> %s",
-            self.name,
-            member.provider.name,
+            "circuit %s -> %s",
             before.value,
             after.value,
+            extra={"provider": member.provider.name},
         )

@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from pigeon import metrics
 from pigeon.domain.delivery import DeliveryReport
 from pigeon.errors import ProviderRejected, ProviderUnavailable
 from pigeon.providers.port import (
@@ -295,6 +296,8 @@ class PacedProvider:
         #: sends that waited for their token (pacing held them back)
         self.held = 0
         self.name = inner.name
+        bound = metrics.provider(inner.name)
+        self._waits = bound.pacing_wait if bound is not None else None  # None: metrics off
         self._default_from = default_from
         self.bucket: TokenBucket = (
             SqliteTokenBucket(state_path, rate_per_second=rate_per_second, burst=burst, clock=clock)
@@ -332,8 +335,10 @@ class PacedProvider:
         wait = await self.bucket.reserve(key)
         if wait > 0:
             self.held += 1
+            if self._waits is not None:
+                self._waits.observe(wait)
             if wait > 5.0:
-                log.info("%s: pacing holds a message for %.1fs", self.name, wait)
+                log.info("pacing holds a message for %.1fs", wait, extra={"provider": self.name})
             try:
                 await self._sleep(wait)
             except asyncio.CancelledError:

@@ -23,6 +23,7 @@ error always fits the attempt record on either store.
 from __future__ import annotations
 
 import base64
+import time
 from datetime import datetime
 from typing import Any, TypeGuard
 from urllib.parse import quote, urlencode
@@ -30,6 +31,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 
+from pigeon import metrics
 from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.phone import mask_phone
 from pigeon.errors import (
@@ -105,6 +107,8 @@ class TwilioSmsProvider:
         self._settings_hint = settings_hint
         self._messages_url = f"{self._base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._state: _NotStarted | _Started = _NotStarted()
+        bound = metrics.provider(name)
+        self._latency = bound.latency if bound is not None else None  # None: metrics off
 
     async def start(self) -> None:
         """Open the HTTP session (idempotent)."""
@@ -138,6 +142,7 @@ class TwilioSmsProvider:
         }
         if message.status_callback:
             form["StatusCallback"] = message.status_callback
+        started = time.perf_counter()
         try:
             # encoded here: given a dict, aiohttp builds a multipart writer (and a uuid4
             # boundary it never uses) for every request before it urlencodes the form
@@ -162,6 +167,9 @@ class TwilioSmsProvider:
                 f"{self.name}: the connection to {self._base_url} failed before an answer "
                 f"({type(exc).__name__}: {exc}); the provider may have accepted the message"
             ) from exc
+        finally:
+            if self._latency is not None:
+                self._latency.observe(time.perf_counter() - started)
         payload = _decode(raw)
         if 200 <= status < 300:
             return self._receipt(payload, status, raw)
@@ -329,6 +337,11 @@ def _basic_auth(user: str, password: str) -> str:
     return f"Basic {token}"
 
 
+#: fields of a provider's answer that hold the message text, and what shows instead
+_BODY_FIELDS = frozenset({"body", "Body"})
+_WITHHELD = "<body withheld>"
+
+
 def _decode(raw: bytes) -> dict[str, Any] | None:
     try:
         value = orjson.loads(raw)
@@ -338,7 +351,14 @@ def _decode(raw: bytes) -> dict[str, Any] | None:
 
 
 def _excerpt(raw: bytes) -> str:
-    """The start of an answer, escaped (``repr``: no NUL, ASCII only), with its size."""
+    """The start of an answer, escaped (``repr``: no NUL, ASCII only), with its size.
+
+    A message resource echoes the SMS text in ``body``: it is withheld, since the
+    excerpt ends up in logs and in the notification's timeline.
+    """
+    answer = _decode(raw)
+    if answer is not None and any(k in answer for k in _BODY_FIELDS):
+        raw = orjson.dumps({k: _WITHHELD if k in _BODY_FIELDS else v for k, v in answer.items()})
     if len(raw) <= RAW_EXCERPT_BYTES:
         return repr(raw)
     return f"{raw[:RAW_EXCERPT_BYTES]!r}… ({len(raw)} bytes)"

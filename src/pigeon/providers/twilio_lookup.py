@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pigeon.providers.port import SmsMessage
+from pigeon.tracing import without_callback_param
 
 #: Page size for look-ups; Twilio allows up to 1000.
 LOOKUP_PAGE_SIZE = 100
@@ -85,8 +86,9 @@ def _same_message(resource: Mapping[str, Any], message: SmsMessage, from_number:
         return False
     callback = resource.get("status_callback")
     # Only the sandbox reports it; when present it tells two identical texts apart.
+    # each attempt's URL has its own traceparent (pigeon.tracing): the rest must match
     return not (isinstance(callback, str) and message.status_callback is not None) or (
-        callback == message.status_callback
+        without_callback_param(callback) == without_callback_param(message.status_callback)
     )
 
 

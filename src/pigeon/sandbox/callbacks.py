@@ -117,7 +117,7 @@ class CallbackDispatcher:
             raise
         except Exception:
             # A bug here must cost one callback, never the server.
-            log.exception("status callback for %s crashed", message.sid)
+            log.exception("status callback crashed", extra={"provider_message_id": message.sid})
 
     async def _pause(self) -> None:
         if self._delay:
@@ -195,12 +195,10 @@ class CallbackDispatcher:
         self._warned_hosts.add(host)
         log.log(
             level,
-            "status callback %r for %s (to %s) to %s failed: %s",
+            "status callback %r failed: %s",
             message.status,
-            message.sid,
-            mask_phone(message.to),
-            url,
             reason,
+            extra={"provider_message_id": message.sid, "to": mask_phone(message.to), "url": url},
         )
 
 

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 
+from pigeon import tracing
 from pigeon.bus.kafka import KafkaEventBus
 from pigeon.bus.kafka_wire import OutRecord
 from pigeon.bus.partitioning import partition_for
@@ -118,7 +119,10 @@ class OutboxRelay:
                         )
                         for row in rows
                     ]
-                    await self._bus.produce(records)
+                    if tracing.ENABLED:  # a "publish" span per traced row
+                        await tracing.traced_publish(self._bus.produce, records)
+                    else:
+                        await self._bus.produce(records)
             if not rows:
                 await self._leadership.wait(self._idle_wait)
                 continue

@@ -24,7 +24,13 @@ def _decode_all(messages: Sequence[Message]) -> tuple[list[Outcome], list[Event]
             events.append(decode(message.value))
         except MalformedEvent as exc:
             log.error(
-                "dead-lettering malformed event at %s@%d: %s", message.topic, message.offset, exc
+                "dead-lettering a malformed event: %s",
+                exc,
+                extra={
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                },
             )
             outcomes[index] = DeadLetter(f"MalformedEvent: {exc}")
     return outcomes, events

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from pigeon import tracing
 from pigeon.bus.port import (
     ACK,
     DeadLetter,
@@ -55,6 +56,7 @@ from pigeon.providers.port import (
 from pigeon.store.attempts import AttemptResult, AttemptStart
 from pigeon.store.event_log import RawRecord
 from pigeon.store.sql_store import SqlStore
+from pigeon.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +104,18 @@ class SmsSender:
                     raise MalformedEvent(f"expected SmsRequested, got {event.type_name}")
             except MalformedEvent as exc:
                 log.error(
-                    "dead-lettering malformed event at %s@%d: %s",
-                    message.topic,
-                    message.offset,
+                    "dead-lettering a malformed event: %s",
                     exc,
+                    extra={
+                        "topic": message.topic,
+                        "partition": message.partition,
+                        "offset": message.offset,
+                    },
                 )
                 outcomes[index] = DeadLetter(f"MalformedEvent: {exc}")
                 continue
+            if tracing.ENABLED or TRACEPARENT in message.headers:
+                event = tracing.consumed(event, message)
             parsed.append((index, message, event))
         if not parsed:
             return outcomes
@@ -122,6 +129,7 @@ class SmsSender:
                     notification_id=s.notification_id,
                     attempt=s.attempt,
                     provider=self._provider.name,
+                    trace=by_id[s.notification_id].trace,
                 )
                 for s in starts
                 if s.skip_reason is None
@@ -159,7 +167,16 @@ class SmsSender:
         # at most `concurrency` sends are ever unrecorded: the most a kill -9 can
         # make us send twice.
         async with self._slots:
-            result = await self._send(job)
+            if job.event.trace is None:
+                result = await self._send(job)
+            else:  # its events carry the trace on (a "send sms" span's, when tracing)
+                result = await tracing.traced_send(
+                    self._send,
+                    job,
+                    job.event.trace,
+                    provider=self._provider.name,
+                    notification_id=job.event.notification_id,
+                )
             if result is None:
                 return None
             record, events, outcome = result
@@ -191,7 +208,9 @@ class SmsSender:
         if not isinstance(self._provider, ReconcilingProvider) or not supports_find_sent(
             self._provider
         ):
-            log.warning("%s: an earlier attempt never finished; sending again", nid)
+            log.warning(
+                "an earlier attempt never finished; sending again", extra={"notification_id": nid}
+            )
             return None
         try:
             # margin: the provider's clock may differ from ours
@@ -200,10 +219,9 @@ class SmsSender:
             )
         except PermanentError as exc:
             log.warning(
-                "%s: an earlier attempt never finished and the provider cannot be asked "
-                "(%s); sending again, which may duplicate it",
-                nid,
-                exc,
+                "an earlier attempt never finished and the provider cannot be asked; "
+                "sending again, which may duplicate it",
+                extra={"notification_id": nid, "error": str(exc)},
             )
             return None
         if found is not None:
@@ -213,10 +231,13 @@ class SmsSender:
                 # number may be another notification's. Never take it for ours
                 # (that would lose this one); sending again may duplicate instead.
                 log.warning(
-                    "%s: the provider's matching message %s belongs to %s; sending again",
-                    nid,
-                    found.message_id,
-                    owner,
+                    "the provider's matching message belongs to another notification; "
+                    "sending again",
+                    extra={
+                        "notification_id": nid,
+                        "provider_message_id": found.message_id,
+                        "owner": owner,
+                    },
                 )
                 return None
         return found
@@ -224,7 +245,11 @@ class SmsSender:
     async def _send(self, job: _Job) -> tuple[AttemptResult, list[Event], Outcome] | None:
         event, start = job.event, job.start
         if start.skip_reason is not None:
-            log.info("not sending %s again: %s", event.notification_id, start.skip_reason)
+            log.info(
+                "not sending again: %s",
+                start.skip_reason,
+                extra={"notification_id": event.notification_id, "account_id": event.account_id},
+            )
             return None
         aid, nid = event.account_id, event.notification_id
         provider = self._provider.name
@@ -234,7 +259,10 @@ class SmsSender:
             from_number=event.from_number,
             # one URL per notification: callbacks and reconciliation find it by it
             status_callback=(
-                f"{self._callback_url}?n={quote(nid)}" if self._callback_url else None
+                f"{self._callback_url}?n={quote(nid)}"
+                + ("" if event.trace is None else tracing.callback_param(event.trace))
+                if self._callback_url
+                else None
             ),
         )
         try:
@@ -248,7 +276,12 @@ class SmsSender:
             # no provider was tried: not an attempt, so no retry budget spent; the
             # timeline says why it waits and until when; a breaker lets a probe through
             wait = max(exc.retry_after or 0.0, CIRCUIT_OPEN_MIN_WAIT)
-            log.info("%s waits %.1fs: %s", nid, wait, exc)
+            log.info(
+                "waiting %.1fs: %s",
+                wait,
+                exc,
+                extra={"notification_id": nid, "account_id": aid},
+            )
             waiting = SmsWaiting(
                 account_id=aid,
                 notification_id=nid,
@@ -279,12 +312,16 @@ class SmsSender:
                 )
             delay = self._policy.delay(start.try_number, exc.retry_after)
             log.info(
-                "attempt %d for %s to %s failed (%s); retrying in %.1fs",
+                "attempt %d failed; retrying in %.1fs",
                 start.attempt,
-                event.notification_id,
-                mask_phone(event.to),
-                exc,
                 delay,
+                extra={
+                    "notification_id": nid,
+                    "account_id": aid,
+                    "provider": provider,
+                    "to": mask_phone(event.to),
+                    "error": str(exc),
+                },
             )
             retry = SmsAttemptFailed(
                 account_id=aid,
@@ -302,7 +339,16 @@ class SmsSender:
                 RetryLater(delay, str(exc)),
             )
         except PermanentError as exc:
-            log.info("%s to %s rejected: %s", event.notification_id, mask_phone(event.to), exc)
+            log.info(
+                "rejected by the provider",
+                extra={
+                    "notification_id": nid,
+                    "account_id": aid,
+                    "provider": provider,
+                    "to": mask_phone(event.to),
+                    "error": str(exc),
+                },
+            )
             failed = SmsFailed(
                 account_id=aid,
                 notification_id=nid,
@@ -319,9 +365,13 @@ class SmsSender:
             )
         if reconciled:
             log.info(
-                "%s: the provider already had it as %s; not sending again",
-                nid,
-                receipt.message_id,
+                "the provider already had it; not sending again",
+                extra={
+                    "notification_id": nid,
+                    "account_id": aid,
+                    "provider": receipt.provider,
+                    "provider_message_id": receipt.message_id,
+                },
             )
         sent = SmsSent(
             account_id=aid,

@@ -79,7 +79,15 @@ class StatusPoller(Periodic):
             try:
                 report = await self._provider.fetch_status(message_id, provider)
             except PigeonError as exc:
-                log.info("could not fetch the status of %s: %s", message_id, exc)
+                log.info(
+                    "could not fetch a message's status",
+                    extra={
+                        "notification_id": notification_id,
+                        "provider": provider,
+                        "provider_message_id": message_id,
+                        "error": str(exc),
+                    },
+                )
                 continue
             if report.is_final:
                 await self._store.record_delivery_report(report)

@@ -73,9 +73,10 @@ class SqliteEventLog:
         for event in events:
             topic, key = route(event)
             partitions = self._partitions.get(topic, self._default)
-            values = log_row(
-                topic, partitions, key, encode(event), {HEADER_EVENT_TYPE: event.type_name}
-            )
+            headers = {HEADER_EVENT_TYPE: event.type_name}
+            if event.trace is not None:  # traceparent (and tracestate): see pigeon.tracing
+                headers.update(event.trace)
+            values = log_row(topic, partitions, key, encode(event), headers)
             rows.append(dict(zip(_COLUMNS, values, strict=True)))
         return rows
 
@@ -110,12 +111,15 @@ class OutboxEventLog:
         rows: list[dict[str, Any]] = []
         for event in events:
             topic, key = route(event)
+            headers = {HEADER_EVENT_TYPE: event.type_name}
+            if event.trace is not None:  # traceparent (and tracestate): see pigeon.tracing
+                headers.update(event.trace)
             rows.append(
                 {
                     "topic": topic,
                     "key": key,
                     "value": encode(event),
-                    "headers": orjson.dumps({HEADER_EVENT_TYPE: event.type_name}).decode(),
+                    "headers": orjson.dumps(headers).decode(),
                     "created_at": now,
                 }
             )

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.sql.base import Executable
 
+from pigeon import metrics
 from pigeon.bus.sqlite_write_lock import FileWriteLock, no_lock
 from pigeon.errors import PigeonError, StoreUnavailable
 from pigeon.store.engine import is_busy
@@ -89,8 +90,11 @@ class GroupCommitter:
         on_commit: Callable[[], None] | None = None,
         before_commit: Callable[[Connection], None] | None = None,
         write_lock: FileWriteLock | None = None,
+        name: str = "store",
     ) -> None:
+        """``name``: which committer its metrics are labelled with (store, intake, callbacks)."""
         self._engine = engine
+        self._metrics = metrics.commits(name)  # None: metrics off
         self._write_lock = write_lock
         self._before_commit = before_commit
         self._max_batch = max_batch
@@ -181,6 +185,7 @@ class GroupCommitter:
             self._engine.dispose()
 
     def _write_group(self, units: list[_Unit]) -> None:
+        started = time.perf_counter()
         try:
             results = self._commit_sync([u.work for u in units], _loud(units))
         except Exception as exc:
@@ -196,6 +201,8 @@ class GroupCommitter:
                 else:
                     self._answer([unit], [result], None)
             return
+        if self._metrics is not None:
+            self._metrics.committed(started, len(units))
         self._answer(units, results, None)
 
     def _answer(

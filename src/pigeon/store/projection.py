@@ -9,7 +9,9 @@ with a handful of set-based statements, not a few statements per event.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
@@ -65,6 +67,39 @@ _STEPS = select(timeline.c.notification_id, timeline.c.status, timeline.c.detail
     timeline.c.notification_id.in_(_IDS)
 )
 _UPDATE_NOTIFICATION = update(notifications).where(notifications.c.id == bindparam("nid"))
+_FINAL_VALUES = frozenset(s.value for s in NotificationStatus if s.is_final)
+
+#: one INFO line per notification when it reaches its final state
+final_log = logging.getLogger("pigeon.notifications")
+
+
+@dataclass(frozen=True, slots=True)
+class FinalState:
+    """A notification that reached its final state in a transaction."""
+
+    notification_id: str
+    account_id: str
+    status: str
+    attempts: int
+    provider: str | None
+
+    @staticmethod
+    def log_all(finals: Sequence[FinalState]) -> None:
+        """One INFO line each; call it after their transaction committed."""
+        if not finals or not final_log.isEnabledFor(logging.INFO):
+            return
+        for final in finals:
+            final_log.info(
+                "notification %s",
+                final.status,
+                extra={
+                    "notification_id": final.notification_id,
+                    "account_id": final.account_id,
+                    "status": final.status,
+                    "attempts": final.attempts,
+                    "provider": final.provider,
+                },
+            )
 
 
 def first_time(conn: Connection, consumer: str, events: Sequence[E]) -> list[E]:
@@ -141,8 +176,17 @@ def _changes(event: Event, row: dict[str, Any]) -> None:
         row["next_attempt_at"] = None
 
 
-def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> int:
-    """Apply status events forward-only; returns how many notifications changed."""
+def project_status(
+    conn: Connection,
+    consumer: str,
+    events: Sequence[Event],
+    finals: list[FinalState] | None = None,
+) -> int:
+    """Apply status events forward-only; returns how many notifications changed.
+
+    ``finals``: gets the notifications these events brought to a final state
+    (each notification once ever: final states are never left, events are applied once).
+    """
     fresh = first_time(conn, consumer, events)
     ids = list({e.notification_id for e in fresh})
     if not ids:
@@ -153,11 +197,15 @@ def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> 
     for nid, status, detail in (conn.execute(_STEPS, {"ids": ids})).all():
         recorded.setdefault(nid, set()).add((status, detail))
     entries = []
+    finished: dict[str, str] = {}  # notification -> account, for those final from now on
     for event in sorted(fresh, key=lambda e: e.occurred_at):
         row = rows.get(event.notification_id)
         if row is None:
             continue  # a status for a notification this store never saw
+        was = row["status"]
         _changes(event, row)
+        if row["status"] != was and row["status"] in _FINAL_VALUES:
+            finished[event.notification_id] = event.account_id
         # The timeline is history: a step that arrives late (the projector reads
         # two topics) still gets its entry, placed by its time. Each step appears
         # once - every attempt is its own step ("attempt 2 via …"), but a
@@ -178,6 +226,11 @@ def project_status(conn: Connection, consumer: str, events: Sequence[Event]) -> 
         row["updated_at"] = event.occurred_at
     # sorted: concurrent projectors on PostgreSQL lock rows in one order, never deadlock
     changed = [row for nid, row in sorted(rows.items()) if _differs(row, before[nid])]
+    if finals is not None:
+        finals.extend(
+            FinalState(nid, aid, rows[nid]["status"], rows[nid]["attempts"], rows[nid]["provider"])
+            for nid, aid in finished.items()
+        )
     pg_statements.insert_many(conn, timeline, entries)
     if conn.dialect.name == "postgresql":
         pg_statements.update_rows(conn, notifications, ("id",), changed)

@@ -171,3 +171,12 @@ async def test_stop_is_idempotent_and_start_again_works(
     await provider.stop()
     await provider.start()
     assert (await provider.send(MESSAGE)).message_id == "SM1"
+
+
+def test_an_excerpt_of_an_answer_never_quotes_the_message_text() -> None:
+    from pigeon.providers.twilio import _excerpt
+
+    answer = b'{"body": "your secret code 123456", "status": "queued", "sid": 7}'
+    shown = _excerpt(answer)
+    assert "secret" not in shown and "<body withheld>" in shown and "queued" in shown
+    assert _excerpt(b"not json") == "b'not json'"
