@@ -12,6 +12,7 @@ dropped connections and lying callbacks on demand (docs/sandbox.md)::
     forgery.py     callbacks built to order (bad signature, unknown message, ...)
     twilio_api.py  /2010-04-01/... routes
     control_api.py /sandbox/... routes (inbox, stats, faults, forged callbacks)
+    webhook_receiver.py /sandbox/webhooks/{name}: a status webhook receiver with faults
     app.py         wiring of one aiohttp application
     server.py      SandboxServer and run_sandbox() for the CLI
 """

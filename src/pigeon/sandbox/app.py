@@ -14,6 +14,7 @@ from pigeon.sandbox.faults import FaultInjector
 from pigeon.sandbox.resources import problem, twilio_error
 from pigeon.sandbox.store import Inbox, SandboxStats
 from pigeon.sandbox.twilio_api import TwilioApi
+from pigeon.sandbox.webhook_receiver import WebhookReceiver
 
 # Twilio caps a form at far less; this keeps a runaway client from filling memory.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -71,4 +72,6 @@ def build_app(state: SandboxState) -> web.Application:
     )
     app.add_routes(twilio.routes())
     app.add_routes(control.routes())
+    # status webhooks' receiver (/sandbox/webhooks/{name})
+    app.add_routes(WebhookReceiver(state.closing).routes())
     return app
