@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import os
 import time
 import uuid
@@ -60,6 +61,8 @@ __all__ = [
     "RateLimited",
     "ServerError",
     "ServiceUnavailable",
+    "StreamEvent",
+    "StreamGap",
     "Unauthorized",
     "Unprocessable",
 ]
@@ -274,6 +277,39 @@ def _final(view: NotificationDetail) -> bool:
     return view.status.is_final
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of the live stream: its ``id`` (resume after it with ``last_event_id``),
+    its kind (``status``) and its data (``event_id``, ``type``, ``notification_id``,
+    ``status``, ``at``, ``step``)."""
+
+    id: str
+    kind: str
+    data: dict[str, Any]
+
+
+class StreamGap(Exception):
+    """The log no longer holds events the stream would have resumed with."""
+
+
+async def _sse(lines: AsyncIterator[str]) -> AsyncIterator[StreamEvent]:
+    """Server-Sent Events from a response's lines (the fields Pigeon sends)."""
+    fields: dict[str, str] = {}
+    last_id = ""
+    async for line in lines:
+        if line:
+            if not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+            continue
+        last_id = fields.get("id", last_id)
+        if "data" in fields:
+            yield StreamEvent(last_id, fields.get("event", "message"), json.loads(fields["data"]))
+        elif "id" in fields:  # a position only (the opening one, keep-alives): kind ""
+            yield StreamEvent(last_id, "", {})
+        fields = {}
+
+
 # -- the blocking client -----------------------------------------------------------
 class Client:
     """Pigeon's API, blocking (``httpx.Client``). Use it as a context manager, or close it.
@@ -417,6 +453,13 @@ class Client:
         response = self._request(_usage_call(from_, to))
         _raise_for(response)
         return _USAGE.validate_json(response.content)
+
+    def quota(self) -> dict[str, Any]:
+        """This month's segments against the account's quota, and its rate limit
+        (``GET /v1/usage/quota``)."""
+        response = self._request(_Call("GET", "/v1/usage/quota"))
+        _raise_for(response)
+        return dict(response.json())
 
     def wait(
         self, notification_id: str, *, within: float = 60.0, interval: float = 0.5
@@ -570,6 +613,61 @@ class AsyncClient:
         response = await self._request(_usage_call(from_, to))
         _raise_for(response)
         return _USAGE.validate_json(response.content)
+
+    async def quota(self) -> dict[str, Any]:
+        """See :meth:`Client.quota`."""
+        response = await self._request(_Call("GET", "/v1/usage/quota"))
+        _raise_for(response)
+        return dict(response.json())
+
+    async def stream(
+        self,
+        *,
+        notification_ids: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
+        last_event_id: str | None = None,
+        reconnects: int = 10,
+        positions: bool = False,
+    ) -> AsyncIterator[StreamEvent]:
+        """Every status change of the account's notifications as it happens
+        (``GET /v1/notifications/stream``), from now or after ``last_event_id``.
+
+        A dropped connection is resumed where it stopped (``Last-Event-ID``), up to
+        ``reconnects`` times in a row; an ``event: gap`` (what was missed is gone
+        from the log) is raised as :class:`StreamGap`. Deduplicate by ``event_id``.
+        ``positions``: also yield the position-only events (kind ``""``): the stream's
+        opening one, and one per quiet spell - to know it is open, or to save where to
+        resume.
+        """
+        params = [("notification_id", n) for n in notification_ids]
+        params += [(f"metadata.{k}", v) for k, v in (metadata or {}).items()]
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+            try:
+                async with self._http.stream(
+                    "GET",
+                    "/v1/notifications/stream",
+                    params=tuple(params),
+                    headers=headers,
+                    timeout=httpx.Timeout(self._http.timeout.connect, read=None),
+                ) as response:
+                    if response.is_error:
+                        await response.aread()
+                        _raise_for(response)
+                    async for event in _sse(response.aiter_lines()):
+                        failures = 0
+                        last_event_id = event.id or last_event_id
+                        if event.kind == "gap":
+                            raise StreamGap(str(event.data.get("detail", "")))
+                        if event.kind == "status" or (positions and not event.kind):
+                            yield event
+                return  # the server ended the stream (it is stopping): done
+            except httpx.TransportError:
+                failures += 1
+                if failures > reconnects:
+                    raise
+                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
 
     async def wait(
         self, notification_id: str, *, within: float = 60.0, interval: float = 0.5

@@ -259,6 +259,12 @@ class PigeonCluster:
             "run", "run", ready_url=f"{self.api_url}/healthz", ready_line="Pigeon is running."
         )
 
+    async def run_with_dev_key(self) -> tuple[PigeonProcess, str]:
+        """``pigeon run``, started and ready, and the dev account's key it made."""
+        process = self.run_all_in_one()
+        await self.start(process)
+        return process, (self.data_dir / "dev-api-key").read_text().strip()
+
     async def start(self, *processes: PigeonProcess) -> None:
         """Wait until every one of ``processes`` is ready (they start in parallel)."""
         await asyncio.gather(*(p.wait_ready() for p in processes))

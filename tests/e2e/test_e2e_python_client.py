@@ -17,9 +17,7 @@ from tests.e2e.e2e_processes import STACKS, PigeonCluster, wait_for
 async def test_the_python_client_sends_waits_lists_and_raises_typed_errors(
     cluster: PigeonCluster,
 ) -> None:
-    process = cluster.run_all_in_one()
-    await cluster.start(process)
-    key = (cluster.data_dir / "dev-api-key").read_text().strip()
+    _process, key = await cluster.run_with_dev_key()
 
     async with AsyncClient(cluster.api_url, key, trust_env=False) as pigeon:
         # a send, then its final state, with the provider's id and the whole timeline
@@ -87,3 +85,41 @@ async def test_the_python_client_sends_waits_lists_and_raises_typed_errors(
 
     with pytest.raises(Unauthorized):
         await asyncio.to_thread(unknown_key)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stack", STACKS)
+async def test_the_async_client_streams_statuses_and_reads_the_quota(
+    cluster: PigeonCluster,
+) -> None:
+    _process, key = await cluster.run_with_dev_key()
+    async with AsyncClient(cluster.api_url, key, trust_env=False) as pigeon:
+        seen: list[tuple[str, str | None]] = []
+        delivered = asyncio.Event()
+        opened = asyncio.Event()
+
+        async def watch(notification_id: list[str]) -> None:
+            async for event in pigeon.stream(positions=True):
+                opened.set()
+                if event.kind != "status":
+                    continue
+                seen.append((event.data["notification_id"], event.data["status"]))
+                if notification_id and (notification_id[0], "delivered") in seen:
+                    delivered.set()
+                    return
+
+        wanted: list[str] = []
+        watcher = asyncio.ensure_future(watch(wanted))
+        try:
+            await asyncio.wait_for(opened.wait(), 30)  # its opening position came
+            accepted = await pigeon.send_sms("+14155550177", "streamed")
+            wanted.append(accepted.id)
+            await asyncio.wait_for(delivered.wait(), 60)
+        finally:
+            watcher.cancel()
+        mine = [status for nid, status in seen if nid == accepted.id]
+        assert mine[0] == "queued" and mine[-1] == "delivered", mine
+
+        quota = await pigeon.quota()
+        assert quota["rate_limit"] is None and quota["monthly_segments"]["quota"] is None
+        assert quota["monthly_segments"]["resets_at"].endswith("T00:00:00Z")

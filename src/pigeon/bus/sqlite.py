@@ -86,6 +86,8 @@ class SqliteEventBus:
         self._writer: Writer[object] | None = None
         self._partitions: dict[str, int] = {}
         self._consumers: set[SqliteConsumer] = set()
+        #: called like consumers' wakes (log tails: the API's live streams)
+        self._watchers: set[Callable[[], None]] = set()
         self._signals = CommitSignals(path, synchronous, self._wake_local)
 
     async def start(self) -> None:
@@ -161,6 +163,16 @@ class SqliteEventBus:
     def _wake_local(self) -> None:
         for consumer in self._consumers:
             consumer.wake()
+        for watcher in self._watchers:
+            watcher()
+
+    def watch(self, on_news: Callable[[], None]) -> None:
+        """Call ``on_news`` whenever new entries may be in the log (a tail's wake-up)."""
+        self._watchers.add(on_news)
+
+    def unwatch(self, on_news: Callable[[], None]) -> None:
+        """Stop calling ``on_news``."""
+        self._watchers.discard(on_news)
 
     def consumer(
         self, topic: str, group: str, *, dead_letter_topic: str, linger_seconds: float = 0.0
