@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pigeon.domain import phone
 from pigeon.domain.phone import mask_phone, normalize_e164
 from pigeon.errors import InvalidPhoneNumber, ValidationError
 
@@ -106,3 +107,32 @@ def test_mask_phone_never_reveals_the_middle_digits() -> None:
     masked = mask_phone("+4915123456789")
     assert masked == "+4915***6789"
     assert "12345" not in masked
+
+
+def test_a_valid_number_is_remembered_and_answered_the_same_without_libphonenumber(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    phone._VALID.clear()
+    assert normalize_e164("+14155550123") == "+14155550123"
+    assert phone._VALID == {"+14155550123": "+14155550123"}
+
+    def no_library(*_: object) -> None:
+        raise AssertionError("libphonenumber asked again for a number it already passed")
+
+    monkeypatch.setattr(phone.phonenumbers, "parse", no_library)
+    assert normalize_e164("+14155550123") == "+14155550123"
+
+
+def test_refusals_are_never_remembered_and_the_memory_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    phone._VALID.clear()
+    for _ in range(2):
+        with pytest.raises(InvalidPhoneNumber):
+            normalize_e164("+19995550123")  # no such area code
+    assert phone._VALID == {}
+    monkeypatch.setattr(phone, "VALID_CACHE_SIZE", 3)
+    numbers = [f"+1415555012{i}" for i in range(5)]
+    for number in numbers:
+        normalize_e164(number)
+    assert len(phone._VALID) <= 3 and numbers[-1] in phone._VALID
