@@ -1,7 +1,8 @@
 """Pigeon's benchmark: every scenario, one command, one report.
 
 Pipeline scenarios (Pigeon's own processes, on each stack and topology):
-accept_max, accept_batch, accept_latency, drain, drain_history, steady, idle, scale_out.
+accept_max, accept_batch, accept_latency, drain, drain_history, steady, idle, scale_out,
+webhook_latency.
 Comparison scenarios (a direct-call design against Pigeon): latency, outage,
 throughput. Everything runs as real processes on 127.0.0.1 (free ports; data
 in a temporary folder, or a Tansu broker and a fresh PostgreSQL schema of its
@@ -158,6 +159,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=20_000,
         help="drain_history: how many of them are sent for real (the rest are their copies)",
     )
+    parser.add_argument(
+        "--webhook-rate",
+        type=float,
+        default=200.0,
+        help="webhook_latency: open-loop sends/s, each ending in status webhooks",
+    )
     add_comparison_options(parser)
     parser.add_argument("--keep-dir", action="store_true", help="keep data folders and logs")
     args = parser.parse_args(argv)
@@ -304,6 +311,7 @@ def options(args: argparse.Namespace, e: float | None = None) -> Options:
         idle_seconds=args.idle_seconds,
         history=args.history,
         history_seed=args.history_seed,
+        webhook_rate=args.webhook_rate,
     )
 
 

@@ -79,6 +79,17 @@ def _row(topology: str, name: str, result: dict[str, Any]) -> list[str]:
             f"errors {result['errors']}",
             f">= {TARGET_ACCEPTED_PER_S:,.0f}/s {verdict(rate >= TARGET_ACCEPTED_PER_S)}",
         ]
+    if name == "webhook_latency":
+        lat = result["latency"]
+        return [
+            topology,
+            f"status webhooks @ {result['rate_per_s']:.0f} sends/s (open loop)",
+            f"p99 {lat.get('p99_ms', 0):.1f} ms",
+            f"p50 {lat.get('p50_ms', 0):.1f} ms, max {lat.get('max_ms', 0):.1f} ms; "
+            f"{result['webhooks']:,} webhooks for {result['accepted']:,} sends, "
+            f"{result['delivered_webhooks']:,} 'delivered'",
+            "",
+        ]
     if name == "accept_batch":
         lat = result["latency"]
         return [

@@ -18,14 +18,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import web
 
 from harness.cluster import Cluster
-from harness.processes import cpu_percent, pss_bytes
+from harness.processes import cpu_percent, free_port, pss_bytes
 from harness.sandbox_client import arrivals, set_faults, wait_for_inbox
 from pipebench.history import multiply
 from pipebench.load import (
@@ -75,6 +77,8 @@ class Options:
     #: are sent for real (the rest are copies of those: pipebench.history)
     history: int = 1_000_000
     history_seed: int = 20_000
+    #: webhook_latency: open-loop sends/s (issue 11 asks for the latency under 200/s)
+    webhook_rate: float = 200.0
 
 
 #: where ``python -m direct`` (the baselines) lives
@@ -477,6 +481,86 @@ async def idle(cluster: Cluster, topology: str, opts: Options) -> Result:
     }
 
 
+class HookReceiver:
+    """A webhook receiver in the benchmark's own process: when each delivery arrived."""
+
+    def __init__(self) -> None:
+        #: (arrival time, the payload's data) per delivery
+        self.received: list[tuple[float, dict[str, Any]]] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        async def hook(request: web.Request) -> web.Response:
+            body = await request.read()
+            self.received.append((time.time(), orjson.loads(body)["data"]))
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def webhook_latency(cluster: Cluster, topology: str, opts: Options) -> Result:
+    """Status webhooks under an open-loop load: from each status change (the event's
+    ``at``) to its arrival at a receiver, for every webhook of the measured sends."""
+    await start(cluster, topology)
+    receiver = HookReceiver()
+    await receiver.start()
+    try:
+        auth = {"Authorization": f"Bearer {cluster.api_key}"}
+        async with aiohttp.ClientSession() as http:
+            made = await http.post(
+                f"{cluster.api_url}/v1/webhook-endpoints", json={"url": receiver.url}, headers=auth
+            )
+            if made.status != 201:
+                raise RuntimeError(f"creating the endpoint: {made.status} {await made.text()}")
+        requests = Requests(cluster.api_url, cluster.api_key, "hook")
+
+        async def run() -> Result:
+            res = await open_loop(
+                requests, rate=opts.webhook_rate, warmup=opts.warmup, duration=opts.duration
+            )
+            sent_at = time.time()
+            accepted = len(res.accepted_at)
+            # every accepted send ends with a 'delivered' webhook (the sandbox delivers all)
+            deadline = time.monotonic() + opts.drain_timeout
+            while time.monotonic() < deadline:
+                done = sum(d["status"] == "delivered" for _, d in receiver.received)
+                if done >= accepted:
+                    break
+                await asyncio.sleep(0.2)
+            latencies = [
+                arrived - datetime.fromisoformat(d["at"].replace("Z", "+00:00")).timestamp()
+                for arrived, d in receiver.received
+            ]
+            by_status: dict[str, list[float]] = {}
+            for (_, d), lat in zip(receiver.received, latencies, strict=True):
+                by_status.setdefault(str(d["status"]), []).append(lat)
+            return {
+                "rate_per_s": opts.webhook_rate,
+                "window_seconds": res.window_seconds,
+                "accepted": accepted,
+                "webhooks": len(latencies),
+                "delivered_webhooks": len(by_status.get("delivered", [])),
+                "drained_after_s": time.time() - sent_at,
+                "latency": summarize_ms(latencies),
+                "latency_by_status": {k: summarize_ms(v) for k, v in sorted(by_status.items())},
+            }
+
+        return await measured(cluster, run)
+    finally:
+        await receiver.stop()
+
+
 def orjson_line(result: Result, limit: int = 300) -> str:
     """A short one-line view of a result, for the progress output."""
     shown = {k: v for k, v in result.items() if k not in {"processes", "preload"}}
@@ -491,6 +575,7 @@ SCENARIOS: dict[str, Callable[[Cluster, str, Options], Awaitable[Result]]] = {
     "drain_history": drain_history,
     "steady": steady,
     "idle": idle,
+    "webhook_latency": webhook_latency,
 }
 #: scenarios that make their own clusters
 OWN_CLUSTERS = ("scale_out",)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,12 +18,16 @@ from typing import Protocol
 from fastapi import FastAPI
 
 from pigeon.api.app import TWILIO_STATUS_PATH, ApiConfig, create_app
+from pigeon.api.stream import StatusStreams
 from pigeon.bus.factory import bus_from_url
 from pigeon.bus.kafka import KafkaEventBus
 from pigeon.bus.kafka_doorbell import PostgresDoorbell
 from pigeon.bus.runner import BatchHandler, ConsumerRunner
 from pigeon.bus.sqlite import SqliteEventBus
+from pigeon.bus.tail import open_tail
 from pigeon.config import Settings
+from pigeon.console import ConsoleOptions
+from pigeon.console.reads import LagRow
 from pigeon.domain.events import (
     TOPIC_SMS_DEAD,
     TOPIC_SMS_REQUESTED,
@@ -31,6 +36,10 @@ from pigeon.domain.events import (
 )
 from pigeon.domain.retry import RetryPolicy
 from pigeon.errors import BusUnavailable, ConfigurationError, StoreUnavailable
+from pigeon.logs import AccessLog
+from pigeon.metrics.endpoint import MetricsEndpoint
+from pigeon.metrics.lag import KafkaLag, PartitionLag, sqlite_lag
+from pigeon.metrics.state import StateProbe
 from pigeon.providers.factory import (
     ProviderEntry,
     ProviderSettings,
@@ -48,6 +57,10 @@ from pigeon.services.retention import PlannerStatistics, Retention, RetentionPol
 from pigeon.services.sms_sender import GROUP as SENDER_GROUP
 from pigeon.services.sms_sender import SmsSender
 from pigeon.services.status_poller import StatusPoller
+from pigeon.services.webhook_dispatcher import GROUP as WEBHOOK_GROUP
+from pigeon.services.webhook_dispatcher import SenderSettings, WebhookRecorder, WebhookSender
+from pigeon.services.webhook_http import AiohttpPoster
+from pigeon.services.webhook_retention import WebhookRetention
 from pigeon.store import migrate
 from pigeon.store.sql_store import SqlStore
 
@@ -76,7 +89,11 @@ SUBSCRIPTIONS: dict[str, tuple[Subscription, ...]] = {
             for dead in (TOPIC_SMS_DEAD, TOPIC_STATUS_DEAD)
         ),
     ),
+    # status webhooks: deliveries written by its bus handler, sent by its own loop
+    "webhook-dispatcher": (Subscription(TOPIC_STATUS, WEBHOOK_GROUP, TOPIC_STATUS_DEAD),),
 }
+#: (topic, group): every group and what it reads (consumer lag is measured for these)
+SUBSCRIPTION_PAIRS = tuple((s.topic, s.group) for subs in SUBSCRIPTIONS.values() for s in subs)
 #: the consumers of the events; every deployment runs each at least once
 CONSUMERS = tuple(SUBSCRIPTIONS)
 #: publishes the store's outbox to Kafka (needed only with PIGEON_BUS_URL=kafka://)
@@ -118,6 +135,8 @@ class Pigeon:
     _on_commit: list[Callable[[], None]] = field(default_factory=list)
     #: the process's intake relay (embedded bus), made with its first worker
     _intake_relay: list[IntakeRelay] = field(default_factory=list)
+    #: what /metrics measures at scrape time (made with the API), closed on stop
+    _state_probes: list[StateProbe] = field(default_factory=list)
 
     async def start(self) -> None:
         """Open the bus and the store (creating topics if needed, checking the schema).
@@ -170,16 +189,24 @@ class Pigeon:
 
     async def stop(self) -> None:
         """Close providers, the store and the bus."""
+        for probe in self._state_probes:
+            await probe.close()
         for provider in self._providers:
             await provider.stop()
         await self.store.stop()
         await self.bus.stop()
 
+    @functools.cached_property
+    def streams(self) -> StatusStreams:
+        """The API's live streams (``GET /v1/notifications/stream``), read from this bus."""
+        return StatusStreams(lambda topics: open_tail(self.bus, topics))
+
     def api(self) -> FastAPI:
         """The HTTP API on this store."""
-        return create_app(
+        app = create_app(
             self.store,
             ApiConfig(
+                streams=self.streams,
                 status_callback_url=self.status_callback_url,
                 twilio_auth_token=self.settings.twilio_auth_token,
                 other_auth_tokens=tuple(
@@ -188,8 +215,57 @@ class Pigeon:
                 max_request_bytes=self.settings.max_request_bytes,
                 max_batch_bytes=self.settings.max_batch_bytes,
                 ready_checks=(self.check_ready,),
+                console=ConsoleOptions(
+                    sandbox_urls=tuple(
+                        e.base_url for e in provider_settings(self.settings).entries
+                    ),
+                    # Kafka's lag from the metrics probe; the console reads SQLite's itself
+                    lag=self._console_lag if isinstance(self.bus, KafkaEventBus) else None,
+                ),
+                metrics=self.metrics_endpoint(),
             ),
         )
+        if self.settings.access_log:  # added last, so outermost: it sees the fast path too
+            app.add_middleware(AccessLog)
+        return app
+
+    def metrics_endpoint(self) -> MetricsEndpoint:
+        """What ``/metrics`` serves here: this process's metrics (every process's under
+        ``pigeon run``) and the lag and backlog of the whole deployment, measured when
+        scraped; its :meth:`~MetricsEndpoint.snapshot` is the same as Python data."""
+        return MetricsEndpoint(self._state_probe())
+
+    async def consumer_lag(self) -> list[PartitionLag]:
+        """How far each group is behind, per topic and partition, measured now."""
+        return await self._state_probe().lag()
+
+    async def _console_lag(self) -> list[LagRow]:
+        return [LagRow(x.group, x.topic, x.partition, x.lag) for x in await self.consumer_lag()]
+
+    def _state_probe(self) -> StateProbe:
+        """The one lag and backlog probe of this process (opened lazily, closed on stop)."""
+        if self._state_probes:
+            return self._state_probes[0]
+        subscriptions = SUBSCRIPTION_PAIRS
+        bus = self.bus
+        if isinstance(bus, KafkaEventBus):
+            kafka = KafkaLag(bus)
+
+            async def kafka_lag() -> list[PartitionLag]:
+                return await kafka.measure(subscriptions)
+
+            probe = StateProbe(
+                lag=kafka_lag, store_read=self.store.read_with, with_outbox=True, close=kafka.close
+            )
+        else:
+            path = self.settings.bus_path
+
+            async def embedded_lag() -> list[PartitionLag]:
+                return await asyncio.to_thread(sqlite_lag, path, subscriptions)
+
+            probe = StateProbe(lag=embedded_lag, store_read=self.store.read_with, with_outbox=False)
+        self._state_probes.append(probe)
+        return probe
 
     @property
     def status_callback_url(self) -> str:
@@ -233,6 +309,21 @@ class Pigeon:
             STATUS_GROUP: lambda: StatusProjector(self.store),
             DEAD_LETTER_GROUP: lambda: DeadLetterRecorder(self.store),
         }
+        if name == "webhook-dispatcher":
+            webhook_sender = self.webhook_sender()
+            periodic.append(webhook_sender)
+            if self.settings.notification_retention_days:
+                periodic.append(
+                    WebhookRetention(
+                        self.store.webhooks,
+                        keep=timedelta(days=self.settings.notification_retention_days),
+                        interval_seconds=self.settings.retention_interval_seconds,
+                        chunk_rows=self.settings.retention_chunk_rows,
+                    )
+                )
+            handlers[WEBHOOK_GROUP] = lambda: WebhookRecorder(
+                self.store.webhooks, webhook_sender.wake
+            )
         specs = [
             (s.topic, s.group, s.dead_letter_topic, handlers[s.group]())
             for s in SUBSCRIPTIONS[name]
@@ -293,6 +384,25 @@ class Pigeon:
     def all_workers(self) -> list[str]:
         """What ``pigeon run`` runs: every consumer, and the relay with Kafka."""
         return worker_names(self.settings)
+
+    def webhook_sender(self) -> WebhookSender:
+        """The webhook dispatcher's sending loop, from settings."""
+        s = self.settings
+        return WebhookSender(
+            self.store.webhooks,
+            AiohttpPoster(timeout_seconds=s.webhook_timeout_seconds),
+            SenderSettings(
+                policy=RetryPolicy(
+                    s.webhook_max_attempts,
+                    s.webhook_retry_base_seconds,
+                    s.webhook_retry_max_seconds,
+                ),
+                disable_after=timedelta(hours=s.webhook_disable_after_hours),
+                timeout_seconds=s.webhook_timeout_seconds,
+                breaker_failure_threshold=s.breaker_failure_threshold,
+                breaker_reset_seconds=s.breaker_reset_seconds,
+            ),
+        )
 
     def _sender(self) -> SmsSender:
         s = self.settings

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +21,7 @@ import typer
 import uvicorn
 
 from pigeon import loop as event_loop
+from pigeon import metrics, tracing
 from pigeon.api.admin import api_key_json, dead_letter_json
 from pigeon.bootstrap import WORKERS, Pigeon, Runner, build, worker_names
 from pigeon.children import (
@@ -28,6 +32,7 @@ from pigeon.children import (
 )
 from pigeon.config import Settings, load_settings
 from pigeon.domain.events import format_time
+from pigeon.domain.notification import Account
 from pigeon.errors import (
     ConfigurationError,
     NotFoundError,
@@ -35,6 +40,8 @@ from pigeon.errors import (
     StoreUnavailable,
 )
 from pigeon.logs import configure_logging
+from pigeon.metrics import status as metrics_status
+from pigeon.metrics.endpoint import WorkerMetricsServer
 from pigeon.prefork import PreForked
 from pigeon.sandbox.faults import FaultConfig, parse_fault_config
 from pigeon.sandbox.server import SandboxServer
@@ -42,7 +49,7 @@ from pigeon.store import migrate
 from pigeon.store.api_keys import ApiKeyView
 from pigeon.store.dead_letters import DeadLetterView
 from pigeon.store.engine import DatabaseUrl
-from pigeon.store.sql_store import SqlStore
+from pigeon.store.sql_store import MAX_LIMIT, UNSET, SqlStore, Unset
 
 log = logging.getLogger("pigeon")
 T = TypeVar("T")
@@ -55,6 +62,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+accounts_app = typer.Typer(help="Manage accounts' limits.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
 db_app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 dlq_app = typer.Typer(
@@ -142,6 +151,9 @@ def _stop_all(server: uvicorn.Server | None, runners: list[Runner]) -> Callable[
     def stop() -> None:
         if server is not None:
             server.should_exit = True
+            if isinstance(server, _Server):
+                for on_exit in server.on_exit:
+                    on_exit()  # open live streams end, so the server's shutdown can finish
         for runner in runners:
             runner.request_stop()
 
@@ -150,6 +162,11 @@ def _stop_all(server: uvicorn.Server | None, runners: list[Runner]) -> Callable[
 
 class _Server(uvicorn.Server):
     """uvicorn, minus its own signal handling: the CLI owns signals."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: list[Callable[[], None]]) -> None:
+        super().__init__(config)
+        #: called when the server is asked to stop
+        self.on_exit = on_exit
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -187,12 +204,13 @@ def _api_server(pigeon: Pigeon, host: str, port: int) -> uvicorn.Server:
         host=host,
         port=port,
         log_level="warning",
-        access_log=False,
+        access_log=False,  # PIGEON_ACCESS_LOG has ours (pigeon.logs.AccessLog)
+        log_config=None,  # uvicorn's records go to our handler, in PIGEON_LOG_FORMAT
         lifespan="off",
         server_header=False,
         backlog=2048,
     )
-    return _Server(config)
+    return _Server(config, on_exit=[pigeon.streams.close])
 
 
 async def _dev_key(pigeon: Pigeon) -> str:
@@ -237,6 +255,13 @@ def run(
         settings = settings.model_copy(
             update={"sms_provider_url": f"http://{settings.sandbox_host}:{settings.sandbox_port}"}
         )
+    # one /metrics for every process of the run: each writes its values into files of
+    # one folder, and the API sums them up when scraped (prometheus-client's multiprocess
+    # mode); made before the fork, so that the workers' child is told where it is
+    metrics_dir = (
+        tempfile.mkdtemp(prefix="pigeon-metrics-") if settings.run_worker_processes else ""
+    )
+    settings = settings.model_copy(update={"metrics_dir": metrics_dir})
 
     # forked before any thread or event loop starts, so that it shares this process's
     # loaded code; it waits until the store and the bus are open (pigeon.prefork)
@@ -254,6 +279,9 @@ def run(
     )
 
     async def main() -> None:
+        # after the fork: the workers' child configures its own (as 'pigeon worker')
+        tracing.configure("pigeon-api" if settings.run_worker_processes else "pigeon")
+        _enable_metrics(settings)  # before anything is built: components bind their metrics
         api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
         sandbox_socket = _listen(
             settings.sandbox_host, settings.sandbox_port, "PIGEON_SANDBOX_PORT"
@@ -323,6 +351,13 @@ def run(
         for child in (held, migrator):  # not released: the start failed before them
             if child is not None:
                 child.cancel_and_reap()
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _enable_metrics(settings: Settings) -> None:
+    """Record metrics in this process: into the folder of a ``pigeon run``, if a part of one."""
+    metrics.enable(Path(settings.metrics_dir) if settings.metrics_dir else None)
 
 
 async def _migrate_apart(migrator: PreForked, database: DatabaseUrl) -> None:
@@ -348,6 +383,8 @@ def api(
     settings = _settings(api_port=port, auto_migrate=migrate)
 
     async def main() -> None:
+        tracing.configure("pigeon-api")  # opt-in by OTEL_* (see docs/tracing.md)
+        _enable_metrics(settings)  # GET /metrics; before anything is built
         api_socket = _listen(settings.api_host, settings.api_port, "PIGEON_API_PORT")
         pigeon = build(settings)
         await pigeon.start()
@@ -387,14 +424,29 @@ def worker(
     lower_priority(settings.worker_nice)
 
     async def main() -> None:
-        pigeon = build(settings)
-        await pigeon.start()
+        tracing.configure(f"pigeon-{names[0]}" if len(names) == 1 else "pigeon-workers")
+        # a child of 'pigeon run' writes into the run's folder (its API serves them); else
+        # PIGEON_METRICS_PORT: this process serves its own, bound before anything starts
+        if settings.metrics_dir or settings.metrics_port:
+            _enable_metrics(settings)
+        served = (
+            WorkerMetricsServer.start(settings.metrics_host, settings.metrics_port)
+            if settings.metrics_port and not settings.metrics_dir
+            else None
+        )
         try:
-            runners = [r for name in names for r in await pigeon.workers(name)]
-            log.info("worker %s started", ", ".join(names))
-            await _until_signalled(_serve_runners(runners), on_stop=_stop_all(None, runners))
+            pigeon = build(settings)
+            await pigeon.start()
+            try:
+                runners = [r for name in names for r in await pigeon.workers(name)]
+                log.info("worker %s started", ", ".join(names))
+                await _until_signalled(_serve_runners(runners), on_stop=_stop_all(None, runners))
+            finally:
+                await pigeon.stop()
+                tracing.disable()  # flushes spans: a child of 'pigeon run' ends by os._exit
         finally:
-            await pigeon.stop()
+            if served is not None:
+                await asyncio.to_thread(served.stop)
 
     _run(main)
 
@@ -528,6 +580,73 @@ def keys_rotate(key_id: Annotated[str, typer.Argument(help="The key's id (key_â€
         typer.echo(
             f"revoked {old.id} ({old.prefix}â€¦) of account {old.account_name}\nnew {kind}: {key}"
         )
+
+    _with_store(work)
+
+
+def _limit(value: str | None, option: str) -> int | Unset | None:
+    """An option of ``accounts set-limits``: a whole number, ``none`` (no limit) or absent."""
+    if value is None:
+        return UNSET
+    if value.strip().lower() in ("none", "off", "unlimited"):
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise typer.BadParameter(
+            f"a whole number from 1 to {MAX_LIMIT:,}, or 'none' to remove the limit",
+            param_hint=option,
+        )
+    return int(value)
+
+
+def _limits_line(account: Account) -> str:
+    limits = account.limits
+    rate = (
+        f"{limits.rate_per_second} requests/s (burst {limits.burst})"
+        if limits is not None and limits.rate_per_second
+        else "none"
+    )
+    quota = (
+        f"{limits.monthly_segment_quota:,} segments/month"
+        if limits is not None and limits.monthly_segment_quota is not None
+        else "none"
+    )
+    return f"account: {account.name} ({account.id})\nrate limit: {rate}\nmonthly quota: {quota}"
+
+
+@accounts_app.command("set-limits")
+def accounts_set_limits(
+    account: Annotated[str, typer.Argument(help="The account's name.")],
+    rate: Annotated[
+        str | None, typer.Option(help="Requests per second (every /v1 route), or 'none'.")
+    ] = None,
+    burst: Annotated[
+        str | None,
+        typer.Option(help="Requests allowed at once after a quiet spell (default: the rate)."),
+    ] = None,
+    monthly_segments: Annotated[
+        str | None, typer.Option(help="SMS segments per calendar month (UTC), or 'none'.")
+    ] = None,
+) -> None:
+    """Set an account's request rate limit and monthly segment quota; every API process
+    applies them within a second. Options not given keep their value."""
+    changes = {
+        "rate_per_second": _limit(rate, "--rate"),
+        "rate_burst": _limit(burst, "--burst"),
+        "monthly_segment_quota": _limit(monthly_segments, "--monthly-segments"),
+    }
+
+    async def work(store: SqlStore) -> None:
+        typer.echo(_limits_line(await store.set_limits(account, **changes)))
+
+    _with_store(work)
+
+
+@accounts_app.command("show")
+def accounts_show(account: Annotated[str, typer.Argument(help="The account's name.")]) -> None:
+    """Show an account's limits."""
+
+    async def work(store: SqlStore) -> None:
+        typer.echo(_limits_line(await store.account_named(account)))
 
     _with_store(work)
 
@@ -708,6 +827,38 @@ def db_current() -> None:
     typer.echo(f"{database}: revision {current or 'none'} ({state})")
     if current != head:
         raise typer.Exit(1)
+
+
+#: 'pigeon status' on an endpoint nobody scraped before: the interval of its own two scrapes
+RATE_SAMPLE_SECONDS = 3.0
+
+
+@app.command()
+def status(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="A Pigeon API's metrics endpoint (PIGEON_METRICS_URL); default: this "
+            "machine's, http://PIGEON_API_HOST:PIGEON_API_PORT/metrics ('pigeon run').",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The summary as one JSON object.")
+    ] = False,
+) -> None:
+    """One screen: consumer lag, circuit breakers, dead letters waiting, the last minute's rates."""
+    settings = _settings(metrics_url=url)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per scrape on the screen
+    target = settings.status_metrics_url
+    summary = metrics_status.read(target)
+    if not summary.window_seconds:
+        # nothing scraped the endpoint before: its rates need a second look (scenario time)
+        time.sleep(RATE_SAMPLE_SECONDS)
+        summary = metrics_status.read(target)
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+    else:
+        typer.echo(metrics_status.render(summary, target))
 
 
 def _click_error(name: str) -> type[Exception]:

@@ -121,11 +121,32 @@ class Settings(BaseSettings):
     #: preempted for longer (split drain over a million-row history: 0.79 x, at 5: 1.04 x)
     worker_nice: int = Field(default=5, ge=0, le=19)
 
+    #: status webhooks: attempts per delivery and their backoff (Retry-After honoured)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=1000)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=_DAY)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0, le=30 * _DAY)
+    #: how long one webhook request may take before it counts as failed
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: an endpoint whose every attempt failed for this long is disabled (with the reason)
+    webhook_disable_after_hours: float = Field(default=72.0, gt=0, le=24 * 366)
+
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(default=8025, ge=0, le=65535)
 
+    #: 'pigeon worker' serves its own Prometheus metrics on this port (0: none); the API
+    #: (and 'pigeon run', for all its processes) serves them at /metrics on its own port
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    #: where 'pigeon status' reads metrics; empty means the API's: http://api_host:api_port/metrics
+    metrics_url: str = ""
+    #: set by 'pigeon run' in the environment of its children: the folder where every
+    #: process of the run writes its metrics, summed up by the API's /metrics
+    metrics_dir: str = ""
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
+    #: one structured line per API request (method, route, status, duration); off: none
+    access_log: bool = False
 
     #: 'pigeon run' runs its workers in a child process (its own GIL: on a machine
     #: with more than one core, more SMS per second); false: one process
@@ -174,6 +195,20 @@ class Settings(BaseSettings):
                 raise ValueError(getattr(exc, "reason", str(exc))) from None
         return value
 
+    @field_validator("metrics_dir")
+    @classmethod
+    def _existing_folder(cls, value: str) -> str:
+        if value and not Path(value).is_dir():
+            raise ValueError(f"{value!r} is not a folder ('pigeon run' sets this for its children)")
+        return value
+
+    @field_validator("metrics_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL; e.g. http://127.0.0.1:8000/metrics")
+        return value
+
     @field_validator("bus_url")
     @classmethod
     def _known_bus(cls, value: str) -> str:
@@ -206,6 +241,13 @@ class Settings(BaseSettings):
         if self.bus_url:
             return Path(self.bus_url.removeprefix("sqlite:///"))
         return self.database_path
+
+    @property
+    def status_metrics_url(self) -> str:
+        """Where 'pigeon status' reads metrics: the setting, or this API's /metrics."""
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        host = f"[{host}]" if ":" in host else host
+        return self.metrics_url or f"http://{host}:{self.api_port}/metrics"
 
     @property
     def callback_base_url(self) -> str:

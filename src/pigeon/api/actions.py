@@ -17,6 +17,7 @@ answered from its first item the same way.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ import pydantic
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from pigeon import tracing
 from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
 from pigeon.api.bodies import detail_body
@@ -32,7 +34,7 @@ from pigeon.api.deps import AccountDep, could_be_our_id, json_response
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.schemas import BatchAccepted, BatchItem, NotificationDetail, SendBatch
 from pigeon.domain.notification import Notification
-from pigeon.errors import NotFoundError, ValidationError
+from pigeon.errors import NotFoundError, PermissionDenied, ValidationError
 from pigeon.services.projector import STATUS_GROUP
 from pigeon.store.idempotency import IdempotentRequest
 from pigeon.store.sql_store import SqlStore
@@ -51,8 +53,19 @@ class _Valid:
     claim: IdempotentRequest | None
 
 
-async def send_batch(store: SqlStore, account_id: str, batch: SendBatch) -> dict[str, Any]:
-    """The 207 body for ``batch``: every valid item stored in one transaction."""
+async def send_batch(
+    store: SqlStore,
+    account_id: str,
+    batch: SendBatch,
+    headers: Mapping[bytes, bytes] | None = None,
+    admit: Callable[[int], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """The 207 body for ``batch``: every valid item stored in one transaction.
+
+    ``headers``: the request's, for the trace its events continue (``pigeon.tracing``).
+    ``admit``: counts an item's segments against the account's quota, or raises
+    :class:`~pigeon.api.account_limits.QuotaExceeded` (that item is refused with 403).
+    """
     results: list[dict[str, Any] | None] = [None] * len(batch.notifications)
     valid: list[_Valid] = []
     #: a key's first item in this batch, and later items repeating that key
@@ -64,13 +77,19 @@ async def send_batch(store: SqlStore, account_id: str, batch: SendBatch) -> dict
             results[index] = checked
             continue
         claim = checked.claim
+        if admit is not None and (claim is None or claim.key not in first_with_key):
+            refused = await _over_quota(index, checked, admit)
+            if refused is not None:
+                results[index] = refused
+                continue
         if claim is not None and claim.key in first_with_key:
             repeats.append((index, first_with_key[claim.key], claim.request_hash))
             continue
         if claim is not None:
             first_with_key[claim.key] = checked
         valid.append(checked)
-    records = await store.accept_batch([(v.notification, v.claim) for v in valid])
+    items = [(v.notification, v.claim) for v in valid]
+    records = await _accept(store, items, headers)
     for item, record in zip(valid, records, strict=True):
         if record is None:
             results[item.index] = _accepted(item.index, item.answer, replayed=False)
@@ -107,7 +126,14 @@ def actions_router() -> APIRouter:
         request: Request, batch: SendBatch, account: AccountDep
     ) -> Response:
         store: SqlStore = request.app.state.store
-        return json_response(await send_batch(store, account.id, batch), 207)
+        headers = dict(request.scope["headers"])
+        quota = request.app.state.quota
+        admit = (
+            (lambda segments: quota.admit(account, segments))
+            if account.limits is not None and account.limits.monthly_segment_quota is not None
+            else None
+        )
+        return json_response(await send_batch(store, account.id, batch, headers, admit), 207)
 
     @router.post(
         "/v1/notifications/{notification_id}/cancel",
@@ -166,6 +192,28 @@ def _check(index: int, raw: Any, account_id: str) -> _Valid | dict[str, Any]:
         else None
     )
     return _Valid(index, notification, answer, claim)
+
+
+async def _accept(
+    store: SqlStore,
+    items: list[tuple[Notification, IdempotentRequest | None]],
+    headers: Mapping[bytes, bytes] | None,
+) -> list[Any]:
+    """Store the valid items in one transaction (in the caller's trace, if any)."""
+    if tracing.ENABLED or (headers is not None and b"traceparent" in headers):
+        return await tracing.traced_accept_batch(store.accept_batch, items, headers or {})
+    return await store.accept_batch(items)
+
+
+async def _over_quota(
+    index: int, item: _Valid, admit: Callable[[int], Awaitable[None]]
+) -> dict[str, Any] | None:
+    """The item's 403 when the account's quota does not cover it (it is then not stored)."""
+    try:
+        await admit(item.notification.segments)
+    except PermissionDenied as exc:
+        return _refused(index, 403, str(exc))
+    return None
 
 
 def _repeat(

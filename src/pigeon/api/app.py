@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,9 +15,15 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi_offline import FastAPIOffline
 from starlette.responses import Response
 
-from pigeon import __version__
+from pigeon import __version__, tracing
 from pigeon.api import problems
 from pigeon.api.accepting import accepted_answer, new_notification
+from pigeon.api.account_limits import (
+    AccountRateLimit,
+    QuotaGuard,
+    RateLimiter,
+    limits_router,
+)
 from pigeon.api.actions import BATCH_PATH, actions_router
 from pigeon.api.admin import admin_router, keys_router
 from pigeon.api.bodies import detail_body, page_body, usage_item
@@ -31,9 +38,13 @@ from pigeon.api.schemas import (
     SendNotification,
     UsageItem,
 )
+from pigeon.api.stream import StatusStreams
+from pigeon.api.webhooks import webhooks_router
+from pigeon.console import ConsoleOptions, console_router
 from pigeon.domain.phone import normalize_e164
 from pigeon.domain.status import NotificationStatus
 from pigeon.errors import ConflictError, NotFoundError, PigeonError, ValidationError
+from pigeon.metrics.endpoint import MetricsEndpoint, install_metrics
 from pigeon.providers.signature import is_valid_signature
 from pigeon.providers.twilio_reports import callback_refusal, report_from_callback
 from pigeon.store.idempotency import IdempotentRequest
@@ -60,6 +71,14 @@ class ApiConfig:
     other_auth_tokens: tuple[str, ...] = ()
     #: more readiness checks beside the store's (the Kafka broker's); each raises if down
     ready_checks: tuple[Callable[[], Awaitable[None]], ...] = ()
+    #: the web console's wiring (where the development sandbox may be; broker lag)
+    console: ConsoleOptions | None = None
+    #: what GET /metrics serves (bootstrap adds the deployment's lag and backlog)
+    metrics: MetricsEndpoint | None = None
+    #: the live streams' source (GET /v1/notifications/stream); without it the route is absent
+    streams: StatusStreams | None = None
+    #: the clock of the account limits' token buckets and quota reads (tests move it)
+    clock: Callable[[], float] = time.monotonic
 
 
 _json = json_response
@@ -77,7 +96,7 @@ def callback_signature_check(config: ApiConfig) -> SignatureCheck:
     return signature_ok
 
 
-def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
+def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:  # noqa: PLR0915  # the routes
     """The FastAPI application; the store is started and stopped by the caller."""
     # /docs and /redoc load Swagger UI and ReDoc from Pigeon itself, not from a CDN,
     # so they work offline and behind a strict Content-Security-Policy
@@ -91,6 +110,7 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         "once, observable to the end.",
     )
     app.state.store = store
+    quota = app.state.quota = QuotaGuard(store, config.clock)  # monthly segment quotas
     problems.install(app)
     signature_ok = callback_signature_check(config)
 
@@ -99,11 +119,12 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         status_code=202,
         response_model=NotificationAccepted,
         summary="Send a notification",
-        responses=problems.documented(*problems.AUTHENTICATED, 400, 409),
+        responses=problems.documented(*problems.AUTHENTICATED, 400, 403, 409),
     )
     async def send_notification(
         request: SendNotification,
         account: AccountDep,
+        http: Request,
         idempotency_key: Annotated[
             str | None,
             Header(
@@ -114,9 +135,11 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         ] = None,
     ) -> Response:
         notification = new_notification(request, account.id)
+        await quota.admit(account, notification.segments)
         answer = accepted_answer(notification)
         if idempotency_key is None:
-            await store.accept(notification)
+            # the trace it continues, if any (pigeon.tracing)
+            await tracing.traced_accept(store.accept, notification, dict(http.scope["headers"]))
             return _json(answer, 202, {"Location": f"/v1/notifications/{notification.id}"})
         claim = IdempotentRequest(
             account_id=account.id,
@@ -124,7 +147,9 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
             request_hash=request_hash(request),
             response=orjson.dumps(answer).decode(),
         )
-        first = await store.accept_idempotent(notification, claim)
+        first = await tracing.traced_accept(
+            lambda n: store.accept_idempotent(n, claim), notification, dict(http.scope["headers"])
+        )
         if first is None:
             return _json(answer, 202, {"Location": f"/v1/notifications/{notification.id}"})
         if first.request_hash != claim.request_hash:
@@ -182,6 +207,10 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         following = Cursor(last.created_at, last.id).encode() if last is not None else None
         return _json(page_body((page, following)))
 
+    if config.streams is not None:  # before /v1/notifications/{id}, which would take 'stream'
+        app.include_router(config.streams.router(store))
+    app.include_router(limits_router())  # GET /v1/usage/quota
+
     @app.get(
         "/v1/notifications/{notification_id}",
         response_model=NotificationDetail,
@@ -228,7 +257,9 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         refusal = callback_refusal(params)
         if refusal is not None:
             return problems.problem(400, refusal)
-        if not await store.record_delivery_report(report_from_callback(params)):
+        if not await store.record_delivery_report(
+            tracing.traced_report(report_from_callback(params), request.url.query)
+        ):
             log.info("status callback for a message id we have not recorded yet; kept")
         return Response(status_code=200)
 
@@ -250,9 +281,9 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
             return problems.problem(503, str(exc))
         return _json({"status": "ready"})
 
-    app.include_router(actions_router())
-    app.include_router(admin_router())
-    app.include_router(keys_router())
+    console = console_router(store, config.console or ConsoleOptions())  # /console
+    for router in (actions_router(), admin_router(), keys_router(), webhooks_router(), console):
+        app.include_router(router)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=config.max_request_bytes,
@@ -264,8 +295,14 @@ def create_app(store: SqlStore, config: ApiConfig) -> FastAPI:
         status_path=TWILIO_STATUS_PATH,
         signature_ok=signature_ok,
         max_bytes=config.max_request_bytes,
+        quota=quota,
     )
-    return app
+    app.add_middleware(AccountRateLimit, store=store, limiter=RateLimiter(config.clock))
+    # GET /metrics and each request's duration, outside the fast path (counted too);
+    # tracing outermost when on: a server span around the fast path too
+    return tracing.instrument(
+        install_metrics(app, config.metrics or MetricsEndpoint()), query_paths=(TWILIO_STATUS_PATH,)
+    )
 
 
 #: the query parameters of GET /v1/notifications besides metadata.<key>

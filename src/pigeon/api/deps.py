@@ -8,6 +8,7 @@ import orjson
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
+from starlette.types import Scope
 
 from pigeon.domain.notification import Account
 from pigeon.errors import AuthenticationError, PermissionDenied
@@ -60,6 +61,15 @@ async def current_account(
 
 
 AccountDep = Annotated[Account, Depends(current_account)]
+
+
+def bearer_key(scope: Scope) -> str:
+    """The API key of an ``Authorization: Bearer`` header in an ASGI scope, or ``""``."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            return key.strip() if scheme.lower() == "bearer" else ""
+    return ""
 
 
 async def admin_account(account: AccountDep) -> Account:

@@ -27,7 +27,9 @@ import orjson
 import pydantic
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pigeon import tracing
 from pigeon.api.accepting import accepted_answer, new_notification
+from pigeon.api.account_limits import QuotaGuard
 from pigeon.api.problems import store_unavailable
 from pigeon.api.schemas import SendNotification
 from pigeon.errors import PigeonError, StoreUnavailable
@@ -54,9 +56,11 @@ class FastPath:
         status_path: str,
         signature_ok: SignatureCheck,
         max_bytes: int,
+        quota: QuotaGuard | None = None,
     ) -> None:
         self.app = app
         self._store = store
+        self._quota = quota
         self._signature_ok = signature_ok
         self._max_bytes = max_bytes
         self._routes: dict[str, _Handler] = {
@@ -109,11 +113,16 @@ class FastPath:
             if not isinstance(data, dict):
                 return False
             notification = new_notification(SendNotification.model_validate(data), account.id)
+            if account.limits is not None and self._quota is not None:
+                await self._quota.admit(account, notification.segments)
         except (ValueError, RecursionError, pydantic.ValidationError, PigeonError):
-            return False  # the framework explains it
+            return False  # the framework explains it (a quota exceeded too)
         answer = orjson.dumps(accepted_answer(notification))
         try:
-            await self._store.accept(notification)
+            if tracing.ENABLED or b"traceparent" in headers:
+                await tracing.traced_accept(self._store.accept, notification, headers)
+            else:
+                await self._store.accept(notification)
         except StoreUnavailable as exc:
             log.error("store unavailable: %s", exc)
             await store_unavailable()(scope, _nothing, send)
@@ -130,8 +139,11 @@ class FastPath:
         signature = headers.get(b"x-twilio-signature", b"").decode("latin-1")
         if not self._signature_ok(query, params, signature) or callback_refusal(params):
             return False
+        report = report_from_callback(params)
+        if tracing.ENABLED or "traceparent=" in query:  # the sender's, in the callback URL
+            report = tracing.traced_report(report, query)
         try:
-            if not await self._store.record_delivery_report(report_from_callback(params)):
+            if not await self._store.record_delivery_report(report):
                 log.info("status callback for a message id we have not recorded yet; kept")
         except StoreUnavailable as exc:
             log.error("store unavailable: %s", exc)

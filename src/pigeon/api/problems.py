@@ -34,6 +34,7 @@ _TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -144,7 +145,7 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
 #: every route may answer these: an oversized body, and (when the store is down) 503
 ALWAYS = (413,)
 #: routes behind an API key that read or write the store
-AUTHENTICATED = (*ALWAYS, 401, 422, 503)
+AUTHENTICATED = (*ALWAYS, 401, 422, 429, 503)
 
 
 #: what each error status means here, as the example a route's documentation shows
@@ -162,6 +163,10 @@ _EXAMPLES: dict[int, tuple[str, list[dict[str, str]] | None]] = {
     422: (
         "to: '+1 415' is not in E.164 format ('+' then the country code and number)",
         [{"field": "to", "reason": "'+1 415' is not in E.164 format"}],
+    ),
+    429: (
+        "rate limit of 50 requests/s (burst 50) reached; retry after the Retry-After seconds",
+        None,
     ),
     503: ("the notification store is unavailable; nothing was stored, retry later", None),
 }

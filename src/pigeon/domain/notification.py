@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -32,6 +33,8 @@ class Notification:
     encoding: str
     status: NotificationStatus
     created_at: datetime
+    #: the trace its request event continues (headers, see :mod:`pigeon.tracing`); not stored
+    trace: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def new_sms(
@@ -78,6 +81,7 @@ class Notification:
             body=self.body,
             segments=self.segments,
             encoding=self.encoding,
+            trace=self.trace,
         )
 
 
@@ -115,6 +119,23 @@ class UsageDay:
 
 
 @dataclass(frozen=True)
+class AccountLimits:
+    """What an account may do; ``None`` in a field: no limit of that kind."""
+
+    #: requests per second, refilled continuously (a token bucket)
+    rate_per_second: int | None = None
+    #: how many requests may come at once after a quiet spell (default: one second's worth)
+    rate_burst: int | None = None
+    #: SMS segments per calendar month (UTC)
+    monthly_segment_quota: int | None = None
+
+    @property
+    def burst(self) -> int:
+        """The bucket's size."""
+        return self.rate_burst or self.rate_per_second or 0
+
+
+@dataclass(frozen=True)
 class Account:
     """A tenant: notifications, keys and usage belong to one."""
 
@@ -122,3 +143,5 @@ class Account:
     name: str
     #: authenticated with an admin key: may operate the dead-letter queue
     is_admin: bool = False
+    #: the account's limits; ``None`` when it has none (the common case costs one check)
+    limits: AccountLimits | None = None

@@ -32,6 +32,10 @@ accounts = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # limits (NULL: none); see pigeon.api.account_limits
+    Column("rate_per_second", Integer, nullable=True),
+    Column("rate_burst", Integer, nullable=True),
+    Column("monthly_segment_quota", BigInteger, nullable=True),
 )
 
 api_keys = Table(
@@ -186,4 +190,62 @@ dead_letters = Table(
     UniqueConstraint("dead_topic", "dead_partition", "dead_offset", name="dead_letters_position"),
     Index("dead_letters_dead_at", "dead_at"),
     Index("dead_letters_account", "account_id", "dead_at"),
+)
+
+# Status webhooks (issue 11): each account's endpoints, and one delivery per
+# (endpoint, status event) written by the webhook dispatcher; see pigeon.store.webhooks.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    # a JSON list of event type names; empty: every status event
+    Column("event_types", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("secret", String(100), nullable=False),
+    # while a rotation's grace period lasts, the old secret signs too
+    Column("previous_secret", String(100), nullable=True),
+    Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    Column("disabled_reason", Text, nullable=True),
+    # since when every attempt has failed (None: the last one succeeded)
+    Column("failing_since", DateTime(timezone=True), nullable=True),
+    Index("webhook_endpoints_account", "account_id", "created_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    # the order deliveries were written in, which is the log's order per notification
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),  # SQLite: the rowid
+        primary_key=True,
+        autoincrement=True,
+    ),
+    # the Standard Webhooks message id (webhook-id), the same on every attempt
+    Column("id", String(40), nullable=False),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("notification_id", String(40), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    # pending | delivered | failed
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    # at-least-once consumption never makes two deliveries of one event to one endpoint
+    UniqueConstraint("id", name="webhook_deliveries_id"),
+    UniqueConstraint("endpoint_id", "event_id", name="webhook_deliveries_event"),
+    # the sender's question: which pending deliveries are due
+    Index("webhook_deliveries_due", "state", "next_attempt_at"),
+    # the delivery log, and ordering per (endpoint, notification)
+    Index("webhook_deliveries_endpoint", "endpoint_id", "notification_id", "seq"),
+    Index("webhook_deliveries_log", "endpoint_id", "created_at"),
 )

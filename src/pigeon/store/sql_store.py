@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import secrets
 import sqlite3
@@ -21,11 +22,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from pigeon import metrics
 from pigeon.bus.port import Message
 from pigeon.bus.sqlite_schema import create_schema
 from pigeon.bus.sqlite_signals import CommitSignals
@@ -35,6 +37,7 @@ from pigeon.domain.events import Event, SmsCanceled, SmsRequested, SmsSent, utcn
 from pigeon.domain.ids import ulid
 from pigeon.domain.notification import (
     Account,
+    AccountLimits,
     Notification,
     NotificationView,
     TimelineEntry,
@@ -84,6 +87,7 @@ from pigeon.store.schema import (
     timeline,
     usage_daily,
 )
+from pigeon.store.webhooks import WebhookStore
 
 T = TypeVar("T")
 KEY_PREFIX = "pgn_"
@@ -146,6 +150,17 @@ class ReplayReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+#: the largest limit a setting takes (a quota past it is no quota)
+MAX_LIMIT = 1_000_000_000_000
+
+
+class Unset:
+    """The "leave it as it is" of :meth:`SqlStore.set_limits`."""
+
+
+UNSET = Unset()
+
+
 class SqlStore:
     """The notification store on a SQLite file or a PostgreSQL database.
 
@@ -203,12 +218,15 @@ class SqlStore:
         # every accepted notification of the group waited for those locks too.
         # (SQLite has one writer at a time anyway: one committer.)
         self._callback_commits = (
-            GroupCommitter(self._writer, on_commit=on_commit, before_commit=before_commit)
+            GroupCommitter(
+                self._writer, on_commit=on_commit, before_commit=before_commit, name="callbacks"
+            )
             if url.dialect == "postgresql"
             else self._commits
         )
         #: key hash -> (account, until when it may be used without asking the database)
         self._key_cache: dict[str, tuple[Account, float]] = {}
+        self._counted = metrics.notifications()  # None: metrics off
         self.intake_path: Path | None = None
         self._intake_commits: GroupCommitter | None = None
         self._intake_reader: AsyncEngine | None = None
@@ -222,6 +240,7 @@ class SqlStore:
                 writer_engine(intake_url, synchronous=synchronous),
                 on_commit=self._intake_signals.committed,
                 write_lock=FileWriteLock(self.intake_path),
+                name="intake",
             )
             self._intake_reader = reader_engine(intake_url, synchronous=synchronous)
         self._intake_listeners: list[Callable[[], None]] = []
@@ -285,6 +304,11 @@ class SqlStore:
                 yield conn
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"database {self.url} does not answer: {exc}") from exc
+
+    async def read_with(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` on a reader connection of the store (operators' counts, metrics)."""
+        async with self._read() as conn:
+            return await conn.run_sync(fn)
 
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the database answers."""
@@ -389,6 +413,62 @@ class SqlStore:
         self._key_cache.pop(digest, None)
         return old, key
 
+    async def set_limits(
+        self,
+        account_name: str,
+        *,
+        rate_per_second: int | Unset | None = UNSET,
+        rate_burst: int | Unset | None = UNSET,
+        monthly_segment_quota: int | Unset | None = UNSET,
+    ) -> Account:
+        """Change an account's limits (``None`` removes one, :data:`UNSET` keeps it); every
+        API process applies them within :data:`KEY_CACHE_SECONDS`. ``NotFoundError`` for an
+        unknown account, ``ValidationError`` for a value out of range."""
+        changes = {
+            name: value
+            for name, value in (
+                ("rate_per_second", rate_per_second),
+                ("rate_burst", rate_burst),
+                ("monthly_segment_quota", monthly_segment_quota),
+            )
+            if not isinstance(value, Unset)
+        }
+        for name, value in changes.items():
+            if value is not None and not 1 <= value <= MAX_LIMIT:
+                raise ValidationError(name, f"must be 1 to {MAX_LIMIT:,} (or none)")
+
+        def work(conn: Connection) -> Account:
+            if changes:
+                conn.execute(update(accounts).where(accounts.c.name == account_name), changes)
+            row = conn.execute(select(accounts).where(accounts.c.name == account_name)).first()
+            if row is None:
+                raise NotFoundError(f"no account {account_name!r}")
+            return Account(row.id, row.name, limits=limits_of(row))
+
+        account = await self._commits.submit(work)
+        self._key_cache.clear()  # this process at once; the others within a second
+        return account
+
+    async def account_named(self, name: str) -> Account:
+        """The account called ``name`` with its limits, or ``NotFoundError``."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.name == name))).first()
+        if row is None:
+            raise NotFoundError(f"no account {name!r}")
+        return Account(row.id, row.name, limits=limits_of(row))
+
+    async def segments_since(self, account_id: str, start: date) -> int:
+        """SMS segments the usage meter has counted for ``account_id`` from ``start`` on."""
+        async with self._read() as conn:
+            total = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(usage_daily.c.segments), 0)).where(
+                        usage_daily.c.account_id == account_id, usage_daily.c.day >= start
+                    )
+                )
+            ).scalar_one()
+        return int(total)
+
     async def authenticate(self, key: str) -> Account | None:
         """The account an API key belongs to, or None."""
         digest = hash_key(key)
@@ -397,16 +477,10 @@ class SqlStore:
         if cached is not None and cached[1] > now:
             return cached[0]
         async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts.c.id, accounts.c.name, api_keys.c.is_admin)
-                    .join(api_keys, api_keys.c.account_id == accounts.c.id)
-                    .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
-                )
-            ).first()
+            row = (await conn.execute(_AUTHENTICATE, {"digest": digest})).first()
         if row is None:
             return None
-        account = Account(row.id, row.name, bool(row.is_admin))
+        account = Account(row.id, row.name, bool(row.is_admin), limits_of(row))
         if len(self._key_cache) > KEY_CACHE_SIZE:  # keys tried once: forget them all
             self._key_cache.clear()
         self._key_cache[digest] = (account, now + KEY_CACHE_SECONDS)
@@ -418,18 +492,19 @@ class SqlStore:
         if self._intake_commits is not None:
             row = intake_sql.accepted_row(notification, self._log)
             await self._intake_commits.write([(_INSERT_INTAKE, [row])])
-            return
-        if self.url.dialect == "postgresql":
+        elif self.url.dialect == "postgresql":
             # one statement for the group's rows and the relay's NOTIFY (pg_statements)
             await self._commits.merged(self._accept_postgres, notification, quiet=True)
-            return
-        await self._commits.write(
-            [
-                (_INSERT_NOTIFICATION, [notification_values(notification)]),
-                (_INSERT_TIMELINE, [_accepted_entry(notification)]),
-                (self._log.statement, self._log.rows([notification.requested_event()])),
-            ]
-        )
+        else:
+            await self._commits.write(
+                [
+                    (_INSERT_NOTIFICATION, [notification_values(notification)]),
+                    (_INSERT_TIMELINE, [_accepted_entry(notification)]),
+                    (self._log.statement, self._log.rows([notification.requested_event()])),
+                ]
+            )
+        if self._counted is not None:
+            self._counted.accepted.inc()
 
     def _accept_postgres(self, conn: Connection, accepted: list[Notification]) -> list[None]:
         """A group of accepted notifications: rows, events and NOTIFY in one statement."""
@@ -472,6 +547,8 @@ class SqlStore:
                     return found
                 await asyncio.sleep(0.01)
             raise
+        if self._counted is not None:
+            self._counted.accepted.inc()
         return None
 
     def _insert_accepted(self, conn: Connection, accepted: Sequence[Notification]) -> None:
@@ -517,6 +594,8 @@ class SqlStore:
                     await (self._intake_commits or self._commits).submit(work)
             except KeyAlreadyUsed:
                 continue  # a concurrent request took one of the keys meanwhile: look again
+            if self._counted is not None and fresh:
+                self._counted.accepted.inc(len(fresh))
             return [earlier.get(c.key) if c is not None else None for _, c in items]
         raise StoreUnavailable(
             "the batch's idempotency keys kept being claimed by concurrent requests; retry it"
@@ -700,10 +779,16 @@ class SqlStore:
                 )
             event = SmsCanceled(account_id=account_id, notification_id=notification_id)
             append(self._log, conn, [event])
-            projection.project_status(conn, projector, [event])
+            finals.clear()  # a shared transaction that failed is retried alone
+            projection.project_status(conn, projector, [event], finals)
             return True
 
-        return await self._commits.submit(work)
+        finals: list[projection.FinalState] = []
+        canceled = await self._commits.submit(work)
+        projection.FinalState.log_all(finals)  # committed now
+        if self._counted is not None:
+            self._counted.finished(final.status for final in finals)
+        return canceled
 
     async def listen_intake(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every commit to the intake file, in any process."""
@@ -935,19 +1020,27 @@ class SqlStore:
         """Apply status events forward-only, exactly once per event id."""
 
         # with an outbox, a projection publishes nothing: its commit need not wake the relay
-        return int(
-            await self._commits.merged(self._project, (consumer, list(events)), quiet=self.outbox)
+        changed, finals = await self._commits.merged(
+            self._project, (consumer, list(events)), quiet=self.outbox
         )
+        projection.FinalState.log_all(finals)  # committed now
+        if self._counted is not None:
+            self._counted.finished(final.status for final in finals)
+        return int(changed)
 
     @staticmethod
-    def _project(conn: Connection, items: list[tuple[str, list[Event]]]) -> list[int]:
+    def _project(
+        conn: Connection, items: list[tuple[str, list[Event]]]
+    ) -> list[tuple[int, list[projection.FinalState]]]:
         """Every projector batch of a group commit, set-based; each caller learns how many
-        notifications the shared commit changed for its consumer."""
+        notifications the shared commit changed for its consumer (and the first caller
+        the notifications it made final, to log them once)."""
         by_consumer: dict[str, list[Event]] = {}
         for consumer, events in items:
             by_consumer.setdefault(consumer, []).extend(events)
-        changed = {c: projection.project_status(conn, c, e) for c, e in by_consumer.items()}
-        return [changed[consumer] for consumer, _ in items]
+        finals: list[projection.FinalState] = []
+        changed = {c: projection.project_status(conn, c, e, finals) for c, e in by_consumer.items()}
+        return [(changed[c], finals if i == 0 else []) for i, (c, _) in enumerate(items)]
 
     async def meter_usage(self, consumer: str, events: Sequence[SmsRequested]) -> int:
         """Count usage exactly once per event id."""
@@ -1040,6 +1133,12 @@ class SqlStore:
     ) -> int:
         # quiet: a purge publishes nothing, so its commit wakes no consumer
         return await self._commits.submit(lambda conn: chunk(conn, before, limit), quiet=True)
+
+    # -- status webhooks (see pigeon.store.webhooks) -------------------------------
+    @functools.cached_property
+    def webhooks(self) -> WebhookStore:
+        """Webhook endpoints and deliveries, on this store's committer and readers."""
+        return WebhookStore(self._commits, self.read_with, self.url.dialect)
 
 
 def _view_of(row: Row[Any], timeline: list[TimelineEntry] | None = None) -> NotificationView:
@@ -1209,3 +1308,25 @@ def _claim_pending_callbacks(conn: Connection, events: Sequence[Event]) -> list[
         if event is not None:
             claimed.append(event)
     return claimed
+
+
+_AUTHENTICATE = (
+    select(
+        accounts.c.id,
+        accounts.c.name,
+        api_keys.c.is_admin,
+        accounts.c.rate_per_second,
+        accounts.c.rate_burst,
+        accounts.c.monthly_segment_quota,
+    )
+    .join(api_keys, api_keys.c.account_id == accounts.c.id)
+    .where(api_keys.c.key_hash == bindparam("digest"), api_keys.c.revoked_at.is_(None))
+)
+
+
+def limits_of(row: Any) -> AccountLimits | None:
+    """An account row's limits, or ``None`` when it has none."""
+    rate, burst, quota = row.rate_per_second, row.rate_burst, row.monthly_segment_quota
+    if rate is None and quota is None:
+        return None
+    return AccountLimits(rate, burst if rate is not None else None, quota)

@@ -31,9 +31,10 @@ def test_every_scenario_runs_on_each_stack_and_the_scale_out_once_per_stack() ->
         )
         assert ("split", "accept_batch") in mine
         assert ("api-only", "accept_batch") not in mine  # the baselines have no batch route
-        # split and single: 6 each (accept_max, accept_batch, accept_latency, drain, steady,
-        # idle), split's scale_out, api-only's accept_max and accept_latency
-        assert len(mine) - len(echo) == 6 + 1 + 6 + 2
+        assert ("single", "webhook_latency") in mine
+        # split and single: 7 each (accept_max, accept_batch, accept_latency, drain, steady,
+        # idle, webhook_latency), split's scale_out, api-only's accept_max and accept_latency
+        assert len(mine) - len(echo) == 7 + 1 + 7 + 2
     assert planned[0][0] == "sqlite"
     assert planned[-1][0] == "kafka-postgres"
 
