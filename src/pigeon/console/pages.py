@@ -212,7 +212,13 @@ class Pages:
     async def detail_context(self, session: Session, notification_id: str) -> dict[str, Any]:
         view = await find_view(self.console, session, notification_id)
         attempts = await reads.attempts_of(self.console.store, view.notification.id)
-        return {"view": view, "attempts": attempts, "final": view.notification.status.is_final}
+        webhooks = await reads.webhooks_of(self.console.store, view.notification.id)
+        return {
+            "view": view,
+            "attempts": attempts,
+            "webhooks": webhooks,
+            "final": view.notification.status.is_final,
+        }
 
     async def notification(self, request: Request, session: Session, form: Form) -> Response:
         context = await self.detail_context(session, request.path_params["notification_id"])

@@ -18,7 +18,15 @@ from sqlalchemy import func, select, text
 from pigeon.domain.events import utcnow
 from pigeon.domain.status import NotificationStatus
 from pigeon.store.rows import utc
-from pigeon.store.schema import accounts, dead_letters, notifications, outbox, send_attempts
+from pigeon.store.schema import (
+    accounts,
+    dead_letters,
+    notifications,
+    outbox,
+    send_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
+)
 from pigeon.store.sql_store import SqlStore
 
 #: how far back the provider health looks
@@ -131,6 +139,47 @@ async def attempts_of(store: SqlStore, notification_id: str) -> list[AttemptRow]
             utc(r.finished_at) if r.finished_at is not None else None,
             r.provider_message_id,
             r.error,
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class WebhookRow:
+    """One status webhook of a notification, as the endpoint's delivery log has it."""
+
+    url: str
+    event_type: str
+    state: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+async def webhooks_of(store: SqlStore, notification_id: str) -> list[WebhookRow]:
+    """The notification's webhook deliveries, in the order they were written."""
+    d, e = webhook_deliveries.c, webhook_endpoints.c
+    async with store._read() as conn:
+        rows = (
+            await conn.execute(
+                select(webhook_deliveries, e.url)
+                .join(webhook_endpoints, e.id == d.endpoint_id)
+                .where(d.notification_id == notification_id)
+                .order_by(d.seq)
+            )
+        ).all()
+    return [
+        WebhookRow(
+            r.url,
+            r.event_type,
+            r.state,
+            r.attempts,
+            r.last_status_code,
+            r.last_error,
+            utc(r.delivered_at) if r.delivered_at is not None else None,
+            utc(r.next_attempt_at) if r.next_attempt_at is not None else None,
         )
         for r in rows
     ]

@@ -19,6 +19,7 @@ from pigeon.domain.events import TOPIC_SMS_DEAD, TOPIC_SMS_REQUESTED, encode
 from pigeon.domain.notification import Notification
 from pigeon.sandbox.server import SandboxServer
 from pigeon.services.projector import USAGE_GROUP
+from pigeon.store.webhook_rows import NewDelivery
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -375,3 +376,26 @@ async def test_the_health_page_shows_the_brokers_lag_or_says_why_not(
             assert page.status_code == 200
             assert shown in page.text
             assert 'id="dead-waiting">0<' in page.text
+
+
+async def test_a_notification_shows_its_webhook_deliveries(
+    pigeon: Pigeon, browser: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """The delivery log's rows of the notification, with the endpoint and the last answer."""
+    sent = await send(browser, tenant, "hooked")
+    await sign_in(browser, tenant.key)
+    before = await browser.get(f"/console/notifications/{sent}")
+    assert 'id="webhooks"' not in before.text and "No webhook for this notification" in before.text
+
+    hooks = pigeon.store.webhooks
+    endpoint, _secret = await hooks.create_endpoint(
+        tenant.account.id, url="http://127.0.0.1:9/hooks/orders", event_types=(), description=""
+    )
+    await hooks.enqueue(
+        [NewDelivery(endpoint.id, "evt_console_1", sent, "SmsDelivered", '{"data": {}}')]
+    )
+    page = await browser.get(f"/console/notifications/{sent}")
+    assert page.status_code == 200
+    table = page.text[page.text.index('id="webhooks"') :]
+    assert "http://127.0.0.1:9/hooks/orders" in table
+    assert "SmsDelivered" in table and 'data-state="pending"' in table
