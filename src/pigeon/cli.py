@@ -325,6 +325,7 @@ def run(
             typer.echo(
                 f"Pigeon is running.\n"
                 f"  API:          {api_url}   (docs: {api_url}/docs)\n"
+                f"  Console:      {api_url}/console   (metrics: {api_url}/metrics)\n"
                 f"  Sandbox SMS:  {sandbox_url}/sandbox/messages\n"
                 f"  Data:         {settings.data_dir.resolve()}\n"
                 f"  Dev API key:  {key}\n\n"

@@ -27,6 +27,7 @@ async def test_pigeon_run_serves_the_api_workers_and_sandbox_in_one_process(
     await cluster.start(process)
     key = (cluster.data_dir / "dev-api-key").read_text().strip()
     assert f"Dev API key:  {key}" in process.stdout()
+    assert f"Console:      {cluster.api_url}/console" in process.stdout()
 
     async with cluster.api_client(key) as api, cluster.sandbox_client() as sandbox:
         # When five SMS are sent
