@@ -37,7 +37,7 @@ from pigeon.api import problems
 from pigeon.api.deps import AccountDep, bearer_key, json_response
 from pigeon.api.problems import PROBLEM_JSON, problem_body
 from pigeon.domain.notification import Account, AccountLimits
-from pigeon.errors import PermissionDenied
+from pigeon.errors import PermissionDenied, PigeonError
 from pigeon.store.sql_store import SqlStore
 
 #: header fields of an answer, as ASGI sends them
@@ -172,7 +172,10 @@ class AccountRateLimit:
             await self.app(scope, receive, send)
             return
         key = bearer_key(scope)
-        account = await self._store.authenticate(key) if key else None
+        try:
+            account = await self._store.authenticate(key) if key else None
+        except PigeonError:  # the store is down: the route answers that (503), not us
+            account = None
         if account is None or account.limits is None or not account.limits.rate_per_second:
             await self.app(scope, receive, send)
             return
