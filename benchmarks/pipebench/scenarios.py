@@ -26,7 +26,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from harness.cluster import Cluster
+from harness.cluster import WORKERS, Cluster
 from harness.processes import cpu_percent, free_port, pss_bytes
 from harness.sandbox_client import arrivals, set_faults, wait_for_inbox
 from pipebench.history import multiply
@@ -40,6 +40,8 @@ from pipebench.load import (
 )
 
 Result = dict[str, Any]
+#: every consumer worker but the sender (the drain and the scale-out start senders later)
+ALL_BUT_SENDER = tuple(w for w in WORKERS if w != "sms-sender")
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
         cluster.spawn("api", "api")
         await cluster.wait_http(f"{cluster.api_url}/healthz")
     else:
-        await cluster.start_split(workers=("usage-meter", "status-projector"))
+        await cluster.start_split(workers=ALL_BUT_SENDER)
     requests = Requests(cluster.api_url, cluster.api_key, "drain")
     loaded = await preload(requests, opts.drain_count, connections=opts.connections)
     count = int(loaded["accepted"])
@@ -357,7 +359,7 @@ async def scale_out_run(
     before the backlog is posted, so the clock starts at the first request and
     the hand-over of partitions is not in the figure.
     """
-    await cluster.start_split(workers=("usage-meter", "status-projector"))
+    await cluster.start_split(workers=ALL_BUT_SENDER)
     await set_faults(cluster.sandbox_url, latency_ms=opts.scale_latency_ms)
     requests = Requests(cluster.api_url, cluster.api_key, tag)
     names = [f"sms-sender-{i + 1}" for i in range(senders)]

@@ -42,6 +42,8 @@ from pigeon.store.sql_store import SqlStore
 
 #: header fields of an answer, as ASGI sends them
 Fields = list[tuple[bytes, bytes]]
+#: where this middleware leaves the caller's account in the ASGI scope (for the fast path)
+ACCOUNT_SCOPE_KEY = "pigeon.account"
 #: the policy's name in the RateLimit fields
 POLICY = "rate"
 #: how long the month's usage read from the store is trusted
@@ -176,6 +178,8 @@ class AccountRateLimit:
             account = await self._store.authenticate(key) if key else None
         except PigeonError:  # the store is down: the route answers that (503), not us
             account = None
+        if account is not None:  # the fast path reads it instead of looking the key up again
+            scope[ACCOUNT_SCOPE_KEY] = account
         if account is None or account.limits is None or not account.limits.rate_per_second:
             await self.app(scope, receive, send)
             return

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pigeon import tracing
 from pigeon.api.accepting import accepted_answer, new_notification
-from pigeon.api.account_limits import QuotaGuard
+from pigeon.api.account_limits import ACCOUNT_SCOPE_KEY, QuotaGuard
 from pigeon.api.problems import store_unavailable
 from pigeon.api.schemas import SendNotification
 from pigeon.errors import PigeonError, StoreUnavailable
@@ -104,7 +104,8 @@ class FastPath:
         ):
             return False
         try:
-            account = await self._store.authenticate(key.strip())
+            # authenticated already by the rate limit middleware, if it runs (the same key)
+            account = scope.get(ACCOUNT_SCOPE_KEY) or await self._store.authenticate(key.strip())
             if account is None:
                 return False
             # the framework's own parser: orjson would read some bodies differently
