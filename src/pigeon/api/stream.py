@@ -121,7 +121,8 @@ class _Matcher:
         if known is None:
             view = await self._store.get_view(self._account.id, event.notification_id)
             have = view.notification.metadata if view is not None else {}
-            known = all(str(have.get(k)) == v for k, v in self._filter.metadata.items())
+            # as the listing matches: the key holds exactly this string
+            known = all(have.get(k) == v for k, v in self._filter.metadata.items())
             self._metadata[event.notification_id] = known
             if len(self._metadata) > _METADATA_CACHE:
                 self._metadata.popitem(last=False)
