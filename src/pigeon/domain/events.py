@@ -31,6 +31,8 @@ TOPIC_STATUS_DEAD = "notification.status.dead"
 
 #: ``trace`` is not in the envelope either: it travels in the message headers
 _ENVELOPE_FIELDS = ("event_id", "account_id", "notification_id", "occurred_at", "trace")
+#: each event class's ``data`` fields, in order (filled on first use)
+_DATA_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def utcnow() -> datetime:
@@ -39,8 +41,14 @@ def utcnow() -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix and microseconds."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with a ``Z`` suffix and microseconds.
+
+    ``isoformat`` rather than ``strftime``: a third of the time, on a path that
+    formats several times per notification (and it pads the year to 4 digits).
+    """
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(value: str) -> datetime:
@@ -70,11 +78,13 @@ class Event:
 
     def data(self) -> dict[str, Any]:
         """The event-specific fields, as they go into the envelope's ``data``."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in _ENVELOPE_FIELDS
-        }
+        names = _DATA_FIELDS.get(type(self))
+        if names is None:  # once per class: dataclasses.fields() is slow on a hot path
+            names = tuple(
+                f.name for f in dataclasses.fields(self) if f.name not in _ENVELOPE_FIELDS
+            )
+            _DATA_FIELDS[type(self)] = names
+        return {name: getattr(self, name) for name in names}
 
     def detail(self) -> str:
         """One human line for the notification's timeline."""

@@ -31,9 +31,13 @@ class SegmentCount:
     segments: int
 
 
+#: every character GSM-7 can carry
+_GSM7_ANY = GSM7_BASIC | GSM7_EXTENSION
+
+
 def is_gsm7(body: str) -> bool:
     """True when every character of ``body`` is in the GSM-7 basic or extension table."""
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in body)
+    return _GSM7_ANY.issuperset(body)
 
 
 def _pack(sizes: list[int], single: int, multi: int) -> int:
@@ -50,9 +54,23 @@ def _pack(sizes: list[int], single: int, multi: int) -> int:
 
 
 def count_segments(body: str) -> SegmentCount:
-    """Count the segments ``body`` is billed as (an empty body is one segment)."""
+    """Count the segments ``body`` is billed as (an empty body is one segment).
+
+    The units are counted in C (``str.count``, UTF-16 length); the per-character
+    packing runs only for a body that needs more than one segment.
+    """
+    if GSM7_BASIC.issuperset(body):  # most bodies: one septet per character
+        units = len(body)
+        if units <= 160:
+            return SegmentCount("GSM-7", units, 1)
     if is_gsm7(body):
+        units = len(body) + sum(map(body.count, GSM7_EXTENSION))
+        if units <= 160:
+            return SegmentCount("GSM-7", units, 1)
         sizes = [2 if ch in GSM7_EXTENSION else 1 for ch in body]
-        return SegmentCount("GSM-7", sum(sizes), _pack(sizes, 160, 153))
+        return SegmentCount("GSM-7", units, _pack(sizes, 160, 153))
+    units = len(body.encode("utf-16-le", "surrogatepass")) // 2
+    if units <= 70:
+        return SegmentCount("UCS-2", units, 1)
     sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
-    return SegmentCount("UCS-2", sum(sizes), _pack(sizes, 70, 67))
+    return SegmentCount("UCS-2", units, _pack(sizes, 70, 67))

@@ -69,16 +69,20 @@ class SqliteEventLog:
 
     def rows(self, events: Sequence[Event]) -> list[dict[str, Any]]:
         """The insert parameters of ``events``."""
-        rows = []
+        return [dict(zip(_COLUMNS, values, strict=True)) for values in self.params(events)]
+
+    def params(self, events: Sequence[Event]) -> list[tuple[str, int, str, bytes, str, float]]:
+        """The positional parameters of ``INSERT_LOG`` (the columns of ``bus_log``, in
+        order) for ``events``: for a raw ``executemany``, with no per-row compiling."""
+        params = []
         for event in events:
             topic, key = route(event)
             partitions = self._partitions.get(topic, self._default)
             headers = {HEADER_EVENT_TYPE: event.type_name}
             if event.trace is not None:  # traceparent (and tracestate): see pigeon.tracing
                 headers.update(event.trace)
-            values = log_row(topic, partitions, key, encode(event), headers)
-            rows.append(dict(zip(_COLUMNS, values, strict=True)))
-        return rows
+            params.append(log_row(topic, partitions, key, encode(event), headers))
+        return params
 
     def raw_rows(self, records: Sequence[RawRecord]) -> list[dict[str, Any]]:
         """The insert parameters of ``records``."""

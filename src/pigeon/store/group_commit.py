@@ -46,8 +46,9 @@ BUSY_WAIT_SECONDS = 10.0
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-#: a statement and the rows to run it with (every row with the same keys)
-Write = tuple[Executable, list[dict[str, Any]]]
+#: a statement and the rows to run it with (every row with the same keys); a statement
+#: given as SQL text goes to the driver as it is, with positional rows (tuples)
+Write = tuple[Executable | str, list[Any]]
 #: a set-based function over many callers' items; one result per item, in order
 MergedFn = Callable[[Connection, list[Any]], list[Any]]
 
@@ -247,7 +248,7 @@ class GroupCommitter:
                 sets.setdefault(work.fn, []).append(index)
         with lock, self._engine.begin() as conn:
             results: list[Any] = [None] * len(works)
-            merged: dict[Executable, list[dict[str, Any]]] = {}
+            merged: dict[Executable | str, list[Any]] = {}
             for index, work in enumerate(works):
                 if isinstance(work, list):
                     for stmt, rows in work:
@@ -283,10 +284,13 @@ class GroupCommitter:
             future.set_exception(exc)
 
 
-def _flush(conn: Connection, merged: dict[Executable, list[dict[str, Any]]]) -> None:
+def _flush(conn: Connection, merged: dict[Executable | str, list[Any]]) -> None:
     for stmt, rows in merged.items():
-        # one row: a plain execute (an executemany of one row pays for a pipeline)
-        conn.execute(stmt, rows[0] if len(rows) == 1 else rows)
+        if isinstance(stmt, str):  # no compiling, no per-row parameter processing
+            conn.exec_driver_sql(stmt, rows)
+        else:
+            # one row: a plain execute (an executemany of one row pays for a pipeline)
+            conn.execute(stmt, rows[0] if len(rows) == 1 else rows)
     merged.clear()
 
 

@@ -34,9 +34,11 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Column,
     Float,
@@ -55,8 +57,7 @@ from pigeon.bus.sqlite_schema import INSERT_LOG, configure
 from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.notification import Notification
 from pigeon.providers.twilio_reports import upgrade_stored_callback
-from pigeon.store.event_log import EventLog
-from pigeon.store.rows import notification_values
+from pigeon.store.event_log import SqliteEventLog
 from pigeon.store.schema import idempotency_keys, notifications
 
 metadata = MetaData()
@@ -126,6 +127,12 @@ _INSERT_ACCEPTED = (
     "INSERT INTO timeline (notification_id, status, at, detail) "
     "VALUES (?, 'accepted', ?, 'accepted by the API')"
 )
+#: one accepted notification (parameters: :func:`accepted_params`)
+INSERT_INTAKE = (
+    f"INSERT INTO intake_notifications ({', '.join(NOTIFICATION_COLUMNS)}, "
+    f"{', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(NOTIFICATION_COLUMNS) + len(_EVENT_COLUMNS)))})"
+)
 _POSITIONS = "SELECT name, seq FROM intake_positions"
 _SET_POSITION = "INSERT OR REPLACE INTO intake_positions (name, seq) VALUES (?, ?)"
 _CREATED = NOTIFICATION_COLUMNS.index("created_at")
@@ -169,20 +176,33 @@ def _upgrade_kept_callbacks(conn: sqlite3.Connection) -> None:
             conn.executemany("UPDATE intake_callbacks SET params = ? WHERE seq = ?", upgraded)
 
 
-def accepted_row(notification: Notification, log: EventLog) -> dict[str, Any]:
-    """The intake row of an accepted notification: its columns and its request event."""
-    values = notification_values(notification)
-    (event,) = log.rows([notification.requested_event()])
-    row = {name: values[name] for name in NOTIFICATION_COLUMNS}
-    row.update(
-        topic=event["topic"],
-        partition=event["partition"],
-        key=event["key"],
-        value=event["value"],
-        headers=event["headers"],
-        logged_at=event["created_at"],
+def accepted_params(notification: Notification, log: SqliteEventLog) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT_INTAKE` for an accepted notification: its columns
+    and its request event, bound as SQLAlchemy would bind them (a raw ``executemany``
+    skips SQLAlchemy's per-row parameter processing: a fifth of a batch's cost)."""
+    n = notification
+    (event,) = log.params([n.requested_event()])
+    return (
+        n.id,
+        n.account_id,
+        n.channel,
+        n.to,
+        n.from_number,
+        n.body,
+        orjson.dumps(n.metadata).decode(),
+        n.segments,
+        n.encoding,
+        n.status.value,
+        sqlite_datetime(n.created_at),
+        *event,
     )
-    return row
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """A time as SQLAlchemy's SQLite ``DateTime`` stores it (UTC, no offset)."""
+    if value.tzinfo is not None and value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def callback_row(report: DeliveryReport) -> dict[str, Any]:

@@ -94,7 +94,6 @@ KEY_PREFIX = "pgn_"
 _INSERT_NOTIFICATION = insert(notifications)
 _INSERT_TIMELINE = insert(timeline)
 _INSERT_PENDING = insert(pending_callbacks)
-_INSERT_INTAKE = insert(intake_sql.intake_notifications)
 _INSERT_INTAKE_CALLBACK = insert(intake_sql.intake_callbacks)
 _INTAKE_HEADS = select(
     select(func.max(intake_sql.intake_notifications.c.seq)).scalar_subquery(),
@@ -490,8 +489,8 @@ class SqlStore:
     async def accept(self, notification: Notification) -> None:
         """Store a new notification with its request event, in one transaction."""
         if self._intake_commits is not None:
-            row = intake_sql.accepted_row(notification, self._log)
-            await self._intake_commits.write([(_INSERT_INTAKE, [row])])
+            params = self._intake_params([notification])
+            await self._intake_commits.write([(intake_sql.INSERT_INTAKE, params)])
         elif self.url.dialect == "postgresql":
             # one statement for the group's rows and the relay's NOTIFY (pg_statements)
             await self._commits.merged(self._accept_postgres, notification, quiet=True)
@@ -551,12 +550,17 @@ class SqlStore:
             self._counted.accepted.inc()
         return None
 
+    def _intake_params(self, accepted: Sequence[Notification]) -> list[tuple[Any, ...]]:
+        log = self._log
+        assert isinstance(log, SqliteEventLog)  # the intake file exists on SQLite only
+        return [intake_sql.accepted_params(n, log) for n in accepted]
+
     def _insert_accepted(self, conn: Connection, accepted: Sequence[Notification]) -> None:
         """Rows and request events of ``accepted`` in ``conn``'s transaction (claims apart)."""
         if not accepted:
             return
         if self._intake_commits is not None:
-            conn.execute(_INSERT_INTAKE, [intake_sql.accepted_row(n, self._log) for n in accepted])
+            conn.exec_driver_sql(intake_sql.INSERT_INTAKE, self._intake_params(accepted))
             return
         if conn.dialect.name == "postgresql":
             self._accept_postgres(conn, list(accepted))  # one statement, however many

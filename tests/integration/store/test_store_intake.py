@@ -258,3 +258,41 @@ def test_processes_starting_together_create_the_intake_file_once(tmp_path: Path)
         thread.join()
     assert failures == []
     assert _count(path, "SELECT COUNT(*) FROM intake_notifications") == 0
+
+
+async def test_every_column_reads_back_as_accepted_before_and_after_the_move(
+    store: SqlStore, account: Account
+) -> None:
+    """The intake row is bound by hand (a raw executemany), not by SQLAlchemy: each
+    column must read back exactly as the notification was built, from the intake
+    file before the move and from the store after it, single and batched."""
+    single = Notification.new_sms(
+        account_id=account.id,
+        to=TO,
+        from_number="+14155550100",
+        body="Привет, 世界 😀" * 5,  # UCS-2, several segments
+        metadata={"order": "A-1", "nested": {"n": 1, "list": [1, "two"]}, "none": None},
+    )
+    batched = [_new(account, f"batch {i} ^{{}}") for i in range(3)]  # GSM-7 extension chars
+    await store.accept(single)
+    assert await store.accept_batch([(n, None) for n in batched]) == [None] * 3
+    sent = [single, *batched]
+
+    def fields(n: Notification) -> tuple[object, ...]:
+        return (
+            n.id, n.account_id, n.channel, n.to, n.from_number, n.body, n.metadata,
+            n.segments, n.encoding, n.status, n.created_at,
+        )  # fmt: skip
+
+    for notification in sent:  # not moved yet: read from the intake file
+        view = await store.get_view(account.id, notification.id)
+        assert view is not None
+        assert fields(view.notification) == fields(notification)
+    moved = await store.move_intake(limit=10)
+    assert moved.notifications == 4
+    await store.forget_moved_intake(moved)
+    for notification in sent:  # from the store's own tables
+        view = await store.get_view(account.id, notification.id)
+        assert view is not None
+        assert fields(view.notification) == fields(notification)
+        assert [step.status for step in view.timeline] == ["accepted"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pigeon.domain.segments import (
     GSM7_BASIC,
@@ -128,3 +130,46 @@ def test_is_gsm7_tells_whether_every_character_is_in_the_gsm_tables(
 ) -> None:
     """'é' is in the basic table, 'ï' is not."""
     assert is_gsm7(body) is expected
+
+
+def _reference(body: str) -> tuple[str, int, int]:
+    """Segments counted character by character, as the rules read (the slow way)."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in body):
+        sizes, single, multi, encoding = (
+            [2 if ch in GSM7_EXTENSION else 1 for ch in body],
+            160,
+            153,
+            "GSM-7",
+        )
+    else:
+        sizes, single, multi, encoding = (
+            [2 if ord(ch) > 0xFFFF else 1 for ch in body],
+            70,
+            67,
+            "UCS-2",
+        )
+    if sum(sizes) <= single:
+        return encoding, sum(sizes), 1
+    segments, used = 1, 0
+    for size in sizes:
+        if used + size > multi:
+            segments, used = segments + 1, 0
+        used += size
+    return encoding, sum(sizes), segments
+
+
+_ALPHABETS = st.sampled_from(
+    [
+        "".join(sorted(GSM7_BASIC)),
+        "".join(sorted(GSM7_BASIC | GSM7_EXTENSION)),
+        "".join(sorted(GSM7_BASIC | GSM7_EXTENSION)) + "éüΩ中😀\U0001f600",
+    ]
+)
+
+
+@given(
+    _ALPHABETS.flatmap(lambda alphabet: st.text(alphabet=st.sampled_from(alphabet), max_size=400))
+)
+def test_the_fast_count_agrees_with_counting_character_by_character(body: str) -> None:
+    counted = count_segments(body)
+    assert (counted.encoding, counted.units, counted.segments) == _reference(body)
