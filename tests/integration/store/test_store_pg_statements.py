@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -14,7 +14,7 @@ from tests.integration.postgres import fresh_schema
 
 from pigeon.store import migrate
 from pigeon.store.engine import DatabaseUrl
-from pigeon.store.pg_statements import array_type, insert_new, insert_rows, update_rows
+from pigeon.store.pg_statements import insert_new, insert_rows, pg_type, update_rows
 from pigeon.store.schema import metadata, outbox, pending_callbacks, send_attempts
 
 
@@ -31,11 +31,11 @@ def engine() -> Iterator[tuple[Engine, str]]:
             engine.dispose()
 
 
-def test_every_column_of_every_table_has_an_array_type() -> None:
+def test_every_column_of_every_table_has_a_postgresql_type() -> None:
     """A new column of a type insert_rows cannot send fails here, not in production."""
     for table in metadata.tables.values():
         for column in table.columns:
-            assert array_type(column.type).endswith("[]"), (table.name, column.name)
+            assert pg_type(column.type), (table.name, column.name)
 
 
 def test_rows_of_two_tables_and_the_notify_arrive_in_one_statement(
@@ -161,3 +161,38 @@ def test_insert_new_waits_for_a_concurrent_holder_of_the_key_and_leaves_its_row_
             )
         ).all()
     assert [tuple(r) for r in rows] == [("ntf_1", "started"), ("ntf_2", "started")]
+
+
+def test_text_bytes_and_times_that_json_must_escape_arrive_unchanged(
+    engine: tuple[Engine, str],
+) -> None:
+    """Rows travel as one JSON document: quotes, backslashes, control characters,
+    non-BMP text, empty and high bytes, a naive time (taken as UTC) and another
+    offset all read back as they were given."""
+    db, _ = engine
+    texts = ['"quoted"', "back\\slash \\x41", "tab\tnew\nline\u0001", "Привет 😀", "", "{}"]
+    values = [b"", b"\\x00", bytes(range(256)), b'{"a":1}', b"\x00\xff", b"plain"]
+    moments = [
+        datetime(2026, 11, 30, 8, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 11, 30, 8, 0, 0, 1),  # naive: UTC
+        datetime(2026, 11, 30, 9, 30, tzinfo=timezone(timedelta(hours=1, minutes=30))),
+        datetime(1999, 1, 1, tzinfo=UTC),
+        datetime(2026, 2, 28, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 11, 30, tzinfo=UTC),
+    ]
+    events = [
+        {"topic": "t", "key": text, "value": value, "headers": text, "created_at": moment}
+        for text, value, moment in zip(texts, values, moments, strict=True)
+    ]
+    with db.begin() as conn:
+        insert_rows(conn, [(outbox, events)])
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(outbox.c.key, outbox.c.value, outbox.c.headers, outbox.c.created_at).order_by(
+                outbox.c.id
+            )
+        ).all()
+    expected_times = [m if m.tzinfo is not None else m.replace(tzinfo=UTC) for m in moments]
+    assert [(r.key, bytes(r.value), r.headers, r.created_at) for r in rows] == [
+        (t, v, t, m) for t, v, m in zip(texts, values, expected_times, strict=True)
+    ]
