@@ -12,6 +12,7 @@ On the wire every event is one JSON object, the same on every bus backend::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,15 +41,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def format_time(value: datetime) -> str:
     """ISO 8601 in UTC with a ``Z`` suffix and microseconds.
 
-    ``isoformat`` rather than ``strftime``: a third of the time, on a path that
-    formats several times per notification (and it pads the year to 4 digits).
+    ``isoformat`` rather than ``strftime`` (a third of the time, and the year
+    padded to 4 digits), and remembered: a notification's creation time is
+    formatted for its answer, its request event and its log line.
     """
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_time(value: str) -> datetime:

@@ -205,9 +205,8 @@ def sqlite_datetime(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def callback_row(report: DeliveryReport) -> dict[str, Any]:
-    """The intake row of a provider's delivery report (a status callback)."""
-    return {"params": report.to_json()}
+#: one provider delivery report (a status callback), as ``DeliveryReport.to_json``
+INSERT_INTAKE_CALLBACK = "INSERT INTO intake_callbacks (params) VALUES (?)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,6 @@ from pigeon.store.event_log import (
     append,
 )
 from pigeon.store.group_commit import GroupCommitter
-from pigeon.store.intake import callback_row
 from pigeon.store.rows import notification_from_row, notification_values, utc
 from pigeon.store.schema import (
     accounts,
@@ -94,7 +93,6 @@ KEY_PREFIX = "pgn_"
 _INSERT_NOTIFICATION = insert(notifications)
 _INSERT_TIMELINE = insert(timeline)
 _INSERT_PENDING = insert(pending_callbacks)
-_INSERT_INTAKE_CALLBACK = insert(intake_sql.intake_callbacks)
 _INTAKE_HEADS = select(
     select(func.max(intake_sql.intake_notifications.c.seq)).scalar_subquery(),
     select(func.max(intake_sql.intake_callbacks.c.seq)).scalar_subquery(),
@@ -724,7 +722,8 @@ class SqlStore:
             return True
         if self._intake_commits is not None:
             # applied when the intake relay moves it (kept there if its id is not known yet)
-            await self._intake_commits.write([(_INSERT_INTAKE_CALLBACK, [callback_row(report)])])
+            row = (report.to_json(),)
+            await self._intake_commits.write([(intake_sql.INSERT_INTAKE_CALLBACK, [row])])
             return True
         # PostgreSQL: apply_callbacks notifies the relay in its own insert statement
         quiet = self.url.dialect == "postgresql"
