@@ -511,7 +511,8 @@ def build(settings: Settings) -> Pigeon:
         synchronous=settings.sqlite_synchronous,
         readers=READERS,
     )
-    on_commit.append(bus.wake)
+    # a commit rings the consumers of the topics it wrote to, no others
+    on_commit.append(bus.wake_committed)
     partitions: dict[str, int] = {}
     store = SqlStore(
         database,
@@ -519,6 +520,7 @@ def build(settings: Settings) -> Pigeon:
         default_partitions=settings.bus_partitions,
         synchronous=settings.sqlite_synchronous,
         on_commit=committed,
+        on_topics=bus.committed_topics,
         auto_migrate=settings.auto_migrate,
         idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
         intake=True,

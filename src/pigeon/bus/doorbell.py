@@ -8,6 +8,12 @@ event-loop turn. A ring only says "look again"; what is new is always read
 from the log, so a lost or extra ring costs nothing but a poll (and consumers
 still poll on a slow fallback timer, see ``PIGEON_BUS_POLL_INTERVAL_MS``).
 
+A ring names the topics the commit wrote to (``sms.requested,…``; ``!`` when
+not known), so that a process wakes only the consumers of those topics: with
+one ring for every commit of every process, each commit woke every consumer
+of every process, and their polls (a thread hop and a query each) were most
+of a worker's CPU at a low rate.
+
 The sockets live in Linux's abstract namespace (no path-length limit, nothing
 left on disk by ``kill -9``); the folder holds one empty file per listener,
 named after its address. A ring refused by a dead listener removes its file.
@@ -33,12 +39,18 @@ log = logging.getLogger(__name__)
 #: how long a listing of the peers is trusted before the folder is read again
 PEERS_TTL_SECONDS = 1.0
 _PREFIX = "pigeon-bus-"
+#: the ring of unknown topics (every consumer looks)
+_ALL = b"!"
+#: a longer list of topics rings all (a datagram stays small)
+_MAX_RING_BYTES = 512
+#: topics named by a ring; None: not known, every consumer looks
+Topics = frozenset[str] | None
 
 
 class Doorbell:
     """Rings the other processes on one SQLite file; calls ``on_ring`` when rung."""
 
-    def __init__(self, folder: Path, on_ring: Callable[[], None]) -> None:
+    def __init__(self, folder: Path, on_ring: Callable[[Topics], None]) -> None:
         self._folder = folder
         self._on_ring = on_ring
         self._name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -46,6 +58,8 @@ class Doorbell:
         self._ringer: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = False
+        #: topics to ring on this turn (None: all)
+        self._to_ring: set[str] | None = set()
         self._peers: list[str] = []
         self._peers_read_at = -PEERS_TTL_SECONDS
 
@@ -83,11 +97,16 @@ class Doorbell:
         with contextlib.suppress(OSError):
             (self._folder / self._name).unlink()
 
-    def ring(self) -> None:
-        """Wake every process listening on this file, once per event-loop turn at most.
+    def ring(self, topics: Topics = None) -> None:
+        """Wake the consumers of ``topics`` (None: of every topic) in every process
+        listening on this file, once per event-loop turn at most.
 
         A process that only publishes (the API) rings without listening.
         """
+        if topics is None:
+            self._to_ring = None
+        elif self._to_ring is not None:
+            self._to_ring.update(topics)
         if self._pending:
             return
         if self._loop is None:
@@ -100,12 +119,18 @@ class Doorbell:
 
     def _send(self) -> None:
         self._pending = False
+        topics, self._to_ring = self._to_ring, set()
+        if topics is not None and not topics:
+            return  # nothing was written to the log
+        payload = _ALL if topics is None else ",".join(sorted(topics)).encode()
+        if len(payload) > _MAX_RING_BYTES:
+            payload = _ALL
         sock = self._sock or self._sender()
         if sock is None:
             return
         for peer in self._current_peers():
             try:
-                sock.sendto(b"!", _address(peer))
+                sock.sendto(payload, _address(peer))
             except BlockingIOError:
                 pass  # its queue is full of rings: it will look anyway
             except OSError as exc:
@@ -138,10 +163,16 @@ class Doorbell:
         sock = self._sock
         if sock is None:
             return
+        topics: set[str] | None = set()
         with contextlib.suppress(OSError):
             while True:  # drain: many rings are one wake-up
-                sock.recv(64)
-        self._on_ring()
+                ring = sock.recv(_MAX_RING_BYTES)
+                if ring == _ALL or not ring:
+                    topics = None
+                elif topics is not None:
+                    topics.update(ring.decode("utf-8", "replace").split(","))
+        if topics is None or topics:
+            self._on_ring(None if topics is None else frozenset(topics))
 
 
 def _address(name: str) -> str:

@@ -31,6 +31,7 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from typing import TypeVar
 import orjson
 
 from pigeon.bus import sqlite_retention
+from pigeon.bus.doorbell import Topics
 from pigeon.bus.port import Batch, Message
 from pigeon.bus.sqlite_consumer import SqliteConsumer
 from pigeon.bus.sqlite_schema import INSERT_LOG, create_schema, log_row
@@ -89,6 +91,9 @@ class SqliteEventBus:
         #: called like consumers' wakes (log tails: the API's live streams)
         self._watchers: set[Callable[[], None]] = set()
         self._signals = CommitSignals(path, synchronous, self._wake_local)
+        #: topics the store's writer thread has committed to and no ring has named yet
+        self._committed: set[str] = set()
+        self._committed_lock = threading.Lock()
 
     async def start(self) -> None:
         """Create the log tables if needed, open the connection and start listening."""
@@ -156,13 +161,33 @@ class SqliteEventBus:
         await self.write(lambda conn: conn.execute(INSERT_LOG, row))
         self.wake()
 
-    def wake(self) -> None:
-        """New entries were committed: wake this process's consumers and ring the others."""
-        self._signals.committed()
+    def wake(self, topics: Topics = None) -> None:
+        """New entries were committed to ``topics`` (None: not known): wake this process's
+        consumers of them and ring the others."""
+        self._signals.committed(topics)
 
-    def _wake_local(self) -> None:
+    def committed_topics(self, topics: frozenset[str]) -> None:
+        """The store's writer thread committed a transaction that wrote to ``topics``.
+
+        Called in that thread right after the commit, before the transaction's
+        callers are answered, so the :meth:`wake_committed` that follows names
+        only committed topics and misses none.
+        """
+        if topics:
+            with self._committed_lock:
+                self._committed.update(topics)
+
+    def wake_committed(self) -> None:
+        """After a store commit: wake the consumers of what was committed since the last
+        call (nobody's, when nothing was written to the log)."""
+        with self._committed_lock:
+            topics, self._committed = self._committed, set()
+        self._signals.committed(frozenset(topics))
+
+    def _wake_local(self, topics: Topics) -> None:
         for consumer in self._consumers:
-            consumer.wake()
+            if topics is None or consumer.topic in topics:
+                consumer.wake()
         for watcher in self._watchers:
             watcher()
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import orjson
@@ -131,6 +132,32 @@ def create_schema(path: Path) -> None:
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
     finally:
         conn.close()
+
+
+#: the topics the current thread's open transaction wrote to ``bus_log`` (see
+#: :func:`touch`); one writer thread per store, one transaction at a time in it
+_touched = threading.local()
+
+
+def touch(topics: Iterable[str]) -> None:
+    """Record that this thread's open transaction appends to ``topics`` (every insert
+    into ``bus_log`` made in a store transaction says so, for the ring after its commit)."""
+    seen: set[str] | None = getattr(_touched, "topics", None)
+    if seen is None:
+        seen = _touched.topics = set()
+    seen.update(topics)
+
+
+def take_touched() -> frozenset[str]:
+    """The topics recorded since the last call (or :func:`forget_touched`), and forget them."""
+    seen: set[str] | None = getattr(_touched, "topics", None)
+    _touched.topics = set()
+    return frozenset(seen or ())
+
+
+def forget_touched() -> None:
+    """A transaction starts (or rolled back): nothing it recorded was written."""
+    _touched.topics = set()
 
 
 def log_row(

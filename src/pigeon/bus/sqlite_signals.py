@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pigeon.bus.doorbell import Doorbell
+from pigeon.bus.doorbell import Doorbell, Topics
 from pigeon.bus.sqlite_checkpoint import Checkpointer
 
 
 class CommitSignals:
     """Rings on a commit to ``path``; calls ``on_ring`` for this process's and others'."""
 
-    def __init__(self, path: Path, synchronous: str, on_ring: Callable[[], None]) -> None:
+    def __init__(self, path: Path, synchronous: str, on_ring: Callable[[Topics], None]) -> None:
         self._on_ring = on_ring
         self._doorbell = Doorbell(path.with_name(path.name + "-wake"), on_ring)
         self._checkpointer = Checkpointer(path, synchronous)
@@ -38,8 +38,10 @@ class CommitSignals:
         if not self._doorbell.listening:
             await self._doorbell.start()
 
-    def committed(self) -> None:
-        """This process committed: wake its listeners, ring the others, checkpoint later."""
-        self._on_ring()
-        self._doorbell.ring()
+    def committed(self, topics: Topics = None) -> None:
+        """This process committed (to ``topics`` of the log; None: not known): wake its
+        listeners, ring the others, checkpoint later."""
+        if topics is None or topics:
+            self._on_ring(topics)
+            self._doorbell.ring(topics)
         self._checkpointer.committed()

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.base import Executable
 
 from pigeon.bus.port import HEADER_EVENT_TYPE
-from pigeon.bus.sqlite_schema import log_row
+from pigeon.bus.sqlite_schema import INSERT_LOG, log_row, touch
 from pigeon.domain.events import Event, encode, route, utcnow
 from pigeon.store.pg_statements import insert_many
 from pigeon.store.schema import outbox
@@ -86,19 +86,15 @@ class SqliteEventLog:
 
     def raw_rows(self, records: Sequence[RawRecord]) -> list[dict[str, Any]]:
         """The insert parameters of ``records``."""
+        return [dict(zip(_COLUMNS, values, strict=True)) for values in self.raw_params(records)]
+
+    def raw_params(
+        self, records: Sequence[RawRecord]
+    ) -> list[tuple[str, int, str, bytes, str, float]]:
+        """The positional parameters of ``INSERT_LOG`` for ``records``."""
         return [
-            dict(
-                zip(
-                    _COLUMNS,
-                    log_row(
-                        r.topic,
-                        self._partitions.get(r.topic, self._default),
-                        r.key,
-                        r.value,
-                        r.headers,
-                    ),
-                    strict=True,
-                )
+            log_row(
+                r.topic, self._partitions.get(r.topic, self._default), r.key, r.value, r.headers
             )
             for r in records
         ]
@@ -151,6 +147,14 @@ def append(
     raw: Sequence[RawRecord] = (),
 ) -> None:
     """Insert ``events`` (and ``raw`` messages) in ``conn``'s open transaction."""
+    if isinstance(log, SqliteEventLog):
+        # bound by hand (no SQLAlchemy parameter processing per row), and the topics
+        # noted for the ring after the commit (pigeon.bus.doorbell)
+        params = log.params(events) + log.raw_params(raw)
+        if params:
+            touch(row[0] for row in params)
+            conn.exec_driver_sql(INSERT_LOG, params)
+        return
     rows = log.rows(events) + log.raw_rows(raw)
     if isinstance(log, OutboxEventLog):
         insert_many(conn, outbox, rows)  # on PostgreSQL one statement, however many rows

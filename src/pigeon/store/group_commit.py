@@ -36,9 +36,11 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.sql.base import Executable
 
 from pigeon import metrics
+from pigeon.bus.sqlite_schema import forget_touched, take_touched, touch
 from pigeon.bus.sqlite_write_lock import FileWriteLock, no_lock
 from pigeon.errors import PigeonError, StoreUnavailable
 from pigeon.store.engine import is_busy
+from pigeon.store.event_log import INSERT_EVENT
 
 #: how long a write waits for other processes' transactions before failing
 BUSY_WAIT_SECONDS = 10.0
@@ -92,8 +94,15 @@ class GroupCommitter:
         before_commit: Callable[[Connection], None] | None = None,
         write_lock: FileWriteLock | None = None,
         name: str = "store",
+        on_topics: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
-        """``name``: which committer its metrics are labelled with (store, intake, callbacks)."""
+        """``name``: which committer its metrics are labelled with (store, intake, callbacks).
+
+        ``on_topics``: called in the writer thread right after each commit, before its
+        callers are answered, with the topics of the embedded log it wrote to
+        (:func:`~pigeon.bus.sqlite_schema.touch`).
+        """
+        self._on_topics = on_topics
         self._engine = engine
         self._metrics = metrics.commits(name)  # None: metrics off
         self._write_lock = write_lock
@@ -246,6 +255,7 @@ class GroupCommitter:
         for index, work in enumerate(works):
             if isinstance(work, Merged):
                 sets.setdefault(work.fn, []).append(index)
+        forget_touched()
         with lock, self._engine.begin() as conn:
             results: list[Any] = [None] * len(works)
             merged: dict[Executable | str, list[Any]] = {}
@@ -267,6 +277,9 @@ class GroupCommitter:
             _flush(conn, merged)
             if loud and self._before_commit is not None:
                 self._before_commit(conn)
+        topics = take_touched()
+        if self._on_topics is not None:
+            self._on_topics(topics)
         return results
 
     @staticmethod
@@ -289,6 +302,8 @@ def _flush(conn: Connection, merged: dict[Executable | str, list[Any]]) -> None:
         if isinstance(stmt, str):  # no compiling, no per-row parameter processing
             conn.exec_driver_sql(stmt, rows)
         else:
+            if stmt is INSERT_EVENT:
+                touch(row["topic"] for row in rows)
             # one row: a plain execute (an executemany of one row pays for a pipeline)
             conn.execute(stmt, rows[0] if len(rows) == 1 else rows)
     merged.clear()

@@ -53,7 +53,7 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
-from pigeon.bus.sqlite_schema import INSERT_LOG, configure
+from pigeon.bus.sqlite_schema import INSERT_LOG, configure, touch
 from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.notification import Notification
 from pigeon.providers.twilio_reports import upgrade_stored_callback
@@ -247,6 +247,7 @@ def move_chunk(
         raw.executemany(_INSERT_NOTIFICATION, [(*r[1 : width + 1], r[1 + _CREATED]) for r in rows])
         raw.executemany(_INSERT_ACCEPTED, [(r[1], r[1 + _CREATED]) for r in rows])
         raw.executemany(INSERT_LOG, [r[width + 1 :] for r in rows])
+        touch({r[width + 1] for r in rows})  # the topic: rung after the commit
         at_n = rows[-1][0]
         raw.execute(_SET_POSITION, ("notifications", at_n))
     callbacks = intake.execute(_SELECT_CALLBACKS, (at_c, limit)).fetchall()

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon import metrics
+from pigeon.bus.doorbell import Topics
 from pigeon.bus.port import Message
 from pigeon.bus.sqlite_schema import create_schema
 from pigeon.bus.sqlite_signals import CommitSignals
@@ -180,6 +181,7 @@ class SqlStore:
         default_partitions: int = 8,
         synchronous: str = "NORMAL",
         on_commit: Callable[[], None] | None = None,
+        on_topics: Callable[[frozenset[str]], None] | None = None,
         auto_migrate: bool = False,
         idempotency_ttl: timedelta = timedelta(hours=24),
         intake: bool = False,
@@ -209,6 +211,7 @@ class SqlStore:
             on_commit=on_commit,
             before_commit=before_commit,
             write_lock=FileWriteLock(url.path) if url.dialect == "sqlite" else None,
+            on_topics=on_topics,
         )
         # PostgreSQL: provider callbacks commit on a connection of their own. They
         # take per-message locks the sender may hold; in the shared transaction
@@ -800,7 +803,7 @@ class SqlStore:
         self._intake_listeners.append(listener)
         await self._intake_signals.listen()
 
-    def _intake_rung(self) -> None:
+    def _intake_rung(self, _topics: Topics) -> None:  # the intake file has no topics
         for listener in self._intake_listeners:
             listener()
 
