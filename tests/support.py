@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from harness.processes import free_port
 
-__all__ = ["eventually", "free_port", "serve_http"]
+if TYPE_CHECKING:
+    from pigeon.bootstrap import Pigeon
+
+__all__ = ["embedded_pigeon", "eventually", "free_port", "serve_http"]
 
 
 async def eventually(
@@ -45,3 +51,18 @@ async def serve_http(
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def embedded_pigeon(data_dir: Path) -> AsyncIterator[Pigeon]:
+    """Pigeon on the embedded stack in ``data_dir``, wired as ``pigeon run`` wires it,
+    started; stopped on exit."""
+    from pigeon.bootstrap import build  # the whole application: only for the tests that ask
+    from pigeon.config import Settings
+
+    app = build(Settings(data_dir=data_dir, auto_migrate=True))
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()

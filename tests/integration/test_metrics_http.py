@@ -14,12 +14,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from pigeon import metrics
-from pigeon.bootstrap import Pigeon, build
-from pigeon.config import Settings
+from pigeon.bootstrap import Pigeon
 from pigeon.metrics.families import make_families
 from pigeon.metrics.lag import PartitionLag
 from pigeon.metrics.state import State, StoreBacklog, state_families
 from pigeon.metrics.summary import RecentRates
+from tests.support import embedded_pigeon
 
 NOTIFICATIONS = "/v1/notifications"
 ONE_NOTIFICATION = "/v1/notifications/{notification_id}"
@@ -29,12 +29,8 @@ ONE_NOTIFICATION = "/v1/notifications/{notification_id}"
 async def pigeon(tmp_path: Path) -> AsyncIterator[Pigeon]:
     """Pigeon on the embedded stack, metrics on, started."""
     metrics.enable()
-    app = build(Settings(data_dir=tmp_path, auto_migrate=True))
-    await app.start()
-    try:
+    async with embedded_pigeon(tmp_path) as app:
         yield app
-    finally:
-        await app.stop()
 
 
 @pytest.fixture

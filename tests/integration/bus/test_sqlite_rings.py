@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.bootstrap import Pigeon, build
+from pigeon.bootstrap import Pigeon
 from pigeon.bus.doorbell import Doorbell, Topics
 from pigeon.bus.sqlite import SqliteEventBus
-from pigeon.config import Settings
 from pigeon.domain.events import TOPIC_SMS_REQUESTED, TOPIC_STATUS
 from pigeon.domain.notification import Notification
+from tests.support import embedded_pigeon
 
 from .conftest import eventually
 from .test_bus_contract import collecting
@@ -31,12 +31,8 @@ from .test_bus_contract import collecting
 @pytest.fixture
 async def pigeon(tmp_path: Path) -> AsyncIterator[Pigeon]:
     """The embedded stack wired as ``pigeon run`` wires it, started."""
-    app = build(Settings(data_dir=tmp_path, auto_migrate=True))
-    await app.start()
-    try:
+    async with embedded_pigeon(tmp_path) as app:
         yield app
-    finally:
-        await app.stop()
 
 
 async def test_a_store_commit_rings_the_consumers_of_its_topic_and_no_others(
