@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     Column,
     Float,
@@ -58,6 +57,7 @@ from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.notification import Notification
 from pigeon.providers.twilio_reports import upgrade_stored_callback
 from pigeon.store.event_log import SqliteEventLog
+from pigeon.store.rows import notification_values
 from pigeon.store.schema import idempotency_keys, notifications
 
 metadata = MetaData()
@@ -180,22 +180,10 @@ def accepted_params(notification: Notification, log: SqliteEventLog) -> tuple[An
     """The parameters of :data:`INSERT_INTAKE` for an accepted notification: its columns
     and its request event, bound as SQLAlchemy would bind them (a raw ``executemany``
     skips SQLAlchemy's per-row parameter processing: a fifth of a batch's cost)."""
-    n = notification
-    (event,) = log.params([n.requested_event()])
-    return (
-        n.id,
-        n.account_id,
-        n.channel,
-        n.to,
-        n.from_number,
-        n.body,
-        orjson.dumps(n.metadata).decode(),
-        n.segments,
-        n.encoding,
-        n.status.value,
-        sqlite_datetime(n.created_at),
-        *event,
-    )
+    (event,) = log.params([notification.requested_event()])
+    values = notification_values(notification)  # the store's one definition of the columns
+    values["created_at"] = sqlite_datetime(notification.created_at)
+    return (*(values[name] for name in NOTIFICATION_COLUMNS), *event)
 
 
 def sqlite_datetime(value: datetime) -> str:
