@@ -6,6 +6,7 @@ answer exactly like it, build both here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pigeon.api.bodies import accepted_body
@@ -13,14 +14,17 @@ from pigeon.api.schemas import SendNotification
 from pigeon.domain.notification import Notification
 
 
-def new_notification(request: SendNotification, account_id: str) -> Notification:
-    """The notification a validated send request asks for."""
+def new_notification(
+    request: SendNotification, account_id: str, now: datetime | None = None
+) -> Notification:
+    """The notification a validated send request asks for (created ``now``, default now)."""
     return Notification.new_sms(
         account_id=account_id,
         to=request.to,
         body=request.body,
         from_number=request.from_,
         metadata=request.metadata,
+        now=now,
     )
 
 

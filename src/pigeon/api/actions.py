@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ from pigeon.api.bodies import detail_body
 from pigeon.api.deps import AccountDep, could_be_our_id, json_response
 from pigeon.api.idempotency import check_idempotency_key, request_hash
 from pigeon.api.schemas import BatchAccepted, BatchItem, NotificationDetail, SendBatch
+from pigeon.domain.events import utcnow
 from pigeon.domain.notification import Notification
 from pigeon.errors import NotFoundError, PermissionDenied, ValidationError
 from pigeon.services.projector import STATUS_GROUP
@@ -71,8 +73,9 @@ async def send_batch(
     #: a key's first item in this batch, and later items repeating that key
     first_with_key: dict[str, _Valid] = {}
     repeats: list[tuple[int, _Valid, str]] = []
+    now = utcnow()  # the items share one transaction, and so one creation time
     for index, raw in enumerate(batch.notifications):
-        checked = _check(index, raw, account_id)
+        checked = _check(index, raw, account_id, now)
         if isinstance(checked, dict):
             results[index] = checked
             continue
@@ -162,7 +165,7 @@ def actions_router() -> APIRouter:
     return router
 
 
-def _check(index: int, raw: Any, account_id: str) -> _Valid | dict[str, Any]:
+def _check(index: int, raw: Any, account_id: str, now: datetime) -> _Valid | dict[str, Any]:
     """The item as a notification to store, or its refusal."""
     if not isinstance(raw, dict):
         return _refused(index, 400, "must be a JSON object (the body of a single send)")
@@ -174,7 +177,7 @@ def _check(index: int, raw: Any, account_id: str) -> _Valid | dict[str, Any]:
                 key = check_idempotency_key(key)
             except ValidationError as exc:
                 raise ValidationError(_KEY_FIELD, exc.reason) from None
-        notification = new_notification(item, account_id)
+        notification = new_notification(item, account_id, now)
     except pydantic.ValidationError as exc:
         status, detail, errors = problems.validation_problem(exc.errors())
         return _refused(index, status, detail, errors)

@@ -79,15 +79,18 @@ class Event:
     #: carry, when it continues a trace (see :mod:`pigeon.tracing`)
     trace: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
+    @classmethod
+    def data_fields(cls) -> tuple[str, ...]:
+        """The names of the event-specific fields, in order."""
+        names = _DATA_FIELDS.get(cls)
+        if names is None:  # once per class: dataclasses.fields() is slow on a hot path
+            names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _ENVELOPE_FIELDS)
+            _DATA_FIELDS[cls] = names
+        return names
+
     def data(self) -> dict[str, Any]:
         """The event-specific fields, as they go into the envelope's ``data``."""
-        names = _DATA_FIELDS.get(type(self))
-        if names is None:  # once per class: dataclasses.fields() is slow on a hot path
-            names = tuple(
-                f.name for f in dataclasses.fields(self) if f.name not in _ENVELOPE_FIELDS
-            )
-            _DATA_FIELDS[type(self)] = names
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in self.data_fields()}
 
     def detail(self) -> str:
         """One human line for the notification's timeline."""

@@ -51,11 +51,21 @@ def ulid_floor(moment: datetime) -> str:
     return _encode(ms << 80)
 
 
-def new_notification_id() -> str:
-    """A new notification id, e.g. ``ntf_01JD3X...``."""
-    return NOTIFICATION_PREFIX + ulid()
+def new_notification_id(now_ms: int | None = None) -> str:
+    """A new notification id, e.g. ``ntf_01JD3X...`` (made at ``now_ms``, default now)."""
+    return NOTIFICATION_PREFIX + ulid(now_ms)
 
 
 def new_event_id() -> str:
     """A new event id, e.g. ``evt_01JD3X...``."""
     return EVENT_PREFIX + ulid()
+
+
+def request_event_id(notification_id: str) -> str:
+    """The id of a notification's request event: the notification's own ULID, as an event.
+
+    A notification has exactly one request event, so the id is unique; and being
+    a function of the notification's id, the store can write that event from the
+    notification's row alone (see :mod:`pigeon.store.intake`).
+    """
+    return EVENT_PREFIX + notification_id.removeprefix(NOTIFICATION_PREFIX)

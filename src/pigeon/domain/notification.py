@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from pigeon.domain.events import SmsRequested, utcnow
-from pigeon.domain.ids import new_notification_id
+from pigeon.domain.ids import new_notification_id, request_event_id
 from pigeon.domain.phone import normalize_e164
 from pigeon.domain.segments import count_segments
 from pigeon.domain.status import NotificationStatus
@@ -45,8 +45,13 @@ class Notification:
         body: str,
         from_number: str | None = None,
         metadata: dict[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> Notification:
-        """Validate a request for an SMS and build the accepted notification."""
+        """Validate a request for an SMS and build the accepted notification.
+
+        ``now``: its creation time (default: this instant); the items of one batch
+        share one, as they share one transaction.
+        """
         recipient = normalize_e164(to, "to")
         sender = normalize_e164(from_number, "from") if from_number is not None else None
         if not body.strip():
@@ -56,8 +61,9 @@ class Notification:
                 "body", f"is {len(body)} characters; the maximum is {MAX_BODY_CHARS}"
             )
         count = count_segments(body)
+        created_at = utcnow() if now is None else now
         return cls(
-            id=new_notification_id(),
+            id=new_notification_id(int(created_at.timestamp() * 1000)),
             account_id=account_id,
             channel="sms",
             to=recipient,
@@ -67,12 +73,13 @@ class Notification:
             segments=count.segments,
             encoding=count.encoding,
             status=NotificationStatus.ACCEPTED,
-            created_at=utcnow(),
+            created_at=created_at,
         )
 
     def requested_event(self) -> SmsRequested:
         """The event that asks the SMS sender to deliver this notification."""
         return SmsRequested(
+            event_id=request_event_id(self.id),
             account_id=self.account_id,
             notification_id=self.id,
             occurred_at=self.created_at,

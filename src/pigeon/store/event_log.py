@@ -71,6 +71,10 @@ class SqliteEventLog:
         """The insert parameters of ``events``."""
         return [dict(zip(_COLUMNS, values, strict=True)) for values in self.params(events)]
 
+    def partitions_of(self, topic: str) -> int:
+        """How many partitions ``topic`` has."""
+        return self._partitions.get(topic, self._default)
+
     def params(self, events: Sequence[Event]) -> list[tuple[str, int, str, bytes, str, float]]:
         """The positional parameters of ``INSERT_LOG`` (the columns of ``bus_log``, in
         order) for ``events``: for a raw ``executemany``, with no per-row compiling."""

@@ -9,16 +9,20 @@ them into the store with its position in one transaction.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 from tests.support import eventually
 
+from pigeon.bus.port import HEADER_EVENT_TYPE
 from pigeon.domain.delivery import DeliveryReport, ReportedStatus
-from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode
+from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode, encode
+from pigeon.domain.ids import new_notification_id
 from pigeon.domain.notification import Account, Notification
 from pigeon.services.intake_relay import IntakeRelay
 from pigeon.store.engine import DatabaseUrl
@@ -296,3 +300,49 @@ async def test_every_column_reads_back_as_accepted_before_and_after_the_move(
         assert view is not None
         assert fields(view.notification) == fields(notification)
         assert [step.status for step in view.timeline] == ["accepted"]
+
+
+async def test_the_request_event_sqlite_writes_at_the_move_is_the_one_python_writes(
+    store: SqlStore, account: Account, url: DatabaseUrl
+) -> None:
+    """An untraced accept leaves its request event for SQLite to write at the move
+    (``json_object`` over the row's columns); a traced one is written by Python
+    (``encode``), as are all events elsewhere. Both must put the same envelope, topic,
+    key and partition in the log, for any text a body may hold."""
+    bodies = [
+        'quotes " and \\ backslash / slash',
+        "tab\t newline\n return\r bell\x07 escape\x1b del\x7f",
+        "Привет, 世界 😀 𝄞 e\u0301",  # UCS-2, a character outside the BMP, a combining mark
+        '{"looks": ["like", "json"]}',
+        "x" * 1600,
+    ]
+    plain = [
+        Notification.new_sms(account_id=account.id, to=TO, body=body, from_number=sender)
+        for body in bodies
+        for sender in (None, "+14155550100")
+    ]
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    traced = [dataclasses.replace(n, id=new_notification_id(), trace=trace) for n in plain]
+    assert await store.accept_batch([(n, None) for n in [*plain, *traced]]) == [None] * 20
+    await store.move_intake(limit=100)
+
+    conn = sqlite3.connect(url.path)
+    try:
+        rows = conn.execute(
+            "SELECT topic, partition, key, value, headers FROM bus_log WHERE topic = ? ORDER BY id",
+            (TOPIC_SMS_REQUESTED,),
+        ).fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == 20
+    by_id = {orjson.loads(value)["notification_id"]: row for row in rows for value in [row[3]]}
+    for untraced, python in zip(plain, traced, strict=True):
+        topic, partition, key, value, headers = by_id[untraced.id]
+        assert isinstance(value, bytes)  # a blob, as every other event's value
+        assert orjson.loads(value) == orjson.loads(encode(untraced.requested_event()))
+        assert decode(value) == untraced.requested_event()
+        assert orjson.loads(headers) == {HEADER_EVENT_TYPE: "SmsRequested"}
+        # the Python-written event of the same recipient: same topic, key and partition
+        assert (topic, partition, key) == by_id[python.id][:3]
+        assert orjson.loads(by_id[python.id][4]) == {HEADER_EVENT_TYPE: "SmsRequested", **trace}
+        assert decode(by_id[python.id][3]) == python.requested_event()
