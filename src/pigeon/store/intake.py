@@ -40,7 +40,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     Column,
     Float,
@@ -56,15 +55,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from pigeon.bus.partitioning import partition_for
-from pigeon.bus.port import HEADER_EVENT_TYPE
 from pigeon.bus.sqlite_schema import INSERT_LOG, configure, touch
 from pigeon.domain.delivery import DeliveryReport
-from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested
-from pigeon.domain.ids import EVENT_PREFIX, NOTIFICATION_PREFIX
+from pigeon.domain.events import TOPIC_SMS_REQUESTED
 from pigeon.domain.notification import Notification
 from pigeon.providers.twilio_reports import upgrade_stored_callback
 from pigeon.store.event_log import SqliteEventLog
-from pigeon.store.rows import notification_values
+from pigeon.store.rows import REQUEST_HEADERS, notification_values, request_event_sql
 from pigeon.store.schema import idempotency_keys, notifications
 
 metadata = MetaData()
@@ -121,30 +118,11 @@ intake_callbacks = Table(
 #: the same table as the store's, in the intake file: a key is claimed with its notification
 intake_idempotency_keys = idempotency_keys.to_metadata(metadata)
 
-#: ``SmsRequested``'s data fields -> the intake columns that hold them
-_REQUEST_DATA_COLUMNS = {
-    "to": "recipient",
-    "from_number": "from_number",
-    "body": "body",
-    "segments": "segments",
-    "encoding": "encoding",
-}
-if tuple(_REQUEST_DATA_COLUMNS) != SmsRequested.data_fields():  # a field added to the event
-    raise TypeError(f"the intake writes {list(_REQUEST_DATA_COLUMNS)} as a request's data")
+#: SQL writing a row's ``created_at`` (as ``sqlite_datetime`` stores it) as ``format_time`` does
+_OCCURRED_AT = "replace(created_at, ' ', 'T') || 'Z'"
 #: the request event of a row stored with an empty ``value``, written by SQLite from the
-#: row's own columns when the relay moves it: the envelope that
-#: :func:`~pigeon.domain.events.encode` writes for ``Notification.requested_event()``
-#: (a test holds the two equal). The API then builds no event per notification: it was
-#: a third of an accepted notification's cost in the API.
-_REQUEST_EVENT = (
-    "CAST(json_object("
-    f"'id', '{EVENT_PREFIX}' || substr(id, {len(NOTIFICATION_PREFIX) + 1}), "
-    f"'type', '{SmsRequested.type_name}', 'version', {SmsRequested.version}, "
-    "'occurred_at', replace(created_at, ' ', 'T') || 'Z', "
-    "'account_id', account_id, 'notification_id', id, 'data', json_object("
-    + ", ".join(f"'{field}', {column}" for field, column in _REQUEST_DATA_COLUMNS.items())
-    + ")) AS BLOB)"
-)
+#: row's own columns when the relay moves it (see ``request_event_sql``)
+_REQUEST_EVENT = f"CAST({request_event_sql('json_object', _OCCURRED_AT)} AS BLOB)"
 _SELECT_NOTIFICATIONS = (
     f"SELECT seq, {', '.join(NOTIFICATION_COLUMNS)}, topic, partition, key, "
     f"CASE WHEN length(value) > 0 THEN value ELSE {_REQUEST_EVENT} END, headers, logged_at "
@@ -225,7 +203,7 @@ def accepted_params(notification: Notification, log: SqliteEventLog) -> tuple[An
         return (*columns, *event)
     key = notification.to  # as ``route`` keys a request: by recipient
     partition = partition_for(key, log.partitions_of(TOPIC_SMS_REQUESTED))
-    return (*columns, TOPIC_SMS_REQUESTED, partition, key, b"", _REQUEST_HEADERS, time.time())
+    return (*columns, TOPIC_SMS_REQUESTED, partition, key, b"", REQUEST_HEADERS, time.time())
 
 
 @functools.lru_cache(maxsize=256)
@@ -236,9 +214,6 @@ def sqlite_datetime(value: datetime) -> str:
         value = value.astimezone(UTC)
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
-
-#: the headers of an untraced request event, as ``log_row`` writes them
-_REQUEST_HEADERS = orjson.dumps({HEADER_EVENT_TYPE: SmsRequested.type_name}).decode()
 
 #: one provider delivery report (a status callback), as ``DeliveryReport.to_json``
 INSERT_INTAKE_CALLBACK = "INSERT INTO intake_callbacks (params) VALUES (?)"

@@ -122,6 +122,49 @@ def insert_rows(conn: Connection, inserts: Sequence[Rows], notify: str | None = 
     conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
 
 
+#: a table written from another table's rows: each of its columns with the SQL expression
+#: (over the other row's columns, or a ``%(name)s`` parameter) that fills it
+Derived = tuple[Table, tuple[tuple[str, str], ...]]
+_DERIVED_SQL: dict[tuple[Table, tuple[str, ...], tuple[Derived, ...], str | None], str] = {}
+
+
+def insert_with_derived(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    derived: tuple[Derived, ...],
+    *,
+    params: dict[str, Any],
+    notify: str | None = None,
+) -> None:
+    """Insert ``rows`` into ``table``, one row per row into each ``derived`` table, and
+    ``NOTIFY notify`` (if given), in one statement that carries ``rows`` alone: the
+    derived rows are written by the server from them (PostgreSQL only, in ``conn``'s
+    open transaction). ``params``: the parameters the derived expressions name.
+    """
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    shape = (table, columns, derived, notify)
+    sql = _DERIVED_SQL.get(shape)
+    if sql is None:
+        names = ", ".join(f'"{name}"' for name in columns)
+        parts = [
+            f"v AS MATERIALIZED (SELECT * FROM {_recordset(table, columns, 'rows')})",
+            f"t0 AS (INSERT INTO {table.name} ({names}) SELECT {names} FROM v)",
+        ]
+        for index, (other, fills) in enumerate(derived, start=1):
+            targets = ", ".join(f'"{name}"' for name, _ in fills)
+            values = ", ".join(expression for _, expression in fills)
+            parts.append(
+                f"t{index} AS (INSERT INTO {other.name} ({targets}) SELECT {values} FROM v)"
+            )
+        final = f"SELECT pg_notify('{notify}', '')" if notify is not None else "SELECT 1"
+        sql = _DERIVED_SQL[shape] = f"WITH {', '.join(parts)} {final}"
+    driver = conn.connection.driver_connection
+    driver.execute(sql, {**params, "rows": json_rows(rows)})  # type: ignore[union-attr]
+
+
 def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows`` into ``table``: one statement on PostgreSQL, an executemany elsewhere."""
     if not rows:

@@ -34,7 +34,14 @@ from pigeon.bus.sqlite_schema import create_schema
 from pigeon.bus.sqlite_signals import CommitSignals
 from pigeon.bus.sqlite_write_lock import FileWriteLock
 from pigeon.domain.delivery import DeliveryReport
-from pigeon.domain.events import Event, SmsCanceled, SmsRequested, SmsSent, utcnow
+from pigeon.domain.events import (
+    TOPIC_SMS_REQUESTED,
+    Event,
+    SmsCanceled,
+    SmsRequested,
+    SmsSent,
+    utcnow,
+)
 from pigeon.domain.ids import ulid
 from pigeon.domain.notification import (
     Account,
@@ -76,7 +83,13 @@ from pigeon.store.event_log import (
     append,
 )
 from pigeon.store.group_commit import GroupCommitter
-from pigeon.store.rows import notification_from_row, notification_values, utc
+from pigeon.store.rows import (
+    REQUEST_HEADERS,
+    notification_from_row,
+    notification_values,
+    request_event_sql,
+    utc,
+)
 from pigeon.store.schema import (
     accounts,
     api_keys,
@@ -507,16 +520,33 @@ class SqlStore:
             self._counted.accepted.inc()
 
     def _accept_postgres(self, conn: Connection, accepted: list[Notification]) -> list[None]:
-        """A group of accepted notifications: rows, events and NOTIFY in one statement."""
-        pg_statements.insert_rows(
-            conn,
-            [
-                (notifications, [notification_values(n) for n in accepted]),
-                (timeline, [_accepted_entry(n) for n in accepted]),
-                (outbox, self._log.rows([n.requested_event() for n in accepted])),
-            ],
-            notify=OUTBOX_CHANNEL,
-        )
+        """A group of accepted notifications: rows, events and NOTIFY in one statement.
+
+        The statement carries the notifications' rows alone; the server writes
+        each one's timeline step and request event from them
+        (:data:`_PG_ACCEPTED_DERIVED`), unless an event continues a trace (its
+        headers carry the trace: then Python writes the events).
+        """
+        rows = [notification_values(n) for n in accepted]
+        if any(n.trace is not None for n in accepted):
+            pg_statements.insert_rows(
+                conn,
+                [
+                    (notifications, rows),
+                    (timeline, [_accepted_entry(n) for n in accepted]),
+                    (outbox, self._log.rows([n.requested_event() for n in accepted])),
+                ],
+                notify=OUTBOX_CHANNEL,
+            )
+        else:
+            pg_statements.insert_with_derived(
+                conn,
+                notifications,
+                rows,
+                _PG_ACCEPTED_DERIVED,
+                params=_PG_ACCEPTED_PARAMS,
+                notify=OUTBOX_CHANNEL,
+            )
         return [None] * len(accepted)
 
     async def accept_idempotent(
@@ -1174,13 +1204,54 @@ def _intake_view(row: Row[Any]) -> NotificationView:
     )
 
 
+#: an accepted notification's first timeline step
+_ACCEPTED_STATUS, _ACCEPTED_DETAIL = "accepted", "accepted by the API"
+
+
 def _accepted_entry(notification: Notification) -> dict[str, object]:
     return {
         "notification_id": notification.id,
-        "status": "accepted",
+        "status": _ACCEPTED_STATUS,
         "at": notification.created_at,
-        "detail": "accepted by the API",
+        "detail": _ACCEPTED_DETAIL,
     }
+
+
+#: PostgreSQL: a ``timestamptz`` column ``created_at`` as ``format_time`` writes it
+_PG_OCCURRED_AT = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+#: PostgreSQL: what an accepted notification's row gives the timeline and the outbox:
+#: :func:`_accepted_entry`, and the request event as ``OutboxEventLog.rows`` writes it
+_PG_ACCEPTED_DERIVED: tuple[pg_statements.Derived, ...] = (
+    (
+        timeline,
+        (
+            ("notification_id", "id"),
+            ("status", "%(status)s"),
+            ("at", "created_at"),
+            ("detail", "%(detail)s"),
+        ),
+    ),
+    (
+        outbox,
+        (
+            ("topic", "%(topic)s"),
+            ("key", "recipient"),  # as ``route`` keys a request: by recipient
+            (
+                "value",
+                f"convert_to({request_event_sql('json_build_object', _PG_OCCURRED_AT)}::text, "
+                "'UTF8')",
+            ),
+            ("headers", "%(headers)s"),
+            ("created_at", "now()"),
+        ),
+    ),
+)
+_PG_ACCEPTED_PARAMS = {
+    "status": _ACCEPTED_STATUS,
+    "detail": _ACCEPTED_DETAIL,
+    "topic": TOPIC_SMS_REQUESTED,
+    "headers": REQUEST_HEADERS,
+}
 
 
 #: PostgreSQL advisory-lock class of provider message ids ("PIGM"), see _lock_message_ids

@@ -10,18 +10,23 @@ published.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
+import orjson
 import psycopg
 import pytest
 from tests.integration.postgres import fresh_schema
 
-from pigeon.domain.events import SmsRequested
+from pigeon.bus.port import HEADER_EVENT_TYPE
+from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode, encode
+from pigeon.domain.ids import new_notification_id
 from pigeon.domain.notification import Notification
 from pigeon.store.engine import DatabaseUrl
 from pigeon.store.sql_store import OUTBOX_CHANNEL, SqlStore
 
 Relaying = tuple[SqlStore, psycopg.AsyncConnection, str]
+TO = "+14155550123"
 
 
 @pytest.fixture
@@ -107,3 +112,47 @@ async def test_a_claim_deletes_its_rows_only_when_the_block_ends_without_error(
         async with store.outbox_claim(10) as others:  # a second claimer skips locked rows
             assert [row.id for row in others] == oldest[3:]
     assert await store.outbox_batch(10) == []
+
+
+async def test_the_request_event_postgresql_writes_is_the_one_python_writes(
+    relaying: Relaying,
+) -> None:
+    """An untraced accept sends only the notifications' rows: the server writes each
+    one's request event (``json_build_object``) and timeline step. A traced accept's
+    events come from Python (``encode``). Both must put the same envelope, topic, key
+    and headers in the outbox, and the same first step in the timeline, for any text."""
+    store, _, account = relaying
+    bodies = [
+        'quotes " and \\ backslash / slash',
+        "tab\t newline\n return\r bell\x07 escape\x1b del\x7f",
+        "Привет, 世界 😀 𝄞 e\u0301",
+        '{"looks": ["like", "json"]}',
+        "x" * 1600,
+    ]
+    plain = [
+        Notification.new_sms(account_id=account, to=TO, body=body, from_number=sender)
+        for body in bodies
+        for sender in (None, "+14155550100")
+    ]
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    traced = [dataclasses.replace(n, id=new_notification_id(), trace=trace) for n in plain]
+    assert await store.accept_batch([(n, None) for n in plain]) == [None] * 10
+    assert await store.accept_batch([(n, None) for n in traced]) == [None] * 10
+
+    rows = await store.outbox_batch(100)
+    assert len(rows) == 20
+    by_id = {orjson.loads(row.value)["notification_id"]: row for row in rows}
+    for untraced, python in zip(plain, traced, strict=True):
+        row, other = by_id[untraced.id], by_id[python.id]
+        assert orjson.loads(row.value) == orjson.loads(encode(untraced.requested_event()))
+        assert decode(row.value) == untraced.requested_event()
+        assert row.headers == {HEADER_EVENT_TYPE: "SmsRequested"}
+        assert (row.topic, row.key) == (other.topic, other.key) == (TOPIC_SMS_REQUESTED, TO)
+        assert other.headers == {HEADER_EVENT_TYPE: "SmsRequested", **trace}
+        assert decode(other.value) == python.requested_event()
+        for sent in (untraced, python):
+            view = await store.get_view(account, sent.id)
+            assert view is not None and view.notification == sent
+            assert [(s.status, s.at, s.detail) for s in view.timeline] == [
+                ("accepted", sent.created_at, "accepted by the API")
+            ]
