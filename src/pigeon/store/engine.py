@@ -135,8 +135,9 @@ def _sqlite_pragmas(engine: Engine, *, immediate: bool, synchronous: str) -> Non
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def writer_engine(url: DatabaseUrl, *, synchronous: str = "NORMAL") -> Engine:
-    """The synchronous engine of a process's one writer thread (see the group committer).
+def writer_engine(url: DatabaseUrl, *, synchronous: str = "NORMAL", writers: int = 1) -> Engine:
+    """The synchronous engine of a process's writer threads (see the group committer):
+    one on SQLite, ``writers`` on PostgreSQL.
 
     A whole group commit runs as one function in that thread: the write lock
     (SQLite) or the transaction (PostgreSQL) is never held across event-loop
@@ -153,7 +154,7 @@ def writer_engine(url: DatabaseUrl, *, synchronous: str = "NORMAL") -> Engine:
         return engine
     return create_engine(
         url.sqlalchemy_url(asynchronous=False),
-        pool_size=2,  # the store's two writer threads (see SqlStore: callbacks apart)
+        pool_size=writers,
         max_overflow=1,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},

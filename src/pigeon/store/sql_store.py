@@ -147,6 +147,8 @@ def hash_key(key: str) -> str:
 
 #: PostgreSQL channel the outbox relay listens on; every write transaction notifies it
 OUTBOX_CHANNEL = "pigeon_outbox"
+#: PostgreSQL: how many batch sends commit at once (each on a writer of its own)
+BATCH_WRITERS = 4
 _NOTIFY_OUTBOX = text(f"NOTIFY {OUTBOX_CHANNEL}")
 #: how often a batch looks its keys up again after a concurrent request took one
 _BATCH_CLAIM_ROUNDS = 3
@@ -207,7 +209,8 @@ class SqlStore:
         self.outbox = outbox
         self._auto_migrate = auto_migrate
         self._idempotency_ttl = idempotency_ttl
-        self._writer = writer_engine(url, synchronous=synchronous)
+        # PostgreSQL's writer threads: accepts and the rest, callbacks, and the batches
+        self._writer = writer_engine(url, synchronous=synchronous, writers=2 + BATCH_WRITERS)
         self._reader = reader_engine(url, synchronous=synchronous)
         self._log: EventLog = (
             OutboxEventLog() if outbox else SqliteEventLog(partitions or {}, default_partitions)
@@ -237,6 +240,18 @@ class SqlStore:
             if url.dialect == "postgresql"
             else self._commits
         )
+        # PostgreSQL: batch sends commit on writers of their own, BATCH_WRITERS at a time.
+        # A batch is a group already (up to 1,000 notifications) and the server takes
+        # concurrent transactions; behind the one writer, each batch waited for the
+        # previous one's commit, and under load the API idled while its statements
+        # queued for a core (benchmarks/README.md, twelfth session).
+        self._batch_commits = [
+            GroupCommitter(
+                self._writer, on_commit=on_commit, before_commit=before_commit, name="batches"
+            )
+            for _ in range(BATCH_WRITERS if url.dialect == "postgresql" else 0)
+        ]
+        self._batches_sent = 0
         #: key hash -> (account, until when it may be used without asking the database)
         self._key_cache: dict[str, tuple[Account, float]] = {}
         self._counted = metrics.notifications()  # None: metrics off
@@ -284,9 +299,13 @@ class SqlStore:
             await self._intake_commits.start()
         if self._callback_commits is not self._commits:
             await self._callback_commits.start()
+        for committer in self._batch_commits:
+            await committer.start()
 
     async def stop(self) -> None:
         """Flush pending writes and close connections."""
+        for committer in self._batch_commits:
+            await committer.stop()
         if self._callback_commits is not self._commits:
             await self._callback_commits.stop()
         if self._intake_commits is not None:
@@ -626,7 +645,7 @@ class SqlStore:
 
             try:
                 if fresh:
-                    await (self._intake_commits or self._commits).submit(work)
+                    await self._batch_committer().submit(work)
             except KeyAlreadyUsed:
                 continue  # a concurrent request took one of the keys meanwhile: look again
             if self._counted is not None and fresh:
@@ -635,6 +654,14 @@ class SqlStore:
         raise StoreUnavailable(
             "the batch's idempotency keys kept being claimed by concurrent requests; retry it"
         )
+
+    def _batch_committer(self) -> GroupCommitter:
+        """Where the next batch commits: the batch writers in turn (PostgreSQL), else the
+        accepts' committer."""
+        if not self._batch_commits:
+            return self._intake_commits or self._commits
+        self._batches_sent += 1
+        return self._batch_commits[self._batches_sent % len(self._batch_commits)]
 
     async def _find_idempotent_many(
         self, account_id: str, keys: list[str]
