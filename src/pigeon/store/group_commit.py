@@ -114,6 +114,11 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def started(self) -> bool:
+        """Whether the writer thread runs."""
+        return self._thread is not None
+
     async def start(self) -> None:
         """Start the writer thread."""
         self._loop = asyncio.get_running_loop()

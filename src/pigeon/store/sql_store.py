@@ -299,8 +299,6 @@ class SqlStore:
             await self._intake_commits.start()
         if self._callback_commits is not self._commits:
             await self._callback_commits.start()
-        for committer in self._batch_commits:
-            await committer.start()
 
     async def stop(self) -> None:
         """Flush pending writes and close connections."""
@@ -645,7 +643,7 @@ class SqlStore:
 
             try:
                 if fresh:
-                    await self._batch_committer().submit(work)
+                    await (await self._batch_committer()).submit(work)
             except KeyAlreadyUsed:
                 continue  # a concurrent request took one of the keys meanwhile: look again
             if self._counted is not None and fresh:
@@ -655,13 +653,16 @@ class SqlStore:
             "the batch's idempotency keys kept being claimed by concurrent requests; retry it"
         )
 
-    def _batch_committer(self) -> GroupCommitter:
-        """Where the next batch commits: the batch writers in turn (PostgreSQL), else the
-        accepts' committer."""
+    async def _batch_committer(self) -> GroupCommitter:
+        """Where the next batch commits: the batch writers in turn (PostgreSQL; each
+        started on first use, so a worker process runs none), else the accepts' committer."""
         if not self._batch_commits:
             return self._intake_commits or self._commits
         self._batches_sent += 1
-        return self._batch_commits[self._batches_sent % len(self._batch_commits)]
+        committer = self._batch_commits[self._batches_sent % len(self._batch_commits)]
+        if not committer.started:
+            await committer.start()
+        return committer
 
     async def _find_idempotent_many(
         self, account_id: str, keys: list[str]
