@@ -8,7 +8,9 @@ of its own, ``<database>-intake``, which only the API (and the relay's clean-up)
 ever writes:
 
 - an accepted notification is one row of ``intake_notifications``: the
-  notification's columns and its request event, in the form the store keeps them;
+  notification's columns in the form the store keeps them, and where its request
+  event goes in the log (the event itself is written by SQLite from the row's
+  columns when the row is moved, unless it carries a trace: then it is here whole);
 - a status callback is one row of ``intake_callbacks`` (the provider's delivery
   report, :meth:`~pigeon.domain.delivery.DeliveryReport.to_json`);
 - idempotency keys live here too, so an accept with a key stays one transaction.
@@ -97,7 +99,7 @@ intake_notifications = Table(
         for name in NOTIFICATION_COLUMNS
         for c in [notifications.c[name]]
     ),
-    # the request event, as the bus log keeps it
+    # the request event, as the bus log keeps it (``value`` empty: written at the move)
     Column("topic", String(200), nullable=False),
     Column("partition", Integer, nullable=False),
     Column("key", String(200), nullable=False),
