@@ -81,7 +81,7 @@ class SqliteEventLog:
         params = []
         for event in events:
             topic, key = route(event)
-            partitions = self._partitions.get(topic, self._default)
+            partitions = self.partitions_of(topic)
             headers = {HEADER_EVENT_TYPE: event.type_name}
             if event.trace is not None:  # traceparent (and tracestate): see pigeon.tracing
                 headers.update(event.trace)
@@ -97,9 +97,7 @@ class SqliteEventLog:
     ) -> list[tuple[str, int, str, bytes, str, float]]:
         """The positional parameters of ``INSERT_LOG`` for ``records``."""
         return [
-            log_row(
-                r.topic, self._partitions.get(r.topic, self._default), r.key, r.value, r.headers
-            )
+            log_row(r.topic, self.partitions_of(r.topic), r.key, r.value, r.headers)
             for r in records
         ]
 

@@ -87,17 +87,25 @@ _Shape = tuple[tuple[tuple[Table, tuple[str, ...]], ...], str | None]
 _SQL: dict[_Shape, str] = {}
 
 
+def _insert_part(index: int, table: Table, columns: str, values: str, source: str) -> str:
+    """One insert of a ``WITH`` statement: ``t<index> AS (INSERT … SELECT values FROM …)``."""
+    return f"t{index} AS (INSERT INTO {table.name} ({columns}) SELECT {values} FROM {source})"
+
+
+def _with(parts: Sequence[str], notify: str | None) -> str:
+    """The ``WITH`` statement of ``parts``, ending in ``NOTIFY notify`` if given."""
+    final = f"SELECT pg_notify('{notify}', '')" if notify is not None else "SELECT 1"
+    return f"WITH {', '.join(parts)} {final}"
+
+
 def _statement(shape: _Shape) -> str:
     tables, notify = shape
     parts = []
     for index, (table, columns) in enumerate(tables):
         names = ", ".join(f'"{name}"' for name in columns)
-        parts.append(
-            f"t{index} AS (INSERT INTO {table.name} ({names})"
-            f" SELECT {names} FROM {_recordset(table, columns, f't{index}')})"
-        )
-    final = f"SELECT pg_notify('{notify}', '')" if notify is not None else "SELECT 1"
-    return f"WITH {', '.join(parts)} {final}"
+        source = _recordset(table, columns, f"t{index}")
+        parts.append(_insert_part(index, table, names, names, source))
+    return _with(parts, notify)
 
 
 def insert_rows(conn: Connection, inserts: Sequence[Rows], notify: str | None = None) -> None:
@@ -151,16 +159,13 @@ def insert_with_derived(
         names = ", ".join(f'"{name}"' for name in columns)
         parts = [
             f"v AS MATERIALIZED (SELECT * FROM {_recordset(table, columns, 'rows')})",
-            f"t0 AS (INSERT INTO {table.name} ({names}) SELECT {names} FROM v)",
+            _insert_part(0, table, names, names, "v"),
         ]
         for index, (other, fills) in enumerate(derived, start=1):
             targets = ", ".join(f'"{name}"' for name, _ in fills)
             values = ", ".join(expression for _, expression in fills)
-            parts.append(
-                f"t{index} AS (INSERT INTO {other.name} ({targets}) SELECT {values} FROM v)"
-            )
-        final = f"SELECT pg_notify('{notify}', '')" if notify is not None else "SELECT 1"
-        sql = _DERIVED_SQL[shape] = f"WITH {', '.join(parts)} {final}"
+            parts.append(_insert_part(index, other, targets, values, "v"))
+        sql = _DERIVED_SQL[shape] = _with(parts, notify)
     driver = conn.connection.driver_connection
     driver.execute(sql, {**params, "rows": json_rows(rows)})  # type: ignore[union-attr]
 
