@@ -23,6 +23,7 @@ from sqlalchemy.sql.base import Executable
 from pigeon.bus.port import HEADER_EVENT_TYPE
 from pigeon.bus.sqlite_schema import INSERT_LOG, log_row, touch
 from pigeon.domain.events import Event, encode, route, utcnow
+from pigeon.store import sqlite_rows
 from pigeon.store.pg_statements import insert_many
 from pigeon.store.schema import outbox
 
@@ -155,7 +156,7 @@ def append(
         params = log.params(events) + log.raw_params(raw)
         if params:
             touch(row[0] for row in params)
-            conn.exec_driver_sql(INSERT_LOG, params)
+            sqlite_rows.insert_many(conn, INSERT_LOG, params)
         return
     rows = log.rows(events) + log.raw_rows(raw)
     if isinstance(log, OutboxEventLog):

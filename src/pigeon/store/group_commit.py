@@ -13,8 +13,9 @@ event loop serves requests (with per-statement awaits it was, and every other
 process waited for this one's event loop).
 
 Plain writes (:meth:`GroupCommitter.write`) are merged across callers: every
-caller's rows for one statement go into a single ``executemany``, so a group
-of N accepted notifications costs three statements, not 3·N.
+caller's rows for one statement are written together (raw SQL on SQLite: a few
+multi-row ``INSERT`` statements, :mod:`pigeon.store.sqlite_rows`), so a group
+of N accepted notifications costs a few statements, not N.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pigeon import metrics
 from pigeon.bus.sqlite_schema import forget_touched, take_touched, touch
 from pigeon.bus.sqlite_write_lock import FileWriteLock, no_lock
 from pigeon.errors import PigeonError, StoreUnavailable
+from pigeon.store import sqlite_rows
 from pigeon.store.engine import is_busy
 from pigeon.store.event_log import INSERT_EVENT
 
@@ -305,7 +307,10 @@ class GroupCommitter:
 def _flush(conn: Connection, merged: dict[Executable | str, list[Any]]) -> None:
     for stmt, rows in merged.items():
         if isinstance(stmt, str):  # no compiling, no per-row parameter processing
-            conn.exec_driver_sql(stmt, rows)
+            if conn.dialect.name == "sqlite":
+                sqlite_rows.insert_many(conn, stmt, rows)  # a few statements, not one step per row
+            else:
+                conn.exec_driver_sql(stmt, rows)
         else:
             if stmt is INSERT_EVENT:
                 touch(row["topic"] for row in rows)

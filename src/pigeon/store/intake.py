@@ -62,6 +62,7 @@ from pigeon.domain.delivery import DeliveryReport
 from pigeon.domain.events import TOPIC_SMS_REQUESTED
 from pigeon.domain.notification import Notification
 from pigeon.providers.twilio_reports import upgrade_stored_callback
+from pigeon.store import sqlite_rows
 from pigeon.store.event_log import SqliteEventLog
 from pigeon.store.rows import REQUEST_HEADERS, notification_values, request_event_sql
 from pigeon.store.schema import idempotency_keys, notifications
@@ -256,9 +257,10 @@ def move_chunk(
     ).fetchall()
     if rows:
         width = len(NOTIFICATION_COLUMNS)
-        raw.executemany(_INSERT_NOTIFICATION, [(*r[1 : width + 1], r[1 + _CREATED]) for r in rows])
-        raw.executemany(_INSERT_ACCEPTED, [(r[1], r[1 + _CREATED]) for r in rows])
-        raw.executemany(INSERT_LOG, [r[width + 1 :] for r in rows])
+        moved = [(*r[1 : width + 1], r[1 + _CREATED]) for r in rows]
+        sqlite_rows.insert_many(raw, _INSERT_NOTIFICATION, moved)
+        sqlite_rows.insert_many(raw, _INSERT_ACCEPTED, [(r[1], r[1 + _CREATED]) for r in rows])
+        sqlite_rows.insert_many(raw, INSERT_LOG, [r[width + 1 :] for r in rows])
         touch({r[width + 1] for r in rows})  # the topic: rung after the commit
         at_n = rows[-1][0]
         raw.execute(_SET_POSITION, ("notifications", at_n))

@@ -69,6 +69,7 @@ from pigeon.store import (
     planner_statistics,
     projection,
     retention,
+    sqlite_rows,
 )
 from pigeon.store import dead_letters as dlq
 from pigeon.store import intake as intake_sql
@@ -608,7 +609,7 @@ class SqlStore:
         if not accepted:
             return
         if self._intake_commits is not None:
-            conn.exec_driver_sql(intake_sql.INSERT_INTAKE, self._intake_params(accepted))
+            sqlite_rows.insert_many(conn, intake_sql.INSERT_INTAKE, self._intake_params(accepted))
             return
         if conn.dialect.name == "postgresql":
             self._accept_postgres(conn, list(accepted))  # one statement, however many
