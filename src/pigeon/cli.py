@@ -42,7 +42,7 @@ from pigeon.errors import (
 from pigeon.logs import configure_logging
 from pigeon.metrics import status as metrics_status
 from pigeon.metrics.endpoint import WorkerMetricsServer
-from pigeon.prefork import PreForked
+from pigeon.prefork import PreForked, freeze_heap
 from pigeon.sandbox.faults import FaultConfig, parse_fault_config
 from pigeon.sandbox.server import SandboxServer
 from pigeon.store import migrate
@@ -320,6 +320,7 @@ def run(
                 else [r for name in pigeon.all_workers() for r in await pigeon.workers(name)]
             )
             server = _api_server(pigeon, settings.api_host, settings.api_port)
+            freeze_heap()  # what serving needs is built: the collector stops walking it
             api_url = f"http://{settings.api_host}:{settings.api_port}"
             sandbox_url = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
             typer.echo(
@@ -391,6 +392,7 @@ def api(
         await pigeon.start()
         try:
             server = _api_server(pigeon, settings.api_host, settings.api_port)
+            freeze_heap()  # what serving needs is built: the collector stops walking it
             log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
             await _until_signalled(server.serve([api_socket]), on_stop=_stop_all(server, []))
         finally:
@@ -440,6 +442,7 @@ def worker(
             await pigeon.start()
             try:
                 runners = [r for name in names for r in await pigeon.workers(name)]
+                freeze_heap()  # the workers are built: the collector stops walking them
                 log.info("worker %s started", ", ".join(names))
                 await _until_signalled(_serve_runners(runners), on_stop=_stop_all(None, runners))
             finally:
