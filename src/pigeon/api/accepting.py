@@ -7,17 +7,34 @@ answer exactly like it, build both here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pigeon.api.bodies import accepted_body
-from pigeon.api.schemas import SendNotification
 from pigeon.domain.notification import Notification
 
 
+class SendRequest(Protocol):
+    """What a send asks for: a :class:`~pigeon.api.schemas.SendNotification`, or a
+    batch's item (:class:`~pigeon.api.schemas.BatchItem`, a plain item)."""
+
+    @property
+    def to(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def from_(self) -> str | None: ...
+    @property
+    def metadata(self) -> dict[str, Any] | None: ...
+
+
 def new_notification(
-    request: SendNotification, account_id: str, now: datetime | None = None
+    request: SendRequest,
+    account_id: str,
+    now: datetime | None = None,
+    notification_id: str | None = None,
 ) -> Notification:
-    """The notification a validated send request asks for (created ``now``, default now)."""
+    """The notification a validated send request asks for (created ``now``, default now;
+    ``notification_id``: made at ``now``, default a new one)."""
     return Notification.new_sms(
         account_id=account_id,
         to=request.to,
@@ -25,6 +42,7 @@ def new_notification(
         from_number=request.from_,
         metadata=request.metadata,
         now=now,
+        notification_id=notification_id,
     )
 
 

@@ -158,3 +158,33 @@ async def test_a_full_batch_of_1000_fits_the_batch_body_limit(
     assert answer.status_code == 207
     assert answer.json()["accepted"] == 1000
     assert row_counts()["notifications"] == before["notifications"] + 1000
+
+
+async def test_json_only_the_standard_library_reads_gets_the_same_answers_as_before(
+    client: httpx.AsyncClient, tenant: Tenant, row_counts: Callable[[], dict[str, int]]
+) -> None:
+    """The batch body is read by orjson; what orjson refuses but Python's json reads (NaN,
+    a 70-bit integer, a lone surrogate, UTF-16) is still each item's own problem, and
+    broken JSON is still one 422 naming where."""
+    before = row_counts()
+    items = (
+        b'{"channel": "sms", "to": "+14155550001", "body": "ok"},'
+        b'{"channel": "sms", "to": "+14155550002", "body": "x", "metadata": {"f": NaN}},'
+        b'{"channel": "sms", "to": "+14155550003", "body": "x", '
+        b'"metadata": {"n": 1180591620717411303424}},'
+        b'{"channel": "sms", "to": "+14155550004", "body": "\\ud800"}'
+    )
+    body = b'{"notifications": [' + items + b"]}"
+    headers = {**tenant.headers, "Content-Type": "application/json"}
+    for encoded in (body, body.decode().encode("utf-16")):
+        answer = await client.post(BATCH, content=encoded, headers=headers)
+        assert answer.status_code == 207
+        results = answer.json()["results"]
+        assert [r["status"] for r in results] == [202, 422, 422, 422]
+        assert "not a JSON number" in results[1]["problem"]["errors"][0]["reason"]
+        assert "64 bits" in results[2]["problem"]["errors"][0]["reason"]
+        assert "surrogate" in results[3]["problem"]["errors"][0]["reason"]
+    broken = await client.post(BATCH, content=b'{"notifications": [', headers=headers)
+    assert broken.status_code in {400, 422}
+    assert broken.headers["Content-Type"] == PROBLEM_JSON
+    assert row_counts()["notifications"] == before["notifications"] + 2
