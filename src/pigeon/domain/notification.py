@@ -46,11 +46,13 @@ class Notification:
         from_number: str | None = None,
         metadata: dict[str, Any] | None = None,
         now: datetime | None = None,
+        notification_id: str | None = None,
     ) -> Notification:
         """Validate a request for an SMS and build the accepted notification.
 
         ``now``: its creation time (default: this instant); the items of one batch
-        share one, as they share one transaction.
+        share one, as they share one transaction. ``notification_id``: its id, made
+        at ``now`` (default: a new one; a batch makes its ids together).
         """
         recipient = normalize_e164(to, "to")
         sender = normalize_e164(from_number, "from") if from_number is not None else None
@@ -63,7 +65,7 @@ class Notification:
         count = count_segments(body)
         created_at = utcnow() if now is None else now
         return cls(
-            id=new_notification_id(int(created_at.timestamp() * 1000)),
+            id=notification_id or new_notification_id(int(created_at.timestamp() * 1000)),
             account_id=account_id,
             channel="sms",
             to=recipient,

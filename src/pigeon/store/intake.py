@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import operator
 import os
 import sqlite3
 import time
@@ -149,6 +150,8 @@ INSERT_INTAKE = (
 _POSITIONS = "SELECT name, seq FROM intake_positions"
 _SET_POSITION = "INSERT OR REPLACE INTO intake_positions (name, seq) VALUES (?, ?)"
 _CREATED = NOTIFICATION_COLUMNS.index("created_at")
+#: a row's values in :data:`NOTIFICATION_COLUMNS` order, picked in C
+_COLUMNS_OF = operator.itemgetter(*NOTIFICATION_COLUMNS)
 
 #: applies delivery reports in the store's transaction (see ``SqlStore``)
 CallbackApplier = Callable[[Connection, list[DeliveryReport]], list[bool]]
@@ -200,7 +203,7 @@ def accepted_params(notification: Notification, log: SqliteEventLog) -> tuple[An
     """
     values = notification_values(notification)  # the store's one definition of the columns
     values["created_at"] = sqlite_datetime(notification.created_at)
-    columns = tuple(values[name] for name in NOTIFICATION_COLUMNS)
+    columns: tuple[Any, ...] = _COLUMNS_OF(values)
     if notification.trace is not None:
         (event,) = log.params([notification.requested_event()])
         return (*columns, *event)

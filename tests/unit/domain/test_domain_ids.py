@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pigeon.domain.ids import ulid, ulid_floor
+from pigeon.domain.ids import new_notification_id, new_notification_ids, ulid, ulid_floor
 
 
 def _ms(moment: datetime) -> int:
@@ -44,3 +44,23 @@ def test_a_ulid_is_its_time_then_its_random_bits_in_crockford_base32() -> None:
             assert value >> 80 == ms
             assert value < 1 << 128
     assert len({ulid(5) for _ in range(1000)}) == 1000  # random within one millisecond
+
+
+def test_a_batch_of_notification_ids_reads_back_as_ulids_of_its_millisecond() -> None:
+    """Ids made together for a batch are ULIDs as one-by-one ids are: the prefix, then the
+    time digits of their millisecond, then 80 random bits, all different."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for ms in (0, 1_700_000_000_123, (1 << 48) - 1):
+        made = new_notification_ids(500, ms)
+        assert len(made) == len(set(made)) == 500
+        one_by_one = new_notification_id(ms)
+        for notification_id in made:
+            assert notification_id[:14] == one_by_one[:14]  # "ntf_" and the time digits
+            digits = notification_id.removeprefix("ntf_")
+            assert len(digits) == 26
+            value = 0
+            for digit in digits:
+                value = value * 32 + alphabet.index(digit)
+            assert value >> 80 == ms
+    assert new_notification_ids(0, 5) == []
+    assert len(new_notification_ids(1, 5)) == 1
