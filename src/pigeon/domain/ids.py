@@ -7,7 +7,6 @@ rows made before a moment by an index range on the id, below
 
 from __future__ import annotations
 
-import base64
 import functools
 import random
 import time
@@ -17,8 +16,6 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: every pair of digits, indexed by its 10-bit value, and where each pair sits in 130 bits
 _PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
 _SHIFTS = tuple(range(120, -1, -10))
-#: where each pair of the 80 random bits sits
-_LOW_SHIFTS = tuple(range(70, -1, -10))
 #: prefixes of the ids we make; retention only touches ids with them
 NOTIFICATION_PREFIX = "ntf_"
 EVENT_PREFIX = "evt_"
@@ -49,8 +46,18 @@ def ulid(now_ms: int | None = None) -> str:
     measurable share of the API's time under load.
     """
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = random.getrandbits(80)  # 16 digits, 8 pairs
-    return _time_digits(ms) + "".join([_PAIRS[(value >> shift) & 1023] for shift in _LOW_SHIFTS])
+    return _time_digits(ms) + _random_digits(16)
+
+
+#: a byte as a digit: its low 5 bits (256 is 8 x 32, so a random byte makes each digit as
+#: likely as the others; 16 of them are the 80 random bits)
+_DIGIT_OF_BYTE = bytes(_ALPHABET.encode()[byte & 31] for byte in range(256))
+
+
+def _random_digits(count: int) -> str:
+    """``count`` random digits, drawn and mapped in C (``random.randbytes``, ``translate``):
+    a third of the time of 80 random bits cut into eight pairs of digits."""
+    return random.randbytes(count).translate(_DIGIT_OF_BYTE).decode("ascii")
 
 
 def ulid_floor(moment: datetime) -> str:
@@ -68,17 +75,11 @@ def new_notification_id(now_ms: int | None = None) -> str:
     return NOTIFICATION_PREFIX + ulid(now_ms)
 
 
-#: RFC 4648 base32 digits, and the Crockford digit of the same value for each
-_BASE32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_TO_CROCKFORD = bytes.maketrans(_BASE32, _ALPHABET.encode())
-
-
 def new_notification_ids(count: int, now_ms: int) -> list[str]:
-    """``count`` new notification ids made at ``now_ms`` (a batch's), as ``count`` calls of
-    :func:`new_notification_id` would make them: every random part drawn and encoded in
-    one go (10 random bytes are 16 base32 digits; the digits are Crockford's)."""
+    """``count`` new notification ids made at ``now_ms`` (a batch's), like ``count`` calls
+    of :func:`new_notification_id`, with their random digits drawn in one go."""
     prefix = NOTIFICATION_PREFIX + _time_digits(now_ms)
-    digits = base64.b32encode(random.randbytes(10 * count)).translate(_TO_CROCKFORD).decode()
+    digits = _random_digits(16 * count)
     return [prefix + digits[start : start + 16] for start in range(0, 16 * count, 16)]
 
 
