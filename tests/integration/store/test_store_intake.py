@@ -25,6 +25,7 @@ from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode, enco
 from pigeon.domain.ids import new_notification_id
 from pigeon.domain.notification import Account, Notification
 from pigeon.services.intake_relay import IntakeRelay
+from pigeon.store import intake as intake_sql
 from pigeon.store.engine import DatabaseUrl
 from pigeon.store.idempotency import IdempotentRequest
 from pigeon.store.intake import create_intake
@@ -324,6 +325,15 @@ async def test_the_request_event_sqlite_writes_at_the_move_is_the_one_python_wri
     trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
     traced = [dataclasses.replace(n, id=new_notification_id(), trace=trace) for n in plain]
     assert await store.accept_batch([(n, None) for n in [*plain, *traced]]) == [None] * 20
+    # the relay reads the rows in one step (a JSON array): exactly what a row-by-row read gets
+    intake = sqlite3.connect(store.intake_path)
+    try:
+        for after, limit in ((0, 100), (0, 7), (5, 3)):
+            by_row = intake.execute(intake_sql._SELECT_NOTIFICATIONS, (after, limit)).fetchall()
+            assert intake_sql._notifications_after(intake, after, limit) == by_row
+            assert len(by_row) == min(limit, 20 - after)
+    finally:
+        intake.close()
     await store.move_intake(limit=100)
 
     conn = sqlite3.connect(url.path)
