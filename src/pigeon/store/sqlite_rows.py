@@ -4,10 +4,11 @@ Why not ``executemany``: Python's ``sqlite3`` lets go of the GIL around every
 ``sqlite3_step``, and an ``executemany`` steps once per row. Our writes run in a
 writer thread beside a busy event loop, and each time that thread wants the GIL
 back it waits for the loop's thread to let go of it, up to the interpreter's
-switch interval (5 ms). Measured on 500 intake rows with a busy thread beside
-the writer: 2.6-3.7 ms per row as an ``executemany``, 35-55 µs per row as one
-statement (4 µs per row either way when nothing else runs). One statement per
-chunk pays that wait once per chunk.
+switch interval (0.5 ms in Pigeon's processes, see ``pigeon.cli``; Python's
+default is 5 ms). Measured on 500 intake rows with a busy thread beside the
+writer, at 0.5 ms: 97-120 ms as an ``executemany``, 10.6-14 ms as multi-row
+statements (at 5 ms: 2.6-3.7 ms a row against 35-55 µs; 2 ms for the 500 either
+way when nothing else runs). One statement per chunk pays that wait once per chunk.
 
 A chunk is a power of two rows (at most :data:`MAX_CHUNK`, and never more
 parameters than the connection allows), so a statement has a handful of shapes
