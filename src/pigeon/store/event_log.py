@@ -78,7 +78,8 @@ class SqliteEventLog:
 
     def params(self, events: Sequence[Event]) -> list[tuple[str, int, str, bytes, str, float]]:
         """The positional parameters of ``INSERT_LOG`` (the columns of ``bus_log``, in
-        order) for ``events``: for a raw ``executemany``, with no per-row compiling."""
+        order) for ``events``: for raw multi-row inserts (``store.sqlite_rows``), with no
+        per-row compiling."""
         params = []
         for event in events:
             topic, key = route(event)

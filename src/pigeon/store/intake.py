@@ -206,8 +206,8 @@ def _upgrade_kept_callbacks(conn: sqlite3.Connection) -> None:
 
 def accepted_params(notification: Notification, log: SqliteEventLog) -> tuple[Any, ...]:
     """The parameters of :data:`INSERT_INTAKE` for an accepted notification: its columns
-    and its request event, bound as SQLAlchemy would bind them (a raw ``executemany``
-    skips SQLAlchemy's per-row parameter processing: a fifth of a batch's cost).
+    and its request event, bound as SQLAlchemy would bind them (a raw insert skips
+    SQLAlchemy's per-row parameter processing: a fifth of a batch's cost).
 
     The event's ``value`` is left empty, for SQLite to write at the move
     (:data:`_REQUEST_EVENT`), unless the event continues a trace: its headers then
