@@ -24,8 +24,11 @@ from tests.e2e.e2e_processes import (
 )
 from tests.integration.kafka_reader import read_topic
 
-RECIPIENTS = 30
-PER_RECIPIENT = 40  # 1,200 notifications: more than one relay batch (1,000 rows)
+RECIPIENTS = 40
+#: 4,000 notifications: four relay batches (1,000 rows each), so that after the first the
+#: relay is still publishing when it is killed (with two, the second's 200 rows were
+#: sometimes on the topic before the kill under the full suite's load)
+PER_RECIPIENT = 100
 COUNT = RECIPIENTS * PER_RECIPIENT
 
 
@@ -52,8 +55,8 @@ async def test_a_relay_killed_mid_backlog_loses_nothing_and_keeps_per_recipient_
     cluster: PigeonCluster,
 ) -> None:
     """A relay killed -9 while publishing a backlog: the next one publishes the rest, in order."""
-    # Given every worker but no relay, and 1,200 notifications accepted meanwhile: 40 for
-    # each of 30 recipients, each recipient's sent one after the other
+    # Given every worker but no relay, and 4,000 notifications accepted meanwhile: 100 for
+    # each of 40 recipients, each recipient's sent one after the other
     key = cluster.create_api_key("e2e")
     await cluster.start(
         cluster.sandbox(),
