@@ -84,7 +84,7 @@ async def send_batch(
     first_with_key: dict[str, _Valid] = {}
     repeats: list[tuple[int, _Valid, str]] = []
     now = utcnow()  # the items share one transaction, and so one creation time
-    requests = _all_valid(batch.notifications)
+    requests = _validated(batch.notifications)
     ids = new_notification_ids(len(requests), int(now.timestamp() * 1000))
     for index, raw in enumerate(batch.notifications):
         checked = _check(index, raw, account_id, now, requests[index], notification_id=ids[index])
@@ -209,7 +209,7 @@ def actions_router() -> APIRouter:
 _ITEMS = pydantic.TypeAdapter(list[BatchItem])
 
 
-def _all_valid(raws: list[Any]) -> list[BatchItem | PlainItem | None]:
+def _validated(raws: list[Any]) -> list[BatchItem | PlainItem | None]:
     """Each item as a request where that is known at once: a plain item as it is
     (:func:`~pigeon.api.schemas.plain_item`), the others validated in one call when all
     of them are valid; None for an item to check alone (for its own problem)."""

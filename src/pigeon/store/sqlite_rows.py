@@ -71,12 +71,10 @@ def _chunk(left: int, most: int) -> int:
     return 1 << (min(left, most).bit_length() - 1)
 
 
-@functools.lru_cache(maxsize=64)
 def _most_rows(limit: int, width: int) -> int:
     """The largest power of two rows of ``width`` parameters under ``limit`` (and
     :data:`MAX_CHUNK`)."""
-    rows = max(1, min(MAX_CHUNK, limit // max(1, width)))
-    return 1 << (rows.bit_length() - 1)
+    return _chunk(max(1, limit // max(1, width)), MAX_CHUNK)
 
 
 def _variable_limit(raw: sqlite3.Connection) -> int:
