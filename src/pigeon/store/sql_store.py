@@ -15,7 +15,6 @@ import functools
 import hashlib
 import secrets
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -84,6 +83,7 @@ from pigeon.store.event_log import (
     append,
 )
 from pigeon.store.group_commit import GroupCommitter
+from pigeon.store.key_cache import KeyCache
 from pigeon.store.rows import (
     REQUEST_HEADERS,
     notification_from_row,
@@ -113,13 +113,6 @@ _INTAKE_HEADS = select(
     select(func.max(intake_sql.intake_callbacks.c.seq)).scalar_subquery(),
 )
 MAX_USAGE_DAYS = 366
-
-
-#: how long a process trusts a key it checked before asking again: a key revoked
-#: elsewhere stops working in every API process within this long
-KEY_CACHE_SECONDS = 1.0
-#: keys kept in that cache at most
-KEY_CACHE_SIZE = 10_000
 
 
 def _new_key() -> str:
@@ -253,8 +246,7 @@ class SqlStore:
             for _ in range(BATCH_WRITERS if url.dialect == "postgresql" else 0)
         ]
         self._batches_sent = 0
-        #: key hash -> (account, until when it may be used without asking the database)
-        self._key_cache: dict[str, tuple[Account, float]] = {}
+        self._keys = KeyCache(self._account_of_key)
         self._counted = metrics.notifications()  # None: metrics off
         self.intake_path: Path | None = None
         self._intake_commits: GroupCommitter | None = None
@@ -427,7 +419,7 @@ class SqlStore:
         view, digest = await self._commits.submit(
             lambda conn: api_keys_sql.revoke(conn, key_id, utcnow())
         )
-        self._key_cache.pop(digest, None)
+        self._keys.forget(digest)
         return view
 
     async def rotate_api_key(self, key_id: str) -> tuple[ApiKeyView, str]:
@@ -441,7 +433,7 @@ class SqlStore:
             return old, digest
 
         old, digest = await self._commits.submit(work)
-        self._key_cache.pop(digest, None)
+        self._keys.forget(digest)
         return old, key
 
     async def set_limits(
@@ -477,7 +469,7 @@ class SqlStore:
             return Account(row.id, row.name, limits=limits_of(row))
 
         account = await self._commits.submit(work)
-        self._key_cache.clear()  # this process at once; the others within a second
+        self._keys.clear()  # this process at once; the others within a second
         return account
 
     async def account_named(self, name: str) -> Account:
@@ -501,21 +493,16 @@ class SqlStore:
         return int(total)
 
     async def authenticate(self, key: str) -> Account | None:
-        """The account an API key belongs to, or None."""
-        digest = hash_key(key)
-        cached = self._key_cache.get(digest)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        """The account an API key belongs to, or None (:mod:`pigeon.store.key_cache`)."""
+        return await self._keys.account(hash_key(key))
+
+    async def _account_of_key(self, digest: str) -> Account | None:
+        """Ask the database whose active key has hash ``digest``."""
         async with self._read() as conn:
             row = (await conn.execute(_AUTHENTICATE, {"digest": digest})).first()
         if row is None:
             return None
-        account = Account(row.id, row.name, bool(row.is_admin), limits_of(row))
-        if len(self._key_cache) > KEY_CACHE_SIZE:  # keys tried once: forget them all
-            self._key_cache.clear()
-        self._key_cache[digest] = (account, now + KEY_CACHE_SECONDS)
-        return account
+        return Account(row.id, row.name, bool(row.is_admin), limits_of(row))
 
     # -- notifications -----------------------------------------------------------
     async def accept(self, notification: Notification) -> None:

@@ -7,7 +7,8 @@ from tests.support import eventually
 
 from pigeon.errors import ConflictError, NotFoundError
 from pigeon.store.engine import DatabaseUrl
-from pigeon.store.sql_store import KEY_CACHE_SECONDS, SqlStore
+from pigeon.store.key_cache import KEY_CACHE_SECONDS
+from pigeon.store.sql_store import SqlStore
 
 
 async def test_keys_are_listed_without_the_key_oldest_first_and_by_account(
