@@ -512,7 +512,9 @@ class SqlStore:
             await self._intake_commits.write([(intake_sql.INSERT_INTAKE, params)])
         elif self.url.dialect == "postgresql":
             # one statement for the group's rows and the relay's NOTIFY (pg_statements)
-            await self._commits.merged(self._accept_postgres, notification, quiet=True)
+            await self._commits.merged(
+                self._accept_postgres, notification, quiet=True, one_statement=True
+            )
         else:
             await self._commits.write(
                 [
