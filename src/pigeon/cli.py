@@ -306,6 +306,7 @@ def run(
             await sandbox.start()
         try:
             await pigeon.start()
+            await pigeon.store.warm_up()
             key = await _dev_key(pigeon)
             runners: list[Runner] = (
                 [
@@ -391,6 +392,7 @@ def api(
         pigeon = build(settings)
         await pigeon.start()
         try:
+            await pigeon.store.warm_up()
             server = _api_server(pigeon, settings.api_host, settings.api_port)
             freeze_heap()  # what serving needs is built: the collector stops walking it
             log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)

@@ -134,6 +134,10 @@ def _insert_key(conn: Connection, account_id: str, key: str, admin: bool) -> Non
     )
 
 
+def _nothing(_conn: Connection) -> None:
+    """An empty transaction: opens the writer's connection (:meth:`SqlStore.warm_up`)."""
+
+
 def hash_key(key: str) -> str:
     """The stored form of an API key."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -292,6 +296,17 @@ class SqlStore:
             await self._intake_commits.start()
         if self._callback_commits is not self._commits:
             await self._callback_commits.start()
+
+    async def warm_up(self) -> None:
+        """Open what the first requests would open, before any arrives: a reader
+        connection (with the key lookup compiled) and each writer's connection. An API
+        process calls this before it listens; without it the first request after a start
+        waited 15-40 ms for connections and compiling, and those behind it queued."""
+        await self._account_of_key("")  # no key has an empty hash
+        for committer in {id(c): c for c in (self._commits, self._callback_commits)}.values():
+            await committer.submit(_nothing, quiet=True)
+        if self._intake_commits is not None:
+            await self._intake_commits.submit(_nothing, quiet=True)
 
     async def stop(self) -> None:
         """Flush pending writes and close connections."""

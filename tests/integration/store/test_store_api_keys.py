@@ -79,3 +79,17 @@ async def test_another_process_refuses_a_revoked_key_within_a_second(
         await eventually(refused, within=KEY_CACHE_SECONDS + 2)
     finally:
         await other.stop()
+
+
+async def test_warming_up_writes_nothing_and_keys_still_work(store: SqlStore) -> None:
+    """An API process warms its store up before it listens: connections opened, the key
+    lookup compiled, nothing written, and a key made before or after still answers."""
+    _, before = await store.create_api_key("acme")
+    await store.warm_up()
+    await store.warm_up()  # twice: harmless
+    _, after = await store.create_api_key("acme")
+    assert [k.account_name for k in await store.api_keys()] == ["acme", "acme"]
+    assert await store.authenticate("pgn_unknown") is None
+    for key in (before, after):
+        account = await store.authenticate(key)
+        assert account is not None and account.name == "acme"
