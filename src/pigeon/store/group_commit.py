@@ -171,7 +171,9 @@ class GroupCommitter:
 
         For work whose cost is per statement, not per row (journal updates,
         callbacks): N concurrent callers cost one set-based call, not N.
-        ``quiet`` as in :meth:`submit`.
+        ``quiet`` as in :meth:`submit`. ``one_statement``: ``fn`` writes all it writes in
+        one statement, so a group of nothing else may run it without a transaction block
+        (see :class:`Merged`).
         """
         return await self._enqueue(Merged(fn, item, one_statement), quiet)
 
@@ -263,19 +265,18 @@ class GroupCommitter:
                 time.sleep(random.uniform(0.0005, 0.002))
 
     def _commit_once(self, works: list[Work], loud: bool) -> list[Any]:
-        """One transaction of ``works``; ``before_commit`` runs in it unless all are quiet."""
+        """One transaction of ``works``; ``before_commit`` runs in it unless all are quiet.
+        (PostgreSQL: a group of one-statement work is that statement alone.)"""
         lock = self._write_lock.held() if self._write_lock is not None else no_lock()
+        forget_touched()
+        if self._one_round_trip and (statement := _one_statement(works, loud, self._before_commit)):
+            with lock, self._engine.connect() as plain:
+                auto = plain.execution_options(isolation_level="AUTOCOMMIT")
+                return statement.fn(auto, [w.item for w in works])  # type: ignore[union-attr]
         sets: dict[MergedFn, list[int]] = {}
         for index, work in enumerate(works):
             if isinstance(work, Merged):
                 sets.setdefault(work.fn, []).append(index)
-        forget_touched()
-        if self._one_round_trip and (
-            quiet_statement := _one_statement(works, loud, self._before_commit)
-        ):
-            with lock, self._engine.connect() as plain:
-                auto = plain.execution_options(isolation_level="AUTOCOMMIT")
-                return quiet_statement.fn(auto, [w.item for w in works])  # type: ignore[union-attr]
         with lock, self._engine.begin() as conn:
             results: list[Any] = [None] * len(works)
             merged: dict[Executable | str, list[Any]] = {}
@@ -342,7 +343,8 @@ def _one_statement(
         return None
     if loud and before_commit is not None:
         return None
-    if all(isinstance(w, Merged) and w.fn == first.fn for w in works):  # bound: equal, not same
+    # == and not 'is': each access to a bound method makes a new object
+    if all(isinstance(w, Merged) and w.one_statement and w.fn == first.fn for w in works):
         return first
     return None
 

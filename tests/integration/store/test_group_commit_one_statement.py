@@ -118,6 +118,23 @@ async def test_one_statement_work_beside_other_work_runs_in_the_groups_transacti
     assert await stored(committer) == [1, 2]
 
 
+async def test_the_same_function_without_the_promise_keeps_the_transaction(
+    committer: GroupCommitter,
+) -> None:
+    probe = Probe()
+    release, held = await hold_writer(committer)
+    sends = [
+        asyncio.ensure_future(committer.merged(probe.insert, 1, one_statement=True)),
+        asyncio.ensure_future(committer.merged(probe.insert, 2)),
+    ]
+    await asyncio.sleep(0.05)
+    release.set()
+    await held
+    assert await asyncio.gather(*sends) == [1, 2]
+    assert probe.in_transaction == [True]
+    assert await stored(committer) == [1, 2]
+
+
 async def test_an_item_that_fails_fails_alone(
     committer: GroupCommitter, database: DatabaseUrl
 ) -> None:
