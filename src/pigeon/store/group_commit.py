@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError, StatementError
 from sqlalchemy.sql.base import Executable
 
 from pigeon import metrics
@@ -272,7 +272,10 @@ class GroupCommitter:
         if self._one_round_trip and (statement := _one_statement(works, loud, self._before_commit)):
             with lock, self._engine.connect() as plain:
                 auto = plain.execution_options(isolation_level="AUTOCOMMIT")
-                return statement.fn(auto, [w.item for w in works])  # type: ignore[union-attr]
+                try:
+                    return statement.fn(auto, [w.item for w in works])  # type: ignore[union-attr]
+                except plain.dialect.loaded_dbapi.Error as exc:
+                    raise _driver_error(plain, exc) from exc
         sets: dict[MergedFn, list[int]] = {}
         for index, work in enumerate(works):
             if isinstance(work, Merged):
@@ -331,6 +334,21 @@ def _flush(conn: Connection, merged: dict[Executable | str, list[Any]]) -> None:
             # one row: a plain execute (an executemany of one row pays for a pipeline)
             conn.execute(stmt, rows[0] if len(rows) == 1 else rows)
     merged.clear()
+
+
+def _driver_error(conn: Connection, exc: Any) -> StatementError:
+    """A driver's own error (raised by a statement sent on the raw connection) as
+    SQLAlchemy's, as if SQLAlchemy had run the statement: so that a busy database is
+    retried and a lost one answers 503 (:class:`StoreUnavailable`), and a connection
+    the server dropped is not handed out again."""
+    dialect = conn.dialect
+    lost = dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+    if lost:
+        conn.invalidate(exc)
+    error: StatementError = DBAPIError.instance(
+        None, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+    )
+    return error
 
 
 def _one_statement(

@@ -155,3 +155,24 @@ async def test_an_item_that_fails_fails_alone(
     # the group's statement failed whole, then each item ran alone (PostgreSQL: still
     # without BEGIN)
     assert probe.in_transaction == [database.dialect == "sqlite"] * 5
+
+
+async def test_a_connection_the_server_drops_answers_store_unavailable_and_is_not_reused(
+    committer: GroupCommitter, database: DatabaseUrl
+) -> None:
+    """The statement goes through the driver itself (as the accept statement does): the
+    driver's own error still becomes StoreUnavailable (the API's 503), not a bare psycopg
+    error (a 500), and the next group gets a live connection."""
+    if database.dialect != "postgresql":
+        pytest.skip("the server dropping a connection: PostgreSQL")
+
+    def dropped(conn: Connection, items: list[int]) -> list[int]:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        raw.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return items
+
+    with pytest.raises(StoreUnavailable, match="database write failed"):
+        await committer.merged(dropped, 1, one_statement=True)
+    assert await committer.merged(Probe().insert, 7, one_statement=True) == 7
+    assert await stored(committer) == [7]
