@@ -64,6 +64,8 @@ class KeyCache:
         self._reads: dict[str, asyncio.Task[Account | None]] = {}
         #: bumped by every forget: a read that started before it is not kept
         self._generation = 0
+        #: background refreshes, held here until done (the loop keeps only weak references)
+        self._refreshing: set[asyncio.Task[Account | None]] = set()
 
     async def account(self, digest: str) -> Account | None:
         """The account of the key with hash ``digest``, or None for no (active) key."""
@@ -73,7 +75,9 @@ class KeyCache:
             left = until - self._clock()
             if left > 0:
                 if left <= self._ahead and digest not in self._reads:
-                    self._start_read(digest).add_done_callback(_log_failure)
+                    refresh = self._start_read(digest)
+                    self._refreshing.add(refresh)
+                    refresh.add_done_callback(self._refreshed)
                 return account
         read = self._reads.get(digest) or self._start_read(digest)
         # shielded: a caller that goes away does not cancel the others' read
@@ -113,8 +117,9 @@ class KeyCache:
         self._entries[digest] = (account, started + self._seconds)
         return account
 
-
-def _log_failure(task: asyncio.Task[Account | None]) -> None:
-    """A background refresh that failed: the entry expires as usual, the next use reads."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.warning("refreshing an API key's account failed: %s", exc)
+    def _refreshed(self, task: asyncio.Task[Account | None]) -> None:
+        """A background refresh ended; one that failed leaves the entry to expire as usual,
+        and the next use reads again."""
+        self._refreshing.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("refreshing an API key's account failed: %s", exc)
