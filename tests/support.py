@@ -16,7 +16,17 @@ from harness.processes import free_port
 if TYPE_CHECKING:
     from pigeon.bootstrap import Pigeon
 
-__all__ = ["embedded_pigeon", "eventually", "free_port", "serve_http"]
+__all__ = ["Clock", "embedded_pigeon", "eventually", "free_port", "serve_http"]
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (``clock.now += 0.5``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def eventually(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tests.support import Clock
 
 from pigeon.domain.notification import Account
 from pigeon.store.key_cache import KeyCache
@@ -34,14 +35,6 @@ class FakeDatabase:
         if self.fail:
             raise OSError("database gone")
         return answer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

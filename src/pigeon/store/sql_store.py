@@ -303,10 +303,9 @@ class SqlStore:
         process calls this before it listens; without it the first request after a start
         waited 15-40 ms for connections and compiling, and those behind it queued."""
         await self._account_of_key("")  # no key has an empty hash
-        for committer in {id(c): c for c in (self._commits, self._callback_commits)}.values():
+        writers = (self._commits, self._callback_commits, self._intake_commits)
+        for committer in dict.fromkeys(c for c in writers if c is not None):  # each once
             await committer.submit(_nothing, quiet=True)
-        if self._intake_commits is not None:
-            await self._intake_commits.submit(_nothing, quiet=True)
 
     async def stop(self) -> None:
         """Flush pending writes and close connections."""

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from api_testkit import AUTH_TOKEN, PROBLEM_JSON, Tenant
 from sqlalchemy import Engine, insert
+from tests.support import Clock
 
 from pigeon.api.account_limits import RateLimiter, next_month
 from pigeon.api.app import ApiConfig, create_app
@@ -19,16 +20,6 @@ from pigeon.errors import NotFoundError, ValidationError
 from pigeon.store.schema import usage_daily
 
 SEND = {"channel": "sms", "to": "+14155550100", "body": "one segment"}
-
-
-class Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

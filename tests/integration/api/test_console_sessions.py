@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
+from tests.support import Clock
+
 from pigeon.console import sessions
 from pigeon.console.sessions import SessionStore, csrf_matches
 from pigeon.domain.notification import Account
 
 ACME = Account("acc_1", "acme")
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_signing_in_replaces_the_session_so_a_planted_id_is_worthless() -> None:
