@@ -390,7 +390,9 @@ class Pigeon:
         s = self.settings
         return WebhookSender(
             self.store.webhooks,
-            AiohttpPoster(timeout_seconds=s.webhook_timeout_seconds),
+            AiohttpPoster(
+                timeout_seconds=s.webhook_timeout_seconds, max_connections=s.webhook_concurrency
+            ),
             SenderSettings(
                 policy=RetryPolicy(
                     s.webhook_max_attempts,
@@ -399,6 +401,7 @@ class Pigeon:
                 ),
                 disable_after=timedelta(hours=s.webhook_disable_after_hours),
                 timeout_seconds=s.webhook_timeout_seconds,
+                concurrency=s.webhook_concurrency,
                 breaker_failure_threshold=s.breaker_failure_threshold,
                 breaker_reset_seconds=s.breaker_reset_seconds,
             ),

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0, le=30 * _DAY)
     #: how long one webhook request may take before it counts as failed
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: webhook requests in flight at once, per dispatcher process (over every endpoint)
+    webhook_concurrency: int = Field(default=128, ge=1, le=4096)
     #: an endpoint whose every attempt failed for this long is disabled (with the reason)
     webhook_disable_after_hours: float = Field(default=72.0, gt=0, le=24 * 366)
 

@@ -177,7 +177,12 @@ class SenderSettings:
     policy: RetryPolicy
     disable_after: timedelta
     timeout_seconds: float
-    concurrency: int = 32
+    #: attempts in flight at once. Each round of the loop records the attempts that
+    #: ended and claims as many new ones, two short transactions, so a round carries
+    #: up to this many: at 32 a round trip to a busy PostgreSQL capped one dispatcher
+    #: near 600 webhooks/s (200 sends/s with three statuses each fell behind by
+    #: seconds); at 128, 200 sends/s arrive within 0.13 s (p50)
+    concurrency: int = 128
     breaker_failure_threshold: int = 5
     breaker_reset_seconds: float = 30.0
 

@@ -293,3 +293,56 @@ async def test_retention_deletes_finished_deliveries_past_the_cutoff_and_keeps_p
     assert await webhooks.purge_deliveries(utcnow() + timedelta(seconds=1), 1) == 1
     assert await webhooks.purge_deliveries(utcnow() + timedelta(seconds=1), 10) == 1
     assert query("SELECT state FROM webhook_deliveries") == [("pending",)]
+
+
+async def test_one_flush_of_mixed_outcomes_records_each_delivery_as_its_attempt_ended(
+    client: httpx.AsyncClient, tenant: Tenant, pigeon: Pigeon, query: Query
+) -> None:
+    """Successes are recorded together (one statement per status code), the rest one by one:
+    each row gets its own state, attempts, status code, error and next time."""
+    endpoint = str((await _create(client, tenant))["id"])
+    webhooks = pigeon.store.webhooks
+    await webhooks.enqueue(
+        [NewDelivery(endpoint, f"evt_{i}", f"ntf_{i}", "SmsSent", "{}") for i in range(6)]
+    )
+    due = await webhooks.claim_due(utcnow(), 10, timedelta(seconds=30))
+    assert len(due) == 6
+    now = utcnow()
+    retry_at = now + timedelta(minutes=5)
+    seq = [d.seq for d in due]
+    await webhooks.finish(
+        [
+            AttemptResult(seq[0], endpoint, True, status_code=200),
+            AttemptResult(seq[1], endpoint, True, status_code=204),
+            AttemptResult(seq[2], endpoint, True, status_code=200),
+            AttemptResult(seq[3], endpoint, False, 503, "HTTP 503", next_attempt_at=retry_at),
+            AttemptResult(seq[4], endpoint, False, 400, "HTTP 400"),  # no attempt left
+            AttemptResult(seq[5], endpoint, False, next_attempt_at=retry_at, counted=False),
+        ],
+        now,
+        timedelta(hours=1),
+    )
+    rows = query(
+        "SELECT state, attempts, last_status_code, last_error, next_attempt_at IS NULL,"
+        " delivered_at IS NULL FROM webhook_deliveries ORDER BY seq"
+    )
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("delivered", 1, 200, None),
+        ("delivered", 1, 204, None),
+        ("delivered", 1, 200, None),
+        ("pending", 1, 503, "HTTP 503"),
+        ("failed", 1, 400, "HTTP 400"),
+        ("pending", 0, None, None),  # put off by the breaker: not an attempt
+    ]
+    assert [(bool(r[4]), bool(r[5])) for r in rows] == [
+        (True, False),
+        (True, False),
+        (True, False),
+        (False, True),
+        (True, True),
+        (False, True),
+    ]
+    # the one put off and the one to retry come due again at their time, not before
+    assert await webhooks.claim_due(utcnow(), 10, timedelta(seconds=30)) == []
+    later = await webhooks.claim_due(retry_at + timedelta(seconds=1), 10, timedelta(seconds=30))
+    assert sorted(d.seq for d in later) == [seq[3], seq[5]]
