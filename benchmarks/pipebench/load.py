@@ -88,26 +88,29 @@ async def closed_loop_batches(
 async def _closed(
     post: _Post, *, connections: int, warmup: float, duration: float, request_seconds: float = 30
 ) -> ClosedLoopResult:
-    """``connections`` loops calling ``post`` back to back; what finished inside the window."""
+    """``connections`` loops calling ``post`` back to back; what finished inside the window
+    (with the generator's garbage collector paused: :func:`harness.loadgen.collector_paused`)."""
     result = ClosedLoopResult(window_seconds=duration)
     limits = aiohttp.ClientTimeout(total=request_seconds)
-    async with aiohttp.ClientSession(connector=connector(connections), timeout=limits) as session:
-        start = time.perf_counter()
-        window_start, window_end = start + warmup, start + warmup + duration
+    session = aiohttp.ClientSession(connector=connector(connections), timeout=limits)
+    with loadgen.collector_paused():
+        async with session:
+            start = time.perf_counter()
+            window_start, window_end = start + warmup, start + warmup + duration
 
-        async def loop() -> None:
-            while True:
-                sent = time.perf_counter()
-                if sent >= window_end:
-                    return
-                status, accepted = await post(session)
-                done = time.perf_counter()
-                if sent >= window_start and done <= window_end:
-                    result.statuses[status] += 1
-                    result.latencies.append(done - sent)
-                    result.accepted += accepted
+            async def loop() -> None:
+                while True:
+                    sent = time.perf_counter()
+                    if sent >= window_end:
+                        return
+                    status, accepted = await post(session)
+                    done = time.perf_counter()
+                    if sent >= window_start and done <= window_end:
+                        result.statuses[status] += 1
+                        result.latencies.append(done - sent)
+                        result.accepted += accepted
 
-        await asyncio.gather(*(loop() for _ in range(connections)))
+            await asyncio.gather(*(loop() for _ in range(connections)))
     return result
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 
 import pytest
 
@@ -11,6 +13,7 @@ from harness.loadgen import (
     TIMED_OUT,
     RunResult,
     Schedule,
+    collector_paused,
     is_success,
     open_loop,
 )
@@ -113,3 +116,40 @@ async def test_open_loop_sends_every_scheduled_request_once_and_waits_for_all_an
     assert run.ok + run.errors == schedule.measured_count
     assert run.in_flight == 0
     assert run.started_at > 0
+
+
+class Cycle:
+    """An object that refers to itself."""
+
+    me: object = None
+
+
+async def test_the_generator_collects_no_garbage_while_it_sends_and_all_of_it_after() -> None:
+    """A collection in the generator would delay every request due meanwhile: none runs
+    during a run, the collector is on again afterwards, and the run's cycles are freed."""
+    during: list[bool] = []
+    cycles: list[weakref.ref[Cycle]] = []
+
+    async def send(seq: int) -> int:
+        during.append(gc.isenabled())
+        cycle = Cycle()
+        cycle.me = cycle  # garbage only a collection frees
+        cycles.append(weakref.ref(cycle))
+        return 202
+
+    assert gc.isenabled()
+    await open_loop(send, Schedule(rate=400, duration=0.05, warmup=0.0))
+    assert during and not any(during)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert cycles and all(ref() is None for ref in cycles)  # collected when the run ended
+
+
+def test_a_collector_off_before_stays_off_after() -> None:
+    """The guard restores what it found, also when the body fails."""
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError), collector_paused():
+            raise RuntimeError("boom")
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
