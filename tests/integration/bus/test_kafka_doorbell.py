@@ -18,7 +18,11 @@ import pytest
 
 from pigeon.bus.factory import bus_from_url
 from pigeon.bus.kafka import KafkaConsumer, KafkaEventBus
-from pigeon.bus.kafka_consumer import DOZE_FALLBACK_SECONDS
+from pigeon.bus.kafka_consumer import (
+    AWAKE_TICK_SECONDS,
+    DOZE_FALLBACK_SECONDS,
+    DOZING_TICK_SECONDS,
+)
 from pigeon.bus.kafka_doorbell import PostgresDoorbell
 from pigeon.bus.port import ACK, Message, Outcome
 from pigeon.bus.runner import ConsumerRunner
@@ -158,12 +162,16 @@ async def test_stopping_a_dozing_runner_is_prompt(
 async def test_under_a_steady_stream_a_lingering_member_takes_fewer_bigger_batches(
     buses: tuple[KafkaEventBus, KafkaEventBus], topic: str
 ) -> None:
+    """...and its fetcher ticks often while awake (a resume waits at most one tick), slowly
+    while it dozes (its only cost then)."""
     consuming, publishing = buses
     await publishing.ensure_topic(topic, 1)
     calls: list[list[str]] = []
+    ticks: set[float | None] = set()
 
     async def handle(messages: Sequence[Message]) -> Sequence[Outcome]:
         calls.append([m.value.decode() for m in messages])
+        ticks.add(member.fetcher_tick())
         return [ACK] * len(messages)
 
     member = consuming.consumer(
@@ -174,6 +182,7 @@ async def test_under_a_steady_stream_a_lingering_member_takes_fewer_bigger_batch
     try:
         await asyncio.wait_for(runner.started.wait(), 10)
         await eventually(lambda: member.dozing)
+        assert member.fetcher_tick() == DOZING_TICK_SECONDS
         for n in range(60):  # about 0.6 s of one message every 10 ms
             await publishing.publish(topic, "one-key", str(n).encode())
             await asyncio.sleep(0.01)  # part of the scenario: a steady stream
@@ -183,3 +192,4 @@ async def test_under_a_steady_stream_a_lingering_member_takes_fewer_bigger_batch
         await asyncio.wait_for(task, 10)
     assert [v for c in calls for v in c] == [str(n) for n in range(60)]  # all, in order
     assert len(calls) <= 20  # at most one fetch per linger, not one per message
+    assert ticks == {AWAKE_TICK_SECONDS}
