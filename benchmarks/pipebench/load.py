@@ -92,9 +92,10 @@ async def _closed(
     (with the generator's garbage collector paused: :func:`harness.loadgen.collector_paused`)."""
     result = ClosedLoopResult(window_seconds=duration)
     limits = aiohttp.ClientTimeout(total=request_seconds)
-    session = aiohttp.ClientSession(connector=connector(connections), timeout=limits)
     with loadgen.collector_paused():
-        async with session:
+        async with aiohttp.ClientSession(
+            connector=connector(connections), timeout=limits
+        ) as session:
             start = time.perf_counter()
             window_start, window_end = start + warmup, start + warmup + duration
 

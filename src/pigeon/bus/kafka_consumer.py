@@ -148,10 +148,8 @@ class KafkaConsumer:
     def fetcher_tick(self) -> float | None:
         """How often aiokafka's background fetcher wakes now, in seconds (None: not
         joined, or an aiokafka without the setting; see :func:`_fetcher_tick`)."""
-        if not isinstance(self._link, _Joined):
-            return None
-        tick = getattr(getattr(self._link.client, "_fetcher", None), "_fetcher_timeout", None)
-        return tick if isinstance(tick, float) else None
+        fetcher = _tickable_fetcher(self._link.client) if isinstance(self._link, _Joined) else None
+        return fetcher._fetcher_timeout if fetcher is not None else None
 
     def _joined(self) -> _Joined:
         if isinstance(self._link, _Joined):
@@ -533,6 +531,12 @@ def _fetcher_tick(client: Any, seconds: float) -> None:
     idle process. The attribute is aiokafka's own and not public: without it the
     member keeps the awake tick, which is correct, only busier when idle.
     """
-    fetcher = getattr(client, "_fetcher", None)
-    if fetcher is not None and isinstance(getattr(fetcher, "_fetcher_timeout", None), float):
+    fetcher = _tickable_fetcher(client)
+    if fetcher is not None:
         fetcher._fetcher_timeout = seconds
+
+
+def _tickable_fetcher(client: Any) -> Any:
+    """``client``'s background fetcher, if it has the tick :func:`_fetcher_tick` sets."""
+    fetcher = getattr(client, "_fetcher", None)
+    return fetcher if isinstance(getattr(fetcher, "_fetcher_timeout", None), float) else None
