@@ -209,6 +209,7 @@ def _api_server(pigeon: Pigeon, host: str, port: int) -> uvicorn.Server:
         lifespan="off",
         server_header=False,
         backlog=2048,
+        ws="none",  # no WebSocket routes: uvicorn need not load the websockets library
     )
     return _Server(config, on_exit=[pigeon.streams.close])
 

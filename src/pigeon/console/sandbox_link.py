@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
 from pigeon.errors import ValidationError
 
@@ -14,6 +15,9 @@ from pigeon.errors import ValidationError
 PROBE_SECONDS = 30.0
 MISS_SECONDS = 2.0
 _TIMEOUT = 2.0
+#: what a call that reached no sandbox raises (aiohttp: the client is loaded in every
+#: Pigeon process already, httpx would add ~10 MB to each of 'pigeon run''s processes)
+_UNREACHABLE = (aiohttp.ClientError, asyncio.TimeoutError)
 #: the fault switches the console's form offers, with their kind
 RATE_FIELDS = ("error_rate", "delivery_failure_rate", "rate_429", "timeout_rate")
 NUMBER_FIELDS = ("latency_ms", "down_for_s")
@@ -40,14 +44,15 @@ class SandboxLink:
             return self._found
         self._probed_at = now
         self._found = None
-        async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as client:
+        async with _session() as client:
             for candidate in self._candidates:
                 try:
-                    answer = await client.get(f"{candidate}/sandbox/health")
-                    if answer.status_code == 200 and answer.json().get("status") == "ok":
+                    async with client.get(f"{candidate}/sandbox/health") as answer:
+                        body = await answer.json(content_type=None)
+                    if answer.status == 200 and body.get("status") == "ok":
                         self._found = candidate
                         break
-                except (httpx.HTTPError, ValueError, AttributeError):
+                except (*_UNREACHABLE, ValueError, AttributeError):
                     continue
         return self._found
 
@@ -56,16 +61,20 @@ class SandboxLink:
         if url is None:
             raise SandboxUnavailable("no sandbox provider is configured")
         try:
-            async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as client:
-                answer = await client.request(method, f"{url}{path}", **kwargs)
-        except httpx.HTTPError as exc:
+            async with (
+                _session() as client,
+                client.request(method, f"{url}{path}", **kwargs) as answer,
+            ):
+                body = await answer.json(content_type=None)
+        except _UNREACHABLE as exc:
             self._probed_at = -PROBE_SECONDS  # look again next time
-            raise SandboxUnavailable(f"the sandbox at {url} does not answer: {exc}") from exc
-        body = answer.json()
-        if answer.status_code == 400:
+            raise SandboxUnavailable(
+                f"the sandbox at {url} does not answer: {exc or type(exc).__name__}"
+            ) from exc
+        if answer.status == 400:
             raise ValidationError(str(body.get("field") or "faults"), str(body.get("detail")))
-        if answer.status_code >= 300:
-            raise SandboxUnavailable(f"the sandbox answered {answer.status_code}: {body}")
+        if answer.status >= 300:
+            raise SandboxUnavailable(f"the sandbox answered {answer.status}: {body}")
         return body
 
     async def inbox(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -87,6 +96,12 @@ class SandboxLink:
         """Empty the inbox; how many messages went."""
         body = await self._call("DELETE", "/sandbox/messages")
         return int(body["deleted"])
+
+
+def _session() -> aiohttp.ClientSession:
+    """A short-lived client: the console calls the sandbox seldom (no proxy from the
+    environment: the sandbox is local)."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_TIMEOUT), trust_env=False)
 
 
 def fault_changes(form: dict[str, str]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from pigeon.errors import ConfigurationError
@@ -26,6 +25,9 @@ SETTING = "PIGEON_METRICS_URL"
 def read(url: str) -> Snapshot:
     """Scrape ``url`` and read the summary from it; an endpoint that does not answer with
     metrics is a :class:`ConfigurationError` naming the setting (or ``--url``)."""
+    # imported here, the CLI's alone: 'pigeon run' does without httpx (~10 MB per process)
+    import httpx
+
     try:
         response = httpx.get(url, timeout=FETCH_TIMEOUT_SECONDS)
     except httpx.HTTPError as exc:
