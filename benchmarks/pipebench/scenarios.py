@@ -29,6 +29,7 @@ from aiohttp import web
 from harness.cluster import WORKERS, Cluster
 from harness.processes import cpu_percent, free_port, pss_bytes
 from harness.sandbox_client import arrivals, set_faults, wait_for_inbox
+from pigeon.memory import QUIET_SECONDS
 from pipebench.history import multiply
 from pipebench.load import (
     Requests,
@@ -264,6 +265,10 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
     _, settled = await wait_settled(cluster, opts.drain_timeout)
     rss = cluster.rss_mb()  # after the whole backlog went through
     pss = cluster.rss_mb(pss_bytes)
+    # and once the workers have been quiet long enough to hand freed memory back to
+    # the system (pigeon.memory): what a dashboard shows for the rest of the lull
+    await asyncio.sleep(QUIET_SECONDS + 1.0)
+    pss_quiet = cluster.rss_mb(pss_bytes)
     times = sorted((await inbox_times(cluster, "drain")).values())
     first, last = times[0], times[-1]
     return {
@@ -279,6 +284,7 @@ async def drain(cluster: Cluster, topology: str, opts: Options) -> Result:
         "cpu_percent_of_one_core": cpu,
         "rss_mb_after": rss,
         "pss_mb_after": pss,
+        "pss_mb_quiet": pss_quiet,
         **await outcome(cluster),
     }
 

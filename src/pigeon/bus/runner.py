@@ -21,6 +21,7 @@ from pigeon import metrics, tracing
 from pigeon.bus.port import ACK, Batch, Consumer, DeadLetter, Message, Outcome, RetryLater
 from pigeon.domain.retry import RetryPolicy
 from pigeon.errors import BusError, PermanentError, TransientError
+from pigeon.memory import QUIET_TRIM
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class ConsumerRunner:
             outcomes = [outcome_for_error(exc, m, self._policy) for m in messages]
         if self._metrics is not None:
             self._metrics.handled(started, outcomes)
+        QUIET_TRIM.worked()
         settled: list[tuple[Batch, Sequence[Outcome]]] = []
         start = 0
         for batch in batches:
@@ -198,6 +200,7 @@ class ConsumerRunner:
             outcomes = [outcome_for_error(exc, m, self._policy) for m in batch.messages]
         if self._metrics is not None:
             self._metrics.handled(started, outcomes)
+        QUIET_TRIM.worked()
         try:
             await self.consumer.settle(batch, outcomes)
         except Exception:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from pigeon.bus.sqlite_schema import NO_AUTO_CHECKPOINT
+from pigeon.bus.sqlite_schema import NO_AUTO_CHECKPOINT, SOFT_HEAP_LIMIT
 from pigeon.errors import ConfigurationError
 
 BUSY_TIMEOUT_MS = 2
@@ -128,6 +128,7 @@ def _sqlite_pragmas(engine: Engine, *, immediate: bool, synchronous: str) -> Non
         # SQLite's own busy handler backs off to 100 ms sleeps and keeps losing to
         # newcomers; the group committer retries a busy BEGIN itself, in ~1 ms steps.
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(SOFT_HEAP_LIMIT)  # the process's, whichever connection sets it
         cursor.close()
 
     @event.listens_for(engine, "begin")
