@@ -9,12 +9,12 @@ of resident memory was free inside the allocator and went back to the system
 at once with ``malloc_trim(0)``; nothing else in the process could reach it.
 
 :class:`QuietTrim` does that once work stops: every handled batch calls
-:meth:`QuietTrim.worked`, which only sets a flag (and arms one timer when none
-is armed); the timer checks every :data:`QUIET_SECONDS` whether work went on,
-and once a whole period passed without any, it trims and disarms. An idle
-process holds no timer and does nothing; a busy one pays one check every
-couple of seconds. Where the C library has no ``malloc_trim`` (musl, macOS),
-nothing is done.
+:meth:`QuietTrim.worked`, which only notes the time (and arms one timer when
+none is armed); when the timer fires and the last batch is
+:data:`QUIET_SECONDS` old, it trims and disarms, else it fires again that
+long after the last batch. An idle process holds no timer and does nothing; a
+busy one pays one check every couple of seconds. Where the C library has no
+``malloc_trim`` (musl, macOS), nothing is done.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 #: a process counts as quiet once this long passed without handled work
 QUIET_SECONDS = 2.0
@@ -57,17 +54,17 @@ class QuietTrim:
         """``trim``: what gives memory back (glibc's ``malloc_trim(0)``); None: nothing can."""
         self._trim = trim
         self._quiet = quiet_seconds
-        self._worked = False
+        self._last_work = 0.0  # the event loop's clock
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.trims = 0  # how often memory was given back (for tests and curiosity)
 
     def worked(self) -> None:
         """Note that work was done just now (cheap: called after every batch)."""
-        self._worked = True
         if self._trim is None:
             return
         loop = asyncio.get_running_loop()
+        self._last_work = loop.time()
         # a timer armed on an earlier event loop (one process may run several in turn)
         # never fires: arm one on this loop
         if self._timer is None or self._loop is not loop:
@@ -75,24 +72,14 @@ class QuietTrim:
             self._timer = loop.call_later(self._quiet, self._check)
 
     def _check(self) -> None:
-        if self._worked and self._loop is not None:  # still busy: look again later
-            self._worked = False
-            self._timer = self._loop.call_later(self._quiet, self._check)
+        assert self._loop is not None and self._trim is not None  # armed by worked()
+        quiet_for = self._loop.time() - self._last_work
+        if quiet_for < self._quiet:  # worked since: look again a period after that work
+            self._timer = self._loop.call_later(self._quiet - quiet_for, self._check)
             return
         self._timer = None
-        if self._trim is None:  # pragma: no cover - never armed without one
-            return
-        try:
-            self._trim()
-        except OSError:  # pragma: no cover - the C call cannot fail this way; never fatal
-            log.debug("malloc_trim failed", exc_info=True)
+        self._trim()
         self.trims += 1
-
-    def close(self) -> None:
-        """Disarm the timer (the process is stopping)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 #: the process's one trimmer: every consumer of a process shares it
