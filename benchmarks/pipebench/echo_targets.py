@@ -116,16 +116,13 @@ def _checks(
     # target 7 is pigeon run's (topology single); a split deployment's processes are the
     # operator's to place
     if topology == "single" and _ok(drain) and drain is not None and "rss_mb_after" in drain:
-        rss_mb, pss_mb = (
+        rss_mb, pss_mb, quiet = (
             sum(v for k, v in drain.get(key, {}).items() if k not in NOT_PIGEON | SERVERS)
-            for key in ("rss_mb_after", "pss_mb_after")
+            for key in ("rss_mb_after", "pss_mb_after", "pss_mb_quiet")
         )
         # Summed RSS counts a page shared by N processes N times; PSS counts it once
         # (pigeon run's workers are forked and share its code): the memory it takes.
         memory = pss_mb or rss_mb
-        quiet = sum(
-            v for k, v in drain.get("pss_mb_quiet", {}).items() if k not in NOT_PIGEON | SERVERS
-        )
         once_quiet = f"; {quiet:.0f} MB once quiet" if quiet else ""
         checks.append(
             _check(
