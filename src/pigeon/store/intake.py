@@ -148,10 +148,6 @@ _INSERT_NOTIFICATION = (
     f"INSERT INTO notifications ({', '.join(NOTIFICATION_COLUMNS)}, attempts, updated_at) "
     f"VALUES ({', '.join('?' * len(NOTIFICATION_COLUMNS))}, 0, ?)"
 )
-_INSERT_ACCEPTED = (
-    "INSERT INTO timeline (notification_id, status, at, detail) "
-    "VALUES (?, 'accepted', ?, 'accepted by the API')"
-)
 #: one accepted notification (parameters: :func:`accepted_params`)
 INSERT_INTAKE = (
     f"INSERT INTO intake_notifications ({', '.join(NOTIFICATION_COLUMNS)}, "
@@ -272,7 +268,6 @@ def move_chunk(
         width = len(NOTIFICATION_COLUMNS)
         moved = [(*r[1 : width + 1], r[1 + _CREATED]) for r in rows]
         sqlite_rows.insert_many(raw, _INSERT_NOTIFICATION, moved)
-        sqlite_rows.insert_many(raw, _INSERT_ACCEPTED, [(r[1], r[1 + _CREATED]) for r in rows])
         sqlite_rows.insert_many(raw, INSERT_LOG, [r[width + 1 :] for r in rows])
         touch({r[width + 1] for r in rows})  # the topic: rung after the commit
         at_n = rows[-1][0]

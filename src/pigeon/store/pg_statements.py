@@ -3,11 +3,11 @@
 Through SQLAlchemy, a transaction of a few small statements costs the API
 about a millisecond of CPU: each statement is a round trip with its own
 compile-cache look-up, parameter processing and result set-up. An accepted
-notification needs three rows (the notification, its first timeline step and
-its outbox event) and a ``NOTIFY`` for the relay; :func:`insert_rows` writes
-them in one statement, whatever the number of notifications the group commit
-gathered: each table's rows travel as one JSON document, and ``json_to_recordset``
-turns it back into typed rows (``WITH a AS (INSERT …), b AS (INSERT …) SELECT
+notification needs two rows (the notification and its outbox event) and a
+``NOTIFY`` for the relay; :func:`insert_rows` writes them in one statement,
+whatever the number of notifications the group commit gathered: each table's
+rows travel as one JSON document, and ``json_to_recordset`` turns it back into
+typed rows (``WITH a AS (INSERT …), b AS (INSERT …) SELECT
 pg_notify(…)``).
 
 Column types come from :mod:`pigeon.store.schema`, so the statement follows

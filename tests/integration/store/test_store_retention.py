@@ -195,8 +195,8 @@ async def test_a_pass_deletes_what_has_expired_and_nothing_else(
     assert not count(db, timeline, timeline.c.notification_id == gone.id)
     assert not count(db, send_attempts, send_attempts.c.notification_id == gone.id)
     assert count(db, notifications) == n_notifications - 1
-    for kept in (stuck, recent, dead):
-        assert count(db, timeline, timeline.c.notification_id == kept.id) >= 3
+    for kept in (stuck, recent, dead):  # its steps after the first (that one is the row)
+        assert count(db, timeline, timeline.c.notification_id == kept.id) >= 2
         assert count(db, send_attempts, send_attempts.c.notification_id == kept.id) == 1
     assert set(column(db, processed_events.c.event_id)) == (records - old_records) | {
         dead_request.event_id  # a replay publishes it again, with this id
