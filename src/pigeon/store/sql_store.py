@@ -760,9 +760,7 @@ class SqlStore:
                     .order_by(timeline.c.at, timeline.c.id)
                 )
             ).all()
-        view = _view_of(row)
-        steps = [TimelineEntry(e.status, utc(e.at), e.detail) for e in entries]
-        return dataclasses.replace(view, timeline=_timeline_of(view.notification, steps))
+        return _view_of(row, [TimelineEntry(e.status, utc(e.at), e.detail) for e in entries])
 
     async def record_delivery_report(self, report: DeliveryReport) -> bool:
         """Turn a provider's delivery report (a status callback) into an event, atomically.
@@ -1207,15 +1205,17 @@ class SqlStore:
 
 
 def _view_of(row: Row[Any], timeline: list[TimelineEntry] | None = None) -> NotificationView:
-    """The view of a ``notifications`` row (with ``timeline``, if given)."""
+    """The view of a ``notifications`` row, with ``timeline`` (the stored steps, if given:
+    the first step, which is the row itself, goes before them)."""
+    notification = notification_from_row(row)
     return NotificationView(
-        notification=notification_from_row(row),
+        notification=notification,
         attempts=row.attempts,
         provider=row.provider,
         provider_message_id=row.provider_message_id,
         last_error=row.last_error,
         updated_at=utc(row.updated_at),
-        timeline=timeline or [],
+        timeline=_timeline_of(notification, timeline) if timeline is not None else [],
         next_attempt_at=utc(row.next_attempt_at) if row.next_attempt_at is not None else None,
     )
 
