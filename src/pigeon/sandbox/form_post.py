@@ -6,9 +6,10 @@ cores with the Pigeon it stands in front of. aiohttp's client spent about
 response over asyncio streams: about 0.1 ms), more than the rest of a
 message's simulated life. :class:`FormPoster` sends a urlencoded form to an
 ``http://`` URL over a pooled connection and reads the status and the body
-(``Content-Length``, chunked, or up to the close) and nothing else: no
-redirects, no cookies, no proxies, no TLS (an ``https://`` callback goes
-through aiohttp, see :class:`pigeon.sandbox.callbacks.CallbackDispatcher`).
+(``Content-Length`` or chunked; a body that runs to the close is not read, the
+connection is closed) and nothing else: no redirects, no cookies, no proxies,
+no TLS, no credentials in the URL (such a callback goes through aiohttp, see
+:class:`pigeon.sandbox.callbacks.CallbackDispatcher`).
 
 A kept-alive connection the server has closed meanwhile (uvicorn closes idle
 ones after 5 s) fails before any byte of the answer: the post is sent once
@@ -50,21 +51,27 @@ class FormPoster:
 
     @staticmethod
     def handles(url: str) -> bool:
-        """Whether ``url`` is one this poster sends to (plain ``http://``)."""
-        return url.startswith("http://")
+        """Whether ``url`` is one this poster sends to: plain ``http://`` with a host, no
+        credentials (Twilio posts those with basic auth: aiohttp does) and nothing that
+        could end a request line (control characters, spaces)."""
+        if not url.startswith("http://") or any(c <= " " or c == "\x7f" for c in url):
+            return False
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            return False
+        return bool(parts.hostname) and parts.username is None and parts.password is None
 
     async def post(self, url: str, form: dict[str, str], headers: dict[str, str]) -> int:
         """POST ``form`` (urlencoded) to ``url`` with ``headers``; the answer's status code.
 
         Raises :class:`FormPostError` or :class:`TimeoutError` (after ``timeout_seconds``).
         """
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
+        if not self.handles(url):
             raise FormPostError(f"not a plain http:// URL: {url!r}")
-        try:
-            port = parts.port or 80
-        except ValueError as exc:
-            raise FormPostError(f"bad port in {url!r}") from exc
+        parts = urlsplit(url)
+        port = parts.port or 80
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         body = urlencode(form).encode()
         lines = [
@@ -75,7 +82,7 @@ class FormPoster:
             *(f"{name}: {value}" for name, value in headers.items()),
         ]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        key = (parts.hostname, port)
+        key = (parts.hostname or "", port)
         async with self._slots, asyncio.timeout(self._timeout):
             connection = self._take(key)
             if connection is not None:
@@ -166,8 +173,7 @@ async def _read_answer(reader: asyncio.StreamReader, head: bytes) -> tuple[int, 
         if size > MAX_BODY_BYTES:
             raise FormPostError(f"an answer of {size} bytes is too long")
         await reader.readexactly(size)
-    else:  # the body runs to the close
-        await reader.read(MAX_BODY_BYTES)
+    else:  # the body runs to the close: the status is known, so close now
         keep = False
     return status, keep
 

@@ -227,8 +227,16 @@ async def test_nobody_listening_and_urls_it_does_not_post_to_raise_a_post_error(
 
     with pytest.raises(FormPostError, match="cannot connect"):
         await poster.post(url, FORM, {})
-    for bad in ("https://example.com/cb", "ftp://example.com/", "http:///no-host"):
+    for bad in (
+        "https://example.com/cb",
+        "ftp://example.com/",
+        "http:///no-host",
+        "http://127.0.0.1:99999/cb",
+        "http://user:secret@127.0.0.1:1/cb",  # basic auth: aiohttp's to send
+        "http://127.0.0.1:1/cb HTTP/1.1\r\nX-Injected: 1",
+    ):
+        assert not FormPoster.handles(bad)
         with pytest.raises(FormPostError, match="not a plain http"):
             await poster.post(bad, FORM, {})
-    assert FormPoster.handles("http://127.0.0.1:1/cb")
-    assert not FormPoster.handles("https://example.com/cb")
+    assert FormPoster.handles("http://127.0.0.1:1/cb?a=b")
+    assert FormPoster.handles("http://[::1]:8080/cb")
