@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from urllib.parse import urlencode, urlsplit
 
 #: the longest status line plus headers read from an answer
@@ -54,35 +55,26 @@ class FormPoster:
         """Whether ``url`` is one this poster sends to: plain ``http://`` with a host, no
         credentials (Twilio posts those with basic auth: aiohttp does) and nothing that
         could end a request line (control characters, spaces)."""
-        if not url.startswith("http://") or any(c <= " " or c == "\x7f" for c in url):
-            return False
-        parts = urlsplit(url)
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            return False
-        return bool(parts.hostname) and parts.username is None and parts.password is None
+        return _plain(url) is not None
 
     async def post(self, url: str, form: dict[str, str], headers: dict[str, str]) -> int:
         """POST ``form`` (urlencoded) to ``url`` with ``headers``; the answer's status code.
 
         Raises :class:`FormPostError` or :class:`TimeoutError` (after ``timeout_seconds``).
         """
-        if not self.handles(url):
+        plain = _plain(url)
+        if plain is None:
             raise FormPostError(f"not a plain http:// URL: {url!r}")
-        parts = urlsplit(url)
-        port = parts.port or 80
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        key, netloc, target = plain
         body = urlencode(form).encode()
         lines = [
             f"POST {target} HTTP/1.1",
-            f"Host: {parts.netloc}",
+            f"Host: {netloc}",
             "Content-Type: application/x-www-form-urlencoded",
             f"Content-Length: {len(body)}",
             *(f"{name}: {value}" for name, value in headers.items()),
         ]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        key = (parts.hostname or "", port)
         async with self._slots, asyncio.timeout(self._timeout):
             connection = self._take(key)
             if connection is not None:
@@ -143,6 +135,23 @@ class FormPoster:
                 self._idle.setdefault(key, []).append(connection)
             else:
                 writer.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _plain(url: str) -> tuple[tuple[str, int], str, str] | None:
+    """``url``'s (host, port), ``Host`` header and request target, if it is plain http://
+    (parsed once per URL: a sandbox posts every callback of a sender to the same one)."""
+    if not url.startswith("http://") or any(c <= " " or c == "\x7f" for c in url):
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 80
+    except ValueError:
+        return None
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        return None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.hostname, port), parts.netloc, target
 
 
 async def _connect(key: tuple[str, int]) -> _Connection:
