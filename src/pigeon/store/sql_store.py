@@ -716,14 +716,15 @@ class SqlStore:
     ) -> list[NotificationView]:
         """A page of the account's notifications, newest first, after ``after`` (timelines
         left out). On the embedded stack the ones the API accepted a moment ago and the
-        intake relay has not moved yet are in it too."""
+        intake relay has not moved yet are in it too.
+
+        The intake file is read first, then the store: the relay forgets an intake row
+        only after the store has it, so a row moved between the two reads is in the
+        second. (Store first, a row moved and forgotten in between was in neither, and
+        a page could skip a notification its caller had just sent.)
+        """
         dialect = self.url.dialect
-        query = listing.page_query(
-            notifications, account_id, filt, after=after, limit=limit, dialect=dialect
-        )
-        async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
-        views = {row.id: _view_of(row) for row in rows}
+        views: dict[str, NotificationView] = {}
         if self._intake_reader is not None and filt.status in (None, NotificationStatus.ACCEPTED):
             table = intake_sql.intake_notifications
             query = listing.page_query(
@@ -731,9 +732,14 @@ class SqlStore:
             )
             async with self._read(self._intake_reader) as conn:
                 waiting = (await conn.execute(query)).all()
-            for row in waiting:  # a row moved meanwhile is in both: the store's is newer
-                if row.id not in views:
-                    views[row.id] = _intake_view(row)
+            views = {row.id: _intake_view(row) for row in waiting}
+        query = listing.page_query(
+            notifications, account_id, filt, after=after, limit=limit, dialect=dialect
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        for row in rows:  # a row moved meanwhile is in both: the store's is newer
+            views[row.id] = _view_of(row)
         ordered = sorted(
             views.values(),
             key=lambda v: (v.notification.created_at, v.notification.id),

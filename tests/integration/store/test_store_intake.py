@@ -9,6 +9,7 @@ them into the store with its position in one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from pigeon.store import intake as intake_sql
 from pigeon.store.engine import DatabaseUrl
 from pigeon.store.idempotency import IdempotentRequest
 from pigeon.store.intake import create_intake
+from pigeon.store.listing import NotificationFilter
 from pigeon.store.sql_store import SqlStore
 
 TO = "+14155550123"
@@ -204,6 +206,40 @@ async def test_callbacks_are_appended_and_applied_when_moved(
     finally:
         conn.close()
     assert DeliveryReport.from_json(kept) == report
+
+
+async def test_a_listing_never_skips_a_notification_moved_while_it_reads(
+    store: SqlStore, account: Account, url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page reads the intake file and the store one after the other. The relay may move
+    a row, and forget it in the intake, between the two reads: it must still be listed
+    (a caller listing what it has just sent saw it missing, now and then, in the e2e
+    suite)."""
+    api = await _store(url)  # the API's process; ``store`` is the relay's
+    try:
+        sent = _new(account)
+        await api.accept(sent)
+        reads = 0
+        read = api._read
+
+        @contextlib.asynccontextmanager
+        async def read_then_move(engine: object = None) -> AsyncIterator[object]:
+            nonlocal reads
+            async with read(engine) as conn:  # type: ignore[arg-type]
+                yield conn
+            reads += 1
+            if reads == 1:  # whichever file was read first, the row moves on now
+                moved = await store.move_intake()
+                assert moved.notifications == 1
+                assert await store.forget_moved_intake(moved) == 1
+
+        monkeypatch.setattr(api, "_read", read_then_move)
+        page = await api.list_notifications(account.id, NotificationFilter(), limit=10)
+        assert reads == 2
+        assert [view.notification.id for view in page] == [sent.id]
+        assert _count(url.path, "SELECT COUNT(*) FROM notifications") == 1
+    finally:
+        await api.stop()
 
 
 async def test_one_relay_moves_an_accept_as_soon_as_it_is_committed_another_stands_by(
