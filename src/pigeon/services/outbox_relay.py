@@ -59,7 +59,6 @@ class OutboxRelay:
         standby_interval: float = 1.0,
         error_backoff: float = 1.0,
     ) -> None:
-        self._store = store
         self._bus = bus
         self._batch_size = batch_size
         self._linger = linger
@@ -105,10 +104,11 @@ class OutboxRelay:
 
     async def _relay(self) -> None:
         while not self._stopping.is_set():
-            # the rows are deleted when the block ends, i.e. once Kafka has them all
-            async with self._store.outbox_claim(self._batch_size) as rows:
+            # the rows are deleted when the block ends, i.e. once Kafka has them all; a
+            # claim is made only while this relay leads (on PostgreSQL: on the session
+            # that holds the lock, so a standby cannot have taken over meanwhile)
+            async with self._leadership.claim(self._batch_size) as rows:
                 if rows:
-                    await self._leadership.confirm()  # a standby may have taken over
                     records = [
                         OutRecord(
                             row.topic,

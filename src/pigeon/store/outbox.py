@@ -19,12 +19,12 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 import orjson
-from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -65,35 +65,23 @@ async def read_batch(engine: AsyncEngine, limit: int) -> list[OutboxRow]:
 
 
 #: PostgreSQL: the oldest rows, deleted by the statement that reads them; the relay
-#: commits once Kafka acknowledged them (a failure or a crash rolls the deletion back)
-_CLAIM = text(
+#: commits once Kafka acknowledged them (a failure or a crash rolls the deletion back).
+#: A claim lost in a server crash only publishes its rows again (consumers drop
+#: duplicates by event id), so its commit need not wait for the WAL flush.
+_CLAIM = (
     "DELETE FROM outbox WHERE id IN"
-    " (SELECT id FROM outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " (SELECT id FROM outbox ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
     " RETURNING id, topic, key, value, headers"
 )
-#: a claim lost in a server crash only publishes its rows again (consumers drop
-#: duplicates by event id), so its commit need not wait for the WAL flush
-_NO_FLUSH = text("SET LOCAL synchronous_commit = off")
 
 
-@contextlib.asynccontextmanager
-async def claim_postgres(engine: AsyncEngine, limit: int) -> AsyncIterator[list[OutboxRow]]:
-    """The oldest ``limit`` rows (PostgreSQL), deleted when the block ends without error.
-
-    One statement reads and deletes them, in a transaction that stays open
-    while they are published: one round trip and one commit per batch instead
-    of a read, a delete and their commits.
-    """
-    async with engine.begin() as conn:
-        await conn.execute(_NO_FLUSH)
-        rows = (await conn.execute(_CLAIM, {"limit": limit})).all()
-        yield sorted(
-            (
-                OutboxRow(r.id, r.topic, r.key, bytes(r.value), orjson.loads(r.headers))
-                for r in rows
-            ),
-            key=lambda row: row.id,  # RETURNING promises no order
-        )
+def _rows(raw: list[tuple[Any, ...]]) -> list[OutboxRow]:
+    """Claimed rows, oldest first (``RETURNING`` promises no order)."""
+    rows = (
+        OutboxRow(int(id_), str(topic), str(key), bytes(value), orjson.loads(headers))
+        for id_, topic, key, value, headers in raw
+    )
+    return sorted(rows, key=lambda row: row.id)
 
 
 _DELETE = delete(outbox).where(outbox.c.id.in_(bindparam("ids", expanding=True)))
@@ -118,8 +106,11 @@ class Leadership(Protocol):
         """Try to become the active relay; False while another one is."""
         ...
 
-    async def confirm(self) -> None:
-        """Raise unless we still hold the leadership (checked before each batch)."""
+    def claim(self, limit: int) -> contextlib.AbstractAsyncContextManager[list[OutboxRow]]:
+        """The oldest ``limit`` rows, forgotten when the block ends without error.
+
+        Raises :class:`StoreUnavailable` unless we hold the leadership.
+        """
         ...
 
     async def wait(self, seconds: float) -> None:
@@ -136,12 +127,20 @@ class Leadership(Protocol):
 
 
 class PostgresLeadership:
-    """Advisory lock + LISTEN on one dedicated psycopg connection."""
+    """Advisory lock + LISTEN + the claims, on one dedicated psycopg connection.
+
+    A claim runs on the session that holds the lock, so a claim that succeeds
+    proves the leadership: no other relay can be active while that session
+    lives, and if it dies, its claim's transaction dies with it (the rows stay
+    for the next leader). The claim's ``BEGIN``, setting and ``DELETE`` go in
+    one pipelined round trip, and the ``COMMIT`` in a second one.
+    """
 
     def __init__(self, url: DatabaseUrl, channel: str) -> None:
         self._conninfo = url.psycopg_conninfo()
         self._channel = channel
         self._conn: Any = None
+        self._leading = False
         self._woken = asyncio.Event()
 
     async def acquire(self) -> bool:
@@ -159,18 +158,44 @@ class PostgresLeadership:
             if not (row and row[0]):
                 return False
             await self._conn.execute(f"LISTEN {self._channel}")
+            self._leading = True
             return True
         except psycopg.Error as exc:
             await self.release()
             raise StoreUnavailable(f"outbox relay cannot reach the database: {exc}") from exc
 
-    async def confirm(self) -> None:
+    @contextlib.asynccontextmanager
+    async def claim(self, limit: int) -> AsyncIterator[list[OutboxRow]]:
         import psycopg
 
+        conn = self._conn
+        if conn is None or not self._leading:
+            raise StoreUnavailable("outbox relay does not hold the leadership")
         try:
-            await self._conn.execute("SELECT 1")
-        except (psycopg.Error, AttributeError) as exc:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                cursor = await conn.execute(_CLAIM, (limit,))
+            rows = _rows(await cursor.fetchall())
+        except psycopg.Error as exc:
+            await self._roll_back()
             raise StoreUnavailable(f"outbox relay lost its database session: {exc}") from exc
+        try:
+            yield rows
+        except BaseException:
+            await self._roll_back()
+            raise
+        try:
+            await conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"outbox relay lost its database session: {exc}") from exc
+
+    async def _roll_back(self) -> None:
+        """Undo a claim (its rows stay); a session too broken for that is closed."""
+        try:
+            await self._conn.execute("ROLLBACK")
+        except Exception:  # the server drops the claim with the session anyway
+            await self.release()
 
     async def wait(self, seconds: float) -> None:
         import psycopg
@@ -190,17 +215,23 @@ class PostgresLeadership:
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None
+        self._leading = False
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()  # the server drops the advisory lock with the session
 
 
+#: a claim on a store whose writes go through its group committer: read, then delete
+Claimer = Callable[[int], contextlib.AbstractAsyncContextManager[list[OutboxRow]]]
+
+
 class FileLeadership:
     """An exclusive ``flock`` beside the SQLite file, plus wake-up or polling."""
 
-    def __init__(self, url: DatabaseUrl, poll_interval: float) -> None:
+    def __init__(self, url: DatabaseUrl, poll_interval: float, claimer: Claimer) -> None:
         self._path = url.path.with_name(url.path.name + ".relay.lock")
         self._poll = poll_interval
+        self._claimer = claimer
         self._file: IO[str] | None = None
         self._woken = asyncio.Event()
 
@@ -215,9 +246,12 @@ class FileLeadership:
         self._file = handle
         return True
 
-    async def confirm(self) -> None:
+    @contextlib.asynccontextmanager
+    async def claim(self, limit: int) -> AsyncIterator[list[OutboxRow]]:
         if self._file is None:
             raise StoreUnavailable("outbox relay does not hold its lock")
+        async with self._claimer(limit) as rows:
+            yield rows
 
     async def wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

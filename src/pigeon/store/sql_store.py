@@ -367,29 +367,19 @@ class SqlStore:
         await outbox_sql.delete_rows(self._commits, ids)
 
     @contextlib.asynccontextmanager
-    async def outbox_claim(self, limit: int) -> AsyncIterator[list[outbox_sql.OutboxRow]]:
-        """The oldest unpublished events, forgotten when the block ends without error.
-
-        PostgreSQL reads and deletes them in one statement whose transaction
-        commits after the block; elsewhere they are read, then deleted.
-        """
-        if self.url.dialect != "postgresql":
-            rows = await self.outbox_batch(limit)
-            yield rows
-            if rows:
-                await self.outbox_delete([row.id for row in rows])
-            return
-        try:
-            async with outbox_sql.claim_postgres(self._reader, limit) as rows:
-                yield rows
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"database {self.url} does not answer: {exc}") from exc
+    async def _outbox_claim(self, limit: int) -> AsyncIterator[list[outbox_sql.OutboxRow]]:
+        """The oldest unpublished events, read, then deleted when the block ends without
+        error (the relay on SQLite; on PostgreSQL its leadership's session claims)."""
+        rows = await self.outbox_batch(limit)
+        yield rows
+        if rows:
+            await self.outbox_delete([row.id for row in rows])
 
     def relay_leadership(self, poll_interval: float = 0.01) -> outbox_sql.Leadership:
-        """How outbox relays on this database agree which one publishes."""
+        """How outbox relays on this database agree which one publishes, and claim rows."""
         if self.url.dialect == "postgresql":
             return outbox_sql.PostgresLeadership(self.url, OUTBOX_CHANNEL)
-        return outbox_sql.FileLeadership(self.url, poll_interval)
+        return outbox_sql.FileLeadership(self.url, poll_interval, self._outbox_claim)
 
     # -- accounts and keys -----------------------------------------------------
     async def ensure_account(self, name: str) -> Account:

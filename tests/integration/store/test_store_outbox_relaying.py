@@ -22,7 +22,9 @@ from pigeon.bus.port import HEADER_EVENT_TYPE
 from pigeon.domain.events import TOPIC_SMS_REQUESTED, SmsRequested, decode, encode
 from pigeon.domain.ids import new_notification_id
 from pigeon.domain.notification import Notification
+from pigeon.errors import StoreUnavailable
 from pigeon.store.engine import DatabaseUrl
+from pigeon.store.outbox import RELAY_LOCK_ID
 from pigeon.store.sql_store import OUTBOX_CHANNEL, SqlStore
 
 Relaying = tuple[SqlStore, psycopg.AsyncConnection, str]
@@ -101,17 +103,65 @@ async def test_a_claim_deletes_its_rows_only_when_the_block_ends_without_error(
     """The relay's claim: oldest first; a failed publish (or a crash) leaves the rows."""
     store, _, account = relaying
     await _accept(store, account, 5)
-    with pytest.raises(RuntimeError):
-        async with store.outbox_claim(3) as rows:
-            assert len(rows) == 3
-            raise RuntimeError("Kafka refused the batch")
-    assert len(await store.outbox_batch(10)) == 5  # rolled back: nothing lost
-    oldest = [row.id for row in await store.outbox_batch(10)]
-    async with store.outbox_claim(3) as rows:
-        assert [row.id for row in rows] == oldest[:3]
-        async with store.outbox_claim(10) as others:  # a second claimer skips locked rows
-            assert [row.id for row in others] == oldest[3:]
-    assert await store.outbox_batch(10) == []
+    leader = store.relay_leadership()
+    assert await leader.acquire()
+    try:
+        with pytest.raises(RuntimeError):
+            async with leader.claim(3) as rows:
+                assert len(rows) == 3
+                raise RuntimeError("Kafka refused the batch")
+        assert len(await store.outbox_batch(10)) == 5  # rolled back: nothing lost
+        oldest = [row.id for row in await store.outbox_batch(10)]
+        async with leader.claim(3) as rows:
+            assert [row.id for row in rows] == oldest[:3]
+            assert [row.topic for row in rows] == [TOPIC_SMS_REQUESTED] * 3
+            assert all(isinstance(decode(row.value), SmsRequested) for row in rows)
+            assert rows[0].headers == {HEADER_EVENT_TYPE: "SmsRequested"}
+        assert [row.id for row in await store.outbox_batch(10)] == oldest[3:]
+        async with leader.claim(10) as rows:
+            assert [row.id for row in rows] == oldest[3:]
+        assert await store.outbox_batch(10) == []
+    finally:
+        await leader.release()
+
+
+async def _end_the_leaders_session(conn: psycopg.AsyncConnection) -> int:
+    """Make the server end the session that holds this schema's relay lock (as a
+    network failure or a killed relay would); how many sessions it ended."""
+    cursor = await conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+        " AND granted AND classid = %s AND objid = hashtext(current_schema())::oid",
+        (RELAY_LOCK_ID,),
+    )
+    return len(await cursor.fetchall())
+
+
+async def test_only_the_leader_claims_and_a_dead_session_loses_its_claim(
+    relaying: Relaying,
+) -> None:
+    """A claim runs on the session that holds the lock: a standby cannot claim, and
+    when the leader's session dies mid-claim its rows stay for the next leader."""
+    store, listener, account = relaying
+    await _accept(store, account, 2)
+    leader, standby = store.relay_leadership(), store.relay_leadership()
+    assert await leader.acquire()
+    try:
+        assert not await standby.acquire()
+        with pytest.raises(StoreUnavailable, match="does not hold the leadership"):
+            async with standby.claim(10):
+                pass
+        with pytest.raises(StoreUnavailable, match="lost its database session"):
+            async with leader.claim(10) as rows:
+                assert len(rows) == 2
+                assert await _end_the_leaders_session(listener) == 1
+        assert len(await store.outbox_batch(10)) == 2  # its claim died with it
+        assert await standby.acquire()  # the lock went with the session
+        async with standby.claim(10) as rows:
+            assert len(rows) == 2
+        assert await store.outbox_batch(10) == []
+    finally:
+        await leader.release()
+        await standby.release()
 
 
 async def test_the_request_event_postgresql_writes_is_the_one_python_writes(
