@@ -127,9 +127,10 @@ async def test_a_claim_deletes_its_rows_only_when_the_block_ends_without_error(
 
 async def _end_the_leaders_session(conn: psycopg.AsyncConnection) -> int:
     """Make the server end the session that holds this schema's relay lock (as a
-    network failure or a killed relay would); how many sessions it ended."""
+    network failure or a killed relay would), waiting until it has (and so has let
+    the lock go); how many sessions it ended."""
     cursor = await conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory'"
         " AND granted AND classid = %s AND objid = hashtext(current_schema())::oid",
         (RELAY_LOCK_ID,),
     )
